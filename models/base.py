@@ -1,0 +1,177 @@
+"""The one model interface every node uses.
+
+A backend turns a :class:`RenderedPrompt` into samples. Prompts are *rendered* per backend
+from the same parts (:class:`PromptParts`) by the backend's :attr:`ModelBackend.renderer`:
+chat models get role-play messages from ``prompts/``, the embedded model gets its compact
+serialization. Nodes do::
+
+    rendered = model.renderer.render(parts)
+    gen = model.generate(rendered, n=4, temperature=0.7)
+    answers = [model.renderer.parse(s.text, parts.kind) for s in gen.samples]
+
+Capabilities say what a backend can do beyond ``generate``: ``score`` (log-likelihood of given
+candidates), ``adapt`` (temporary LoRA adapters, used by test-time training) and whether
+samples carry token log-probabilities.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.schema import Example, MockFunction, TaskKind
+
+
+class ModelError(Exception):
+    """A model call failed (server error, time-out, exhausted retries). One-line message."""
+
+
+class ModelConfigError(ModelError):
+    """The model is misconfigured by the user (unknown spec, missing key or path)."""
+
+
+class CapabilityError(ModelError):
+    """The backend cannot do what was asked (e.g. ``adapt`` on an OpenAI model)."""
+
+
+class PromptParts(BaseModel):
+    """Everything a prompt is made of, independent of any backend."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: TaskKind
+    function: MockFunction
+    notes: list[str] = Field(default_factory=list)
+    demos: list[Example] = Field(default_factory=list)
+    query: Any
+
+
+class ChatMessage(BaseModel):
+    """One chat message (OpenAI roles)."""
+
+    role: str
+    content: str
+
+
+class RenderedPrompt(BaseModel):
+    """A prompt in the form a backend consumes: chat ``messages`` or raw ``text``.
+
+    ``stop`` lists strings that end a completion (the compact format ends an answer at a newline).
+    """
+
+    messages: list[ChatMessage] | None = None
+    text: str | None = None
+    stop: list[str] = Field(default_factory=list)
+    max_new_tokens: int = 256
+
+
+class Usage(BaseModel):
+    """Token and request accounting for one or more calls; add with ``+``."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    requests: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            requests=self.requests + other.requests,
+            cost_usd=self.cost_usd + other.cost_usd,
+        )
+
+
+class Sample(BaseModel):
+    """One generated sample."""
+
+    text: str
+    logprob: float | None = Field(default=None, description="Sum of token log-probabilities, if known.")
+    token_logprobs: list[float] | None = Field(default=None, description="Per-token log-probabilities, if known.")
+
+
+class Generation(BaseModel):
+    """The result of one ``generate`` call."""
+
+    samples: list[Sample]
+    usage: Usage = Field(default_factory=Usage)
+    seconds: float = 0.0
+
+
+class Capabilities(BaseModel):
+    """What a backend can do beyond generating text."""
+
+    logprobs: bool = False
+    score: bool = False
+    adapt: bool = False
+
+
+class Renderer(Protocol):
+    """Renders :class:`PromptParts` for one family of backends and parses answers back."""
+
+    name: str
+
+    def render(self, parts: PromptParts) -> RenderedPrompt:
+        """Build the prompt."""
+        ...
+
+    def parse(self, text: str, kind: TaskKind) -> Any | None:
+        """Parse a completion into a value of ``kind``; ``None`` when it cannot be parsed."""
+        ...
+
+    def format_value(self, value: Any, kind: TaskKind) -> str:
+        """Write a value the way this renderer expects answers (used for scoring candidates)."""
+        ...
+
+
+class ModelBackend(ABC):
+    """Base class of model backends."""
+
+    #: Human-readable spec, e.g. ``"embedded"``, ``"hf:/path"``, ``"openai:gpt-4o-mini"``.
+    name: str = "model"
+    capabilities: Capabilities = Capabilities()
+    renderer: Renderer
+
+    @abstractmethod
+    def generate(
+        self,
+        prompt: RenderedPrompt,
+        *,
+        n: int = 1,
+        temperature: float = 0.0,
+        max_new_tokens: int | None = None,
+        seed: int | None = None,
+    ) -> Generation:
+        """Sample ``n`` completions (greedy when ``temperature == 0``).
+
+        Raises:
+            ModelError: On a failed call, after the backend's retries, within its time-out.
+        """
+
+    def score(self, prompt: RenderedPrompt, candidates: list[str]) -> list[float]:
+        """Log-likelihood of each candidate as the continuation of ``prompt``.
+
+        Raises:
+            CapabilityError: If the backend cannot score.
+        """
+        raise CapabilityError(f"model {self.name!r} cannot score candidates")
+
+    @contextmanager
+    def adapter(self, **lora: Any) -> Iterator[Any]:
+        """Attach a fresh, temporary LoRA adapter; yield the trainable model; remove it on exit.
+
+        The base weights are never modified. Test-time training fills in what is trained.
+
+        Raises:
+            CapabilityError: If the backend cannot adapt (remote models).
+        """
+        raise CapabilityError(f"model {self.name!r} cannot adapt (test-time training needs a local model)")
+        yield  # pragma: no cover - makes this a generator
