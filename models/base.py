@@ -95,7 +95,9 @@ class Sample(BaseModel):
 
     text: str
     logprob: float | None = Field(default=None, description="Sum of token log-probabilities, if known.")
-    token_logprobs: list[float] | None = Field(default=None, description="Per-token log-probabilities, if known.")
+    token_logprobs: list[float] | None = Field(
+        default=None, description="Per-token log-probabilities, if known."
+    )
 
 
 class Generation(BaseModel):

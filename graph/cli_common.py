@@ -1,0 +1,85 @@
+"""What ``graph.run`` and ``graph.bench`` share: flags for the run's knobs and error handling."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from tasks.errors import TaskFileError
+
+from graph.context import STRATEGIES, Context
+from graph.errors import SettingsError
+from models.base import ModelConfigError, ModelError
+from nodes.prepare import InvalidInputError
+
+#: User mistakes: one line on stderr, exit code 2, no traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    TaskFileError, ModelConfigError, SettingsError, InvalidInputError,
+)  # fmt: skip
+
+
+def add_context_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags that override :class:`Context` fields (which fall back to ``MOCKINGBIRD_*``)."""
+    parser.add_argument("--model", help="embedded (default), hf:PATH or openai:MODEL")
+    parser.add_argument("--strategy", help=f"one of {', '.join(STRATEGIES)} (default auto)")
+    parser.add_argument("--samples", type=int, help="samples per query (default 4)")
+    parser.add_argument("--temperature", type=float, help="temperature of extra samples (default 0.7)")
+    parser.add_argument(
+        "--max-demos", type=int, dest="max_demos", help="demonstrations in the prompt; 0 = all"
+    )
+    parser.add_argument("--seed", type=int, help="sampling seed (default 0)")
+    parser.add_argument(
+        "--timeout", type=float, dest="timeout_s", help="seconds per model request (default 60)"
+    )
+    parser.add_argument("--db", help="SQLite database for checkpoints and task memory")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+
+
+def context_from_args(args: argparse.Namespace) -> Context:
+    """A Context from flags; unset flags fall back to the environment, then defaults."""
+    names = ["model", "strategy", "samples", "temperature", "max_demos", "seed", "timeout_s"]
+    return Context(**{n: getattr(args, n) for n in names if getattr(args, n, None) is not None})
+
+
+def parse_json_flag(raw: str | None, flag: str) -> Any:
+    """A JSON-valued flag, with a one-line error naming the flag."""
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(
+            f"{flag}: not valid JSON ({exc.msg} at column {exc.colno}): {raw[:60]!r}"
+        ) from None
+
+
+def run_cli(main: Callable[[], int]) -> int:
+    """Run a CLI body: user mistakes and model failures become one line on stderr.
+
+    Exit codes: 0 ok, 1 a model or server failed, 2 a user mistake, 130 interrupted.
+    """
+    try:
+        return main()
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModelError as exc:
+        print(f"error: model call failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; unfinished runs resume with the same --thread", file=sys.stderr)
+        return 130
+
+
+def setup_logging(verbose: bool) -> None:
+    """Library modules log; the CLI decides what is shown."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "httpcore", "openai", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,91 @@
+"""Per-run knobs, given to the graph through ``context_schema`` / ``Runtime[Context]``.
+
+Every field falls back to an environment variable ``MOCKINGBIRD_<FIELD>`` (upper case) when it is
+left at its default, so ``.env`` (see ``.env.example``) configures runs without flags. Secrets
+(the OpenAI key) are read from the environment by the model factory, never stored here.
+
+Example::
+
+    from graph.builder import graph
+    from graph.context import Context
+    graph.invoke({"task": task.model_dump(), "query": {"input": [[0, 1]]}},
+                 context=Context(model="embedded", samples=1), version="v2")
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, get_args
+
+from graph.errors import SettingsError
+
+#: Strategies the router knows. ``auto`` lets the router decide.
+Strategy = Literal["auto", "icl"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+
+ENV_PREFIX = "MOCKINGBIRD_"
+
+
+@dataclass(kw_only=True)
+class Context:
+    """Knobs of one run; each documented field has an env fallback ``MOCKINGBIRD_<NAME>``."""
+
+    model: str = field(default="embedded", metadata={"help": "embedded, hf:PATH or openai:MODEL"})
+    strategy: str = field(default="auto", metadata={"help": "auto (router decides) or a strategy name"})
+    samples: int = field(default=4, metadata={"help": "samples per query; agreement is the confidence"})
+    temperature: float = field(default=0.7, metadata={"help": "sampling temperature of the extra samples"})
+    max_demos: int = field(default=0, metadata={"help": "demonstrations in the prompt; 0 = all"})
+    seed: int = field(default=0, metadata={"help": "sampling seed, for reproducible runs"})
+    timeout_s: float = field(default=60.0, metadata={"help": "time-out of one model request, seconds"})
+    max_attempts: int = field(default=4, metadata={"help": "attempts per model call (one retry layer)"})
+    openai_base_url: str = field(
+        default="", metadata={"help": "OpenAI-compatible server URL; empty = OpenAI"}
+    )
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) != f.default:
+                continue  # explicit values win over the environment
+            raw = os.environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                setattr(self, f.name, _coerce(f.name, raw, type(f.default)))
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every knob; raise :class:`SettingsError` with a one-line message."""
+        if self.strategy not in STRATEGIES:
+            raise SettingsError(
+                f"strategy: unknown strategy {self.strategy!r}; expected one of {', '.join(STRATEGIES)}"
+            )
+        if self.samples < 1:
+            raise SettingsError(f"samples: must be at least 1, got {self.samples}")
+        if not 0.0 <= self.temperature <= 5.0:
+            raise SettingsError(f"temperature: must be between 0 and 5, got {self.temperature}")
+        if self.max_demos < 0:
+            raise SettingsError(f"max_demos: must be 0 (all) or positive, got {self.max_demos}")
+        if self.timeout_s <= 0:
+            raise SettingsError(f"timeout_s: must be positive, got {self.timeout_s}")
+        if self.max_attempts < 1:
+            raise SettingsError(f"max_attempts: must be at least 1, got {self.max_attempts}")
+        if not self.model.strip():
+            raise SettingsError("model: must not be empty (embedded, hf:PATH or openai:MODEL)")
+
+
+def _coerce(name: str, raw: str, kind: type) -> Any:
+    """Convert an environment string to the field's type, with a clear error."""
+    env = ENV_PREFIX + name.upper()
+    try:
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+    except ValueError:
+        expected = "an integer" if kind is int else "a number"
+        raise SettingsError(f"{env}: expected {expected}, got {raw!r}") from None
+    return raw
+
+
+def context_help() -> dict[str, str]:
+    """Field name -> help text, for the CLI and ``.env.example``."""
+    return {f.name: str(f.metadata.get("help", "")) for f in fields(Context)}

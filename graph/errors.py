@@ -1,0 +1,10 @@
+"""Errors the CLIs report as one line on stderr with exit code 2 (user mistakes)."""
+
+from __future__ import annotations
+
+
+class SettingsError(ValueError):
+    """A setting (flag, environment variable or ``.env`` entry) has a bad value.
+
+    The message names the setting and what is wrong, on one line.
+    """

@@ -1,0 +1,58 @@
+"""Turning samples into candidates: parse, group identical answers, vote.
+
+Shared by every strategy that samples (ICL now; selection and test-time training later), so
+confidence means the same thing everywhere: the share of samples that agree with the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from graph.state import Candidate
+from models.base import Generation, Renderer
+from tasks.schema import TaskKind
+
+
+def _key(answer: Any) -> str:
+    return json.dumps(answer, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def aggregate(gen: Generation, renderer: Renderer, kind: TaskKind) -> list[Candidate]:
+    """Group the samples of ``gen`` by parsed answer, most votes first.
+
+    Ties are broken by the first sample's order (the greedy sample comes first), then by
+    log-probability. Unparseable samples are grouped as one ``None`` candidate, always last
+    among equals, so a parse failure never wins a tie.
+    """
+    groups: dict[str, Candidate] = {}
+    order: dict[str, int] = {}
+    for i, sample in enumerate(gen.samples):
+        answer = renderer.parse(sample.text, kind)
+        key = _key(answer)
+        if key not in groups:
+            groups[key] = Candidate(answer=answer, text=sample.text, votes=0, logprob=sample.logprob)
+            order[key] = i
+        cand = groups[key]
+        cand["votes"] += 1
+        if sample.logprob is not None and (cand["logprob"] is None or sample.logprob > cand["logprob"]):
+            cand["logprob"] = sample.logprob
+    return sorted(
+        groups.values(),
+        key=lambda c: (c["answer"] is None, -c["votes"], order[_key(c["answer"])]),
+    )
+
+
+def confidence(candidates: list[Candidate], total: int) -> float:
+    """Confidence of the top candidate.
+
+    With several samples: the share that agree with it. With one sample and a log-probability:
+    the sequence probability, so a single greedy answer still says how sure the model was.
+    """
+    if not candidates or total <= 0 or candidates[0]["answer"] is None:
+        return 0.0
+    top = candidates[0]
+    if total == 1 and top["logprob"] is not None:
+        return round(math.exp(top["logprob"]), 4)
+    return round(top["votes"] / total, 4)

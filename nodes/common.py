@@ -1,0 +1,76 @@
+"""Helpers shared by nodes: the run's context, the model, long-term memory and cost entries."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from langgraph.runtime import Runtime
+from langgraph.store.base import BaseStore
+
+from graph.context import Context
+from graph.state import Cost
+from models.base import ModelBackend, Usage
+from models.factory import load_model
+
+#: Namespaces of the long-term store (one per kind of task memory).
+NOTES_NS = ("mockingbird", "notes")
+OUTCOMES_NS = ("mockingbird", "outcomes")
+
+
+def get_context(runtime: Runtime[Context] | None) -> Context:
+    """The run's context; LangGraph passes ``None`` when the caller gave none, so build defaults."""
+    ctx = runtime.context if runtime is not None else None
+    return ctx if ctx is not None else Context()
+
+
+def resolve_model(ctx: Context, bound: ModelBackend | None) -> ModelBackend:
+    """The model for this run: bound to the graph (``build_graph(model=...)``) or from the context.
+
+    Local models are cached by the factory, so resolving per node is cheap.
+    """
+    if bound is not None:
+        return bound
+    return load_model(
+        ctx.model,
+        openai_base_url=ctx.openai_base_url or None,
+        timeout_s=ctx.timeout_s,
+        max_attempts=ctx.max_attempts,
+    )
+
+
+def query_key(value: Any) -> str:
+    """A stable key for a query input (store keys must be strings)."""
+    blob = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def task_notes(store: BaseStore | None, task_id: str) -> list[str]:
+    """Notes kept for a task in the long-term store (empty without a store)."""
+    if store is None:
+        return []
+    item = store.get(NOTES_NS, task_id)
+    return list(item.value.get("notes", [])) if item else []
+
+
+def task_outcomes(store: BaseStore | None, task_id: str) -> dict[str, int]:
+    """How earlier queries of a task went: ``{"n": ..., "correct": ...}`` over scored queries."""
+    if store is None:
+        return {"n": 0, "correct": 0}
+    items = store.search((*OUTCOMES_NS, task_id), limit=1000)
+    scored = [i.value for i in items if i.value.get("correct") is not None]
+    return {"n": len(scored), "correct": sum(1 for v in scored if v["correct"])}
+
+
+def cost_entry(node: str, started: float, usage: Usage | None = None) -> Cost:
+    """A cost record for ``node`` from its start time and model usage."""
+    usage = usage or Usage()
+    return Cost(
+        node=node,
+        seconds=round(time.perf_counter() - started, 4),
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        requests=usage.requests,
+    )

@@ -1,0 +1,57 @@
+"""``prepare``: validate the task and query, and gather the task's notes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from langgraph.runtime import Runtime
+from pydantic import ValidationError
+
+from graph.context import Context
+from graph.state import State
+from nodes.common import cost_entry, task_notes
+from tasks.schema import Task, check_value
+
+
+class InvalidInputError(ValueError):
+    """The graph's input is not a valid task/query (one-line message)."""
+
+
+def load_task(raw: dict[str, Any]) -> Task:
+    """Validate the state's task dict into a :class:`Task`, with a one-line error."""
+    try:
+        return Task.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "task"
+        raise InvalidInputError(f"task.{where}: {err['msg']}") from None
+
+
+def prepare(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Check the input and collect notes (from the task file and the long-term store)."""
+    started = time.perf_counter()
+    task = load_task(state["task"])
+    query = state.get("query") or {}
+    if "input" not in query:
+        raise InvalidInputError("query.input: missing")
+    try:
+        if task.kind == "tabular":
+            Task.model_validate({**state["task"], "test": [dict(query)]})
+        else:
+            check_value(task.kind, query["input"], "query.input")
+    except (ValueError, ValidationError) as exc:
+        raise InvalidInputError(str(exc).splitlines()[0]) from None
+    stored = task_notes(runtime.store if runtime else None, task.id)
+    notes = list(dict.fromkeys([*task.notes, *stored]))  # keep order, drop repeats
+    return {
+        "notes": notes,
+        "costs": [cost_entry("prepare", started)],
+        "trace": [
+            {
+                "node": "prepare",
+                "message": f"task {task.id} ({task.kind}), {len(task.train)} demonstrations, "
+                f"{len(notes)} notes",
+            }
+        ],
+    }

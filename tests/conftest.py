@@ -1,0 +1,67 @@
+"""Shared test fixtures: tiny local checkpoints built on the fly (no downloads, < 1 s each)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+def build_tiny_checkpoint(path: Path, *, compact: bool = True, seed: int = 0) -> Path:
+    """Save a randomly initialised tiny Llama with the project's char-level tokenizer.
+
+    Args:
+        path: Directory to write (created).
+        compact: Write ``mockingbird.json`` ``{"format": "compact"}`` (the embedded model's
+            marker); without it backends render the role-play chat prompt.
+        seed: torch seed for the initial weights.
+
+    Returns:
+        ``path``.
+    """
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    from models.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    # An explicit, minimal generation config: no sampling defaults leak into tests.
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    if compact:
+        (path / "mockingbird.json").write_text(json.dumps({"format": "compact"}) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama checkpoint marked as compact-format (like the embedded model)."""
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "compact", compact=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same tiny model without the compact marker: rendered with the chat prompt."""
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "chat", compact=False)

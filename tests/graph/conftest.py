@@ -1,0 +1,76 @@
+"""Fixtures for graph tests: a scripted backend, tasks, and SQLite storage in a temp dir."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from models.base import Capabilities, Generation, ModelBackend, RenderedPrompt, Sample, Usage
+from prompts.compact import CompactRenderer
+from tasks.schema import Example, MockFunction, Query, Task
+
+
+class ScriptedBackend(ModelBackend):
+    """A backend that answers from a script: the i-th sample of a call is ``script[i]``.
+
+    A test double for the *model*, not for the graph: it records every prompt, so tests can check
+    what the graph sent, and makes agreement and parse failures exact.
+    """
+
+    capabilities = Capabilities()
+
+    def __init__(self, script: list[str], name: str = "scripted") -> None:
+        self.script = script
+        self.name = name
+        self.renderer = CompactRenderer()
+        self.prompts: list[RenderedPrompt] = []
+        self.calls: list[tuple[int, float]] = []
+        self._next = 0
+
+    def generate(
+        self,
+        prompt: RenderedPrompt,
+        *,
+        n: int = 1,
+        temperature: float = 0.0,
+        max_new_tokens: int | None = None,
+        seed: int | None = None,
+    ) -> Generation:
+        started = time.perf_counter()
+        self.prompts.append(prompt)
+        self.calls.append((n, temperature))
+        texts = [self.script[(self._next + i) % len(self.script)] for i in range(n)]
+        self._next += n
+        return Generation(
+            samples=[Sample(text=t, logprob=-0.1) for t in texts],
+            usage=Usage(
+                prompt_tokens=len(prompt.text or "") * n, completion_tokens=sum(map(len, texts)), requests=1
+            ),
+            seconds=time.perf_counter() - started,
+        )
+
+
+def reverse_task(task_id: str = "reverse") -> Task:
+    """A 1-D task: mirror the row."""
+    rows = [[0, 1, 2, 0], [3, 0, 0, 4], [5, 5, 0, 6]]
+    return Task(
+        id=task_id,
+        kind="grid",
+        type="toy",
+        function=MockFunction(name="mirror", signature="mirror(grid) -> grid", docstring="Reverse the row."),
+        train=[Example(input=[r], output=[r[::-1]]) for r in rows],
+        test=[Query(input=[[7, 0, 8, 9]], target=[[9, 8, 0, 7]]), Query(input=[[1, 2, 3, 4]])],
+        notes=["Colour 0 is background."],
+    )
+
+
+@pytest.fixture
+def task() -> Task:
+    return reverse_task()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "mb.sqlite"

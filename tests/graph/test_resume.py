@@ -1,0 +1,63 @@
+"""Durable runs: resume by thread id from SQLite, strict round-trips, and finished threads."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from graph.builder import build_graph
+from graph.context import Context
+from graph.runner import run_query
+from graph.storage import open_checkpointer, open_store
+from tests.graph.conftest import ScriptedBackend
+
+
+def test_run_stopped_before_icl_resumes_in_a_new_graph(task, db):
+    first = build_graph(
+        model=ScriptedBackend(["9807\n"]),
+        checkpointer=open_checkpointer(db),
+        store=open_store(db),
+        interrupt_before=["icl"],
+    )
+    partial = run_query(first, task, 0, context=Context(samples=1), thread_id="t1")
+    assert partial.answer is None  # stopped before the model ran
+
+    # A new process would build a new graph on the same file: simulate it with new connections.
+    model = ScriptedBackend(["9807\n"])
+    second = build_graph(model=model, checkpointer=open_checkpointer(db), store=open_store(db))
+    resumed = run_query(second, task, 0, context=Context(samples=1), thread_id="t1")
+    assert resumed.resumed == "resumed"
+    assert resumed.correct is True
+    assert len(model.calls) == 1
+    nodes = [c["node"] for c in second.get_state({"configurable": {"thread_id": "t1"}}).values["costs"]]
+    assert nodes == ["prepare", "route", "icl", "finalize"]  # prepare/route were not run again
+
+
+def test_finished_thread_returns_its_result_without_calling_the_model(task, db):
+    model = ScriptedBackend(["9807\n"])
+    g = build_graph(model=model, checkpointer=open_checkpointer(db), store=open_store(db))
+    first = run_query(g, task, 0, context=Context(samples=2), thread_id="done")
+    calls = len(model.calls)
+    again = run_query(g, task, 0, context=Context(samples=2), thread_id="done")
+    assert again.resumed == "finished earlier"
+    assert len(model.calls) == calls
+    assert again.model_dump(exclude={"resumed"}) == first.model_dump(exclude={"resumed"})
+
+
+def test_checkpointed_state_round_trips_exactly(task, db):
+    g = build_graph(model=ScriptedBackend(["9807\n", "1111\n"]), checkpointer=open_checkpointer(db))
+    run_query(g, task, 0, context=Context(samples=2), thread_id="rt")
+    cfg = {"configurable": {"thread_id": "rt"}}
+    before = g.get_state(cfg).values
+    reloaded = (
+        build_graph(model=ScriptedBackend(["x"]), checkpointer=open_checkpointer(db)).get_state(cfg).values
+    )
+    assert reloaded == before
+    assert reloaded["task"]["train"][0]["output"] == [[0, 2, 1, 0]]
+
+
+def test_checkpoints_use_strict_serialization(db):
+    saver = open_checkpointer(db)
+    assert saver.serde.pickle_fallback is False
+    # the file is a real SQLite database with LangGraph's tables
+    tables = {r[0] for r in sqlite3.connect(db).execute("select name from sqlite_master where type='table'")}
+    assert {"checkpoints", "writes"} <= tables
