@@ -63,13 +63,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     # Imports here keep `--help` and argument errors fast (torch/transformers load with the model).
-    from tasks.loaders import load_any
-
     from graph.builder import build_graph
     from graph.runner import run_query
     from graph.storage import open_checkpointer, open_store
     from graph.trace import TraceView
     from models.factory import load_model
+    from tasks.loaders import load_any
+    from tasks.schema import check_query
 
     if args.limit is not None and args.limit < 1:
         raise SettingsError(f"--limit: must be at least 1, got {args.limit}")
@@ -83,6 +83,12 @@ def _run(args: argparse.Namespace) -> int:
     if not jobs:
         raise SettingsError(f"{args.task or EXAMPLES_DIR}: no test queries to answer (give --query)")
     jobs = jobs[: args.limit] if args.limit else jobs
+    if query is not None:
+        for task in {t.id: t for t, _ in jobs}.values():
+            try:
+                check_query(task, query, "--query")
+            except ValueError as exc:
+                raise SettingsError(f"{exc} (task {task.id} is of kind {task.kind})") from None
 
     view = TraceView(verbose=not args.quiet)
     model = load_model(

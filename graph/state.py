@@ -8,7 +8,10 @@ Tasks travel as ``Task.model_dump()`` dicts; nodes validate them back into pydan
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
+
+# typing_extensions: pydantic (JSON Schema of the graph) needs it for TypedDict on Python < 3.12
+from typing_extensions import TypedDict
 
 
 class QueryIn(TypedDict, total=False):

@@ -109,7 +109,10 @@ class HFBackend(ModelBackend):
 
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        # A library must not draw progress bars on the caller's terminal (the CLI has its own trace).
+        hf_logging.disable_progress_bar()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
             model: Any = AutoModelForCausalLM.from_pretrained(

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from graph.context import Context
 from graph.state import State
 from nodes.common import cost_entry, task_notes
-from tasks.schema import Task, check_value
+from tasks.schema import Task, check_query
 
 
 class InvalidInputError(ValueError):
@@ -36,12 +36,9 @@ def prepare(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     if "input" not in query:
         raise InvalidInputError("query.input: missing")
     try:
-        if task.kind == "tabular":
-            Task.model_validate({**state["task"], "test": [dict(query)]})
-        else:
-            check_value(task.kind, query["input"], "query.input")
-    except (ValueError, ValidationError) as exc:
-        raise InvalidInputError(str(exc).splitlines()[0]) from None
+        check_query(task, query["input"])
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from None
     stored = task_notes(runtime.store if runtime else None, task.id)
     notes = list(dict.fromkeys([*task.notes, *stored]))  # keep order, drop repeats
     return {

@@ -55,7 +55,9 @@ def check_value(kind: TaskKind, value: Any, where: str) -> Any:
             if width is None:
                 width = len(row)
             elif len(row) != width:
-                raise ValueError(f"{where}: row {r} has {len(row)} cells, row 0 has {width} (not rectangular)")
+                raise ValueError(
+                    f"{where}: row {r} has {len(row)} cells, row 0 has {width} (not rectangular)"
+                )
     elif kind == "list":
         if not isinstance(value, list):
             raise ValueError(f"{where}: expected a list, got {type(value).__name__}")
@@ -141,6 +143,17 @@ class Task(BaseModel):
         if out is None and output_optional:
             return
         check_value(self.kind, out, f"{where}.{'target' if output_optional else 'output'}")
+
+
+def check_query(task: Task, value: Any, where: str = "query.input") -> Any:
+    """Validate a query input for ``task`` (one-line ``ValueError`` naming ``where``)."""
+    if task.kind == "tabular":
+        if not isinstance(value, dict) or not value:
+            raise ValueError(f"{where}: expected a non-empty mapping of feature to value")
+        if any(isinstance(v, (list, dict)) for v in value.values()):
+            raise ValueError(f"{where}: feature values must be scalars")
+        return value
+    return check_value(task.kind, value, where)
 
 
 def task_json_schema() -> dict[str, Any]:

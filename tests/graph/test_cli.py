@@ -102,7 +102,8 @@ def test_query_of_the_wrong_kind(task_file, tiny_checkpoint, tmp_path):
             "--db",
             str(tmp_path / "db"),
         ),
-        "query.input",
+        "--query",
+        "kind grid",
     )
 
 

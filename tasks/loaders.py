@@ -1,0 +1,307 @@
+"""Task loaders: ARC/1D-ARC JSON, BIG-Bench Hard JSON, tabular CSV/JSONL and the project's own JSON.
+
+Every malformed input raises :class:`~tasks.errors.TaskFileError` with one line naming the file,
+the field and what is wrong; nothing else escapes for a bad file.
+
+Example::
+
+    from tasks.loaders import load_any
+    tasks = load_any("../shared/benchmarks/1d-arc")        # 450 tasks, type = sub-folder
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from tasks.errors import TaskFileError
+from tasks.schema import Example, MockFunction, Query, Task
+
+#: File extensions the loaders understand.
+SUPPORTED = (".json", ".csv", ".jsonl")
+FORMATS_HELP = (
+    "ARC JSON {train, test}, BIG-Bench Hard JSON {examples}, task JSON {id, kind, function}, CSV or JSONL"
+)
+LABEL_COLUMNS = ("label", "target", "class", "y")
+
+ARC_FUNCTION = MockFunction(
+    name="transform",
+    signature="transform(grid: list[list[int]]) -> list[list[int]]",
+    docstring=(
+        "Transforms a grid of colours 0-9 (0 is usually the background) by one fixed rule, "
+        "the same rule in every example."
+    ),
+)
+BBH_DOCSTRING = "Answers the question; the answer's format follows the examples exactly."
+
+
+def _first_error(exc: ValidationError, prefix: str = "") -> tuple[str, str]:
+    """The first pydantic error as (field location, message) for a one-line report."""
+    err = exc.errors()[0]
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+    msg = err["msg"].removeprefix("Value error, ")
+    return (f"{prefix}{loc}" if loc else prefix.rstrip(".") or "task"), msg
+
+
+def _build(path: Path, data: dict[str, Any], prefix: str = "") -> Task:
+    try:
+        return Task.model_validate({**data, "source": str(path)})
+    except ValidationError as exc:
+        field, msg = _first_error(exc, prefix)
+        raise TaskFileError(path, field, msg) from None
+
+
+def _read_text(path: Path) -> str:
+    if not path.exists():
+        raise TaskFileError(path, None, "no such file")
+    if not path.is_file():
+        raise TaskFileError(path, None, "not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise TaskFileError(path, None, "not UTF-8 text") from None
+    except OSError as exc:
+        raise TaskFileError(path, None, f"cannot read: {exc.strerror}") from None
+    if not text.strip():
+        raise TaskFileError(path, None, "empty file")
+    return text
+
+
+def _read_json(path: Path) -> Any:
+    text = _read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TaskFileError(
+            path, None, f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
+
+
+def _arc(path: Path, data: dict[str, Any]) -> Task:
+    for key in ("train", "test"):
+        if not isinstance(data.get(key), list):
+            raise TaskFileError(path, key, "missing or not a list")
+    train, test = [], []
+    for i, pair in enumerate(data["train"]):
+        if not isinstance(pair, dict) or "input" not in pair or "output" not in pair:
+            raise TaskFileError(path, f"train[{i}]", "expected an object with 'input' and 'output'")
+        train.append({"input": pair["input"], "output": pair["output"]})
+    for i, pair in enumerate(data["test"]):
+        if not isinstance(pair, dict) or "input" not in pair:
+            raise TaskFileError(path, f"test[{i}]", "expected an object with 'input'")
+        test.append({"input": pair["input"], "target": pair.get("output")})
+    return _build(
+        path,
+        {
+            "id": path.stem,
+            "kind": "grid",
+            "type": path.parent.name or None,
+            "function": ARC_FUNCTION.model_dump(),
+            "train": train,
+            "test": test,
+        },
+    )
+
+
+def _bbh(path: Path, data: dict[str, Any], k_shot: int) -> Task:
+    examples = data["examples"]
+    if not isinstance(examples, list) or not examples:
+        raise TaskFileError(path, "examples", "missing, empty or not a list")
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, dict) or not isinstance(ex.get("input"), str) or "target" not in ex:
+            raise TaskFileError(
+                path, f"examples[{i}]", "expected an object with a string 'input' and a 'target'"
+            )
+    if len(examples) <= k_shot:
+        raise TaskFileError(
+            path, "examples", f"{len(examples)} examples leave no test query after {k_shot} shots"
+        )
+    train = [{"input": e["input"], "output": str(e["target"])} for e in examples[:k_shot]]
+    test = [{"input": e["input"], "target": str(e["target"])} for e in examples[k_shot:]]
+    name = path.stem
+    return _build(
+        path,
+        {
+            "id": name,
+            "kind": "text",
+            "type": name,
+            "train": train,
+            "test": test,
+            "function": {
+                "name": name,
+                "signature": f"{name}(question: str) -> str",
+                "docstring": BBH_DOCSTRING,
+            },
+        },
+    )
+
+
+def _native(path: Path, data: Any) -> list[Task]:
+    items = data["tasks"] if isinstance(data, dict) and "tasks" in data else data
+    if isinstance(items, dict):
+        return [_build(path, items)]
+    if not isinstance(items, list) or not items:
+        raise TaskFileError(path, "tasks", "expected a task object or a non-empty list of tasks")
+    tasks = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise TaskFileError(path, f"tasks[{i}]", "expected a task object")
+        tasks.append(_build(path, item, prefix=f"tasks[{i}]."))
+    return tasks
+
+
+def _number(cell: Any) -> Any:
+    """A CSV cell as int/float where it is numeric (labels and features alike)."""
+    if not isinstance(cell, str):
+        return cell
+    text = cell.strip()
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            continue
+    return text
+
+
+def _tabular(
+    path: Path, rows: list[dict[str, Any]], *, k_shot: int, label_column: str | None, seed: int
+) -> Task:
+    if not rows:
+        raise TaskFileError(path, None, "no data rows")
+    columns = list(rows[0])
+    label = label_column or next((c for c in LABEL_COLUMNS if c in columns), None)
+    if label is None or label not in columns:
+        wanted = (
+            f"label column {label_column!r}"
+            if label_column
+            else f"a label column ({', '.join(LABEL_COLUMNS)})"
+        )
+        raise TaskFileError(path, "columns", f"no {wanted}; columns are {', '.join(columns)}")
+    features = [c for c in columns if c != label]
+    if not features:
+        raise TaskFileError(path, "columns", "no feature columns besides the label")
+    for i, row in enumerate(rows):
+        if list(row) != columns:
+            raise TaskFileError(path, f"row {i + 1}", f"has columns {list(row)}, expected {columns}")
+    if len(rows) <= k_shot:
+        raise TaskFileError(path, None, f"{len(rows)} rows leave no test query after {k_shot} shots")
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)  # a fixed shuffle: the split is reproducible
+    pairs = [({f: _number(rows[j][f]) for f in features}, _number(rows[j][label])) for j in order]
+    types = {f: type(pairs[0][0][f]).__name__ for f in features}
+    signature = f"predict({', '.join(f'{f}: {types[f]}' for f in features)}) -> {type(pairs[0][1]).__name__}"
+    return _build(
+        path,
+        {
+            "id": path.stem,
+            "kind": "tabular",
+            "type": path.parent.name or None,
+            "function": {
+                "name": "predict",
+                "signature": signature,
+                "docstring": f"Predicts '{label}' from the other columns of one row.",
+            },
+            "train": [Example(input=x, output=y).model_dump() for x, y in pairs[:k_shot]],
+            "test": [Query(input=x, target=y).model_dump() for x, y in pairs[k_shot:]],
+        },
+    )
+
+
+def _csv_rows(path: Path) -> list[dict[str, Any]]:
+    text = _read_text(path)
+    reader = csv.reader(text.splitlines())
+    try:
+        header = next(reader)
+        body = list(reader)
+    except csv.Error as exc:
+        raise TaskFileError(path, None, f"invalid CSV: {exc}") from None
+    if len(set(header)) != len(header) or any(not h.strip() for h in header):
+        raise TaskFileError(path, "header", "column names must be unique and non-empty")
+    rows = []
+    for i, cells in enumerate(body, start=2):
+        if not cells:
+            continue
+        if len(cells) != len(header):
+            raise TaskFileError(path, f"line {i}", f"has {len(cells)} cells, the header has {len(header)}")
+        rows.append(dict(zip(header, cells, strict=True)))
+    return rows
+
+
+def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for i, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TaskFileError(path, f"line {i}", f"invalid JSON: {exc.msg}") from None
+        if not isinstance(row, dict):
+            raise TaskFileError(path, f"line {i}", "expected a JSON object")
+        rows.append(row)
+    return rows
+
+
+def load_tasks(
+    path: str | Path, *, k_shot: int = 3, label_column: str | None = None, seed: int = 0
+) -> list[Task]:
+    """Load the task(s) in one file, detecting the format from its extension and keys.
+
+    Args:
+        path: The file.
+        k_shot: Demonstrations taken from BIG-Bench Hard and tabular files (the rest are queries).
+        label_column: The label column of a tabular file (default: label, target, class or y).
+        seed: Seed of the tabular train/test split.
+
+    Raises:
+        TaskFileError: One line naming the file, the field and the problem.
+    """
+    path = Path(path)
+    if k_shot < 1:
+        raise TaskFileError(path, "k_shot", f"must be at least 1, got {k_shot}")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return [_tabular(path, _csv_rows(path), k_shot=k_shot, label_column=label_column, seed=seed)]
+    if suffix == ".jsonl":
+        return [_tabular(path, _jsonl_rows(path), k_shot=k_shot, label_column=label_column, seed=seed)]
+    if suffix != ".json":
+        if not path.exists():
+            raise TaskFileError(path, None, "no such file")
+        raise TaskFileError(path, None, f"unknown format '{suffix or path.name}'; supported: {FORMATS_HELP}")
+    data = _read_json(path)
+    if isinstance(data, dict) and "examples" in data:
+        return [_bbh(path, data, k_shot)]
+    if isinstance(data, dict) and ("kind" in data or "function" in data or "tasks" in data):
+        return _native(path, data)
+    if isinstance(data, list):
+        return _native(path, data)
+    if isinstance(data, dict) and ("train" in data or "test" in data):
+        return [_arc(path, data)]
+    raise TaskFileError(path, None, f"unknown format; supported: {FORMATS_HELP}")
+
+
+def load_task_dir(directory: str | Path, **kwargs: Any) -> list[Task]:
+    """Every task file under ``directory`` (recursively, sorted); sub-folders name task types."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise TaskFileError(directory, None, "not a folder")
+    tasks: list[Task] = []
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED):
+        for task in load_tasks(path, **kwargs):
+            if task.type is None and path.parent != directory:
+                task = task.model_copy(update={"type": path.parent.relative_to(directory).as_posix()})
+            tasks.append(task)
+    if not tasks:
+        raise TaskFileError(directory, None, f"no task files ({', '.join(SUPPORTED)}) found")
+    return tasks
+
+
+def load_any(path: str | Path, **kwargs: Any) -> list[Task]:
+    """A file or a folder of task files."""
+    path = Path(path)
+    return load_task_dir(path, **kwargs) if path.is_dir() else load_tasks(path, **kwargs)
