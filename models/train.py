@@ -1,0 +1,235 @@
+"""Train the embedded model on procedural 1-D grid tasks.
+
+Command (what produced the shipped checkpoint; fixed seed, reproducible up to thread timing)::
+
+    python -m models.train --out models/checkpoints/embedded --minutes 20 --seed 0
+
+``--smoke`` trains a tiny model for a few steps (a test runs it). Episodes are drawn on the fly
+from ``tasks.generators`` and written with ``prompts.compact`` (the format the model reads at
+inference): 0-4 demonstrations and a query, loss on every output cell and the newline that ends
+it, never on inputs. At the end the script measures the output loss after 0, 1, 2 and 3
+demonstrations on the same queries (the signature of in-context learning) and held-in exact match
+through :class:`models.hf_backend.HFBackend`, prints a report, and stores it in ``mockingbird.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from models.embedded import EmbeddedConfig, build_model, config_dict, save_checkpoint
+from models.tokenizer import vocabulary
+from prompts.compact import encode_pair, encode_query
+from tasks.generators import FAMILIES, sample_task
+from tasks.schema import Task
+
+logger = logging.getLogger("models.train")
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """Training settings."""
+
+    model: EmbeddedConfig = field(default_factory=EmbeddedConfig)  # the model's shape
+    batch_size: int = 16  # episodes per step
+    lr: float = 2e-3  # peak learning rate (small models like it high)
+    weight_decay: float = 0.01  # AdamW decay
+    warmup_steps: int = 100  # linear warm-up, then cosine decay to 10 %
+    minutes: float = 20.0  # wall-clock budget; the schedule is laid out for this time
+    max_steps: int = 0  # stop after this many steps too (0 = only the time budget)
+    max_demos: int = 4  # demonstrations per episode drawn from 0..max_demos
+    compose_p: float = 0.2  # share of two-rule compositions
+    eval_tasks: int = 100  # fresh episodes for held-in accuracy and the demos table
+    threads: int = 2  # torch CPU threads
+    seed: int = 0  # everything random derives from this
+
+
+def encode_episode(task: Task, vocab: dict[str, int]) -> tuple[list[int], list[int]]:
+    """Token ids and loss mask (1 on output cells and their newline) of one episode.
+
+    Demonstrations are the task's train pairs, the query its first test pair with its target.
+    """
+    ids, mask = [vocab["<bos>"]], [0]
+    pairs = [(e.input, e.output) for e in task.train] + [(q.input, q.target) for q in task.test[:1]]
+    for inp, out in pairs:
+        line = encode_pair(inp, out, task.kind)
+        head = len(encode_query(inp, task.kind))
+        for i, ch in enumerate(line):
+            ids.append(vocab.get(ch, vocab["<unk>"]))
+            mask.append(1 if i >= head else 0)
+    return ids, mask
+
+
+def make_batch(episodes: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, Any]:
+    """Right-padded tensors; labels are -100 where the loss is off."""
+    import torch
+
+    width = max(len(ids) for ids, _ in episodes)
+    input_ids = torch.full((len(episodes), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(episodes), width), -100, dtype=torch.long)
+    attention = torch.zeros((len(episodes), width), dtype=torch.long)
+    for row, (ids, mask) in enumerate(episodes):
+        t = torch.tensor(ids)
+        input_ids[row, : len(ids)] = t
+        attention[row, : len(ids)] = 1
+        labels[row, : len(ids)] = torch.where(torch.tensor(mask) == 1, t, torch.tensor(-100))
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+def lr_at(step: int, progress: float, cfg: TrainConfig) -> float:
+    """Warm-up over steps, then cosine over the budget's progress (0..1) down to 10 %."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def loss_by_demos(model: Any, tasks: list[Task], vocab: dict[str, int]) -> dict[int, float]:
+    """Mean output loss on each task's query given its first k demonstrations, k = 0..3."""
+    import torch
+
+    out: dict[int, float] = {}
+    model.eval()
+    for k in range(4):
+        total, count = 0.0, 0
+        for i in range(0, len(tasks), 16):
+            episodes = []
+            for t in tasks[i : i + 16]:
+                ids, mask = encode_episode(t.model_copy(update={"train": t.train[:k]}), vocab)
+                # only the query's output counts: clear the mask on the demonstrations
+                last = len(ids) - len(encode_pair(t.test[0].input, t.test[0].target, "grid"))
+                episodes.append((ids, [m if j >= last else 0 for j, m in enumerate(mask)]))
+            batch = make_batch(episodes, vocab["<pad>"])
+            with torch.no_grad():
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            labels = batch["labels"][:, 1:]
+            losses = torch.nn.functional.cross_entropy(
+                logits[:, :-1].transpose(1, 2), labels, ignore_index=-100, reduction="sum"
+            )
+            total += losses.item()
+            count += int((labels != -100).sum())
+        out[k] = total / max(count, 1)
+    return out
+
+
+def held_in_accuracy(checkpoint: Path, tasks: list[Task]) -> float:
+    """Greedy exact match through the product's own backend (same code path as inference)."""
+    from models.base import PromptParts
+    from models.hf_backend import HFBackend
+    from tasks.scoring import exact_match
+
+    backend = HFBackend(checkpoint)
+    hits = 0
+    for t in tasks:
+        parts = PromptParts(kind="grid", function=t.function, demos=t.train, query=t.test[0].input)
+        gen = backend.generate(backend.renderer.render(parts), n=1, temperature=0.0)
+        hits += exact_match("grid", backend.renderer.parse(gen.samples[0].text, "grid"), t.test[0].target)
+    return hits / max(len(tasks), 1)
+
+
+def train(cfg: TrainConfig, out: Path) -> dict[str, Any]:
+    """Train, evaluate, save; returns the report."""
+    import torch
+
+    torch.set_num_threads(cfg.threads)
+    rng = random.Random(cfg.seed)
+    vocab = vocabulary()
+    model = build_model(cfg.model, seed=cfg.seed)
+    params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    eval_rng = random.Random(cfg.seed + 1)  # a separate stream: eval tasks never seen in training
+    eval_tasks = [sample_task(eval_rng, n_train=3) for _ in range(cfg.eval_tasks)]
+    logger.info("model: %d parameters; budget %.1f min", params, cfg.minutes)
+
+    started, step, tokens, smoothed = time.monotonic(), 0, 0, None
+    budget = cfg.minutes * 60
+    model.train()
+    while True:
+        progress = (time.monotonic() - started) / budget
+        if progress >= 1 or (cfg.max_steps and step >= cfg.max_steps):
+            break
+        episodes = [
+            encode_episode(
+                sample_task(rng, n_train=rng.randint(0, cfg.max_demos), compose_p=cfg.compose_p), vocab
+            )
+            for _ in range(cfg.batch_size)
+        ]
+        batch = make_batch(episodes, vocab["<pad>"])
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, progress, cfg)
+        loss = model(**batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        tokens += int(batch["attention_mask"].sum())
+        smoothed = loss.item() if smoothed is None else 0.98 * smoothed + 0.02 * loss.item()
+        step += 1
+        if step % 100 == 0:
+            elapsed = time.monotonic() - started
+            logger.info(
+                "step %d  loss %.3f  %.0f tok/s  %.1f min", step, smoothed, tokens / elapsed, elapsed / 60
+            )
+    train_s = time.monotonic() - started
+
+    demos_loss = loss_by_demos(model, eval_tasks, vocab)
+    report: dict[str, Any] = {
+        "parameters": params,
+        "tokens": tokens,
+        "steps": step,
+        "train_minutes": round(train_s / 60, 2),
+        "families": sorted(FAMILIES),
+        "final_train_loss": round(smoothed or float("nan"), 4),
+        "output_loss_by_demos": {str(k): round(v, 4) for k, v in demos_loss.items()},
+        "config": {**asdict(cfg), "model": config_dict(cfg.model)},
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    save_checkpoint(model, out, extra={"training": report})
+    report["held_in_accuracy"] = round(held_in_accuracy(out, eval_tasks), 4)
+    save_checkpoint(model, out, extra={"training": report})
+    return report
+
+
+def smoke_config() -> TrainConfig:
+    """A tiny model and a few steps: exercises every line in seconds."""
+    tiny = EmbeddedConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=512)
+    return TrainConfig(model=tiny, batch_size=4, warmup_steps=2, minutes=1.0, max_steps=5, eval_tasks=4)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    parser.add_argument("--minutes", type=float, help="training time budget")
+    parser.add_argument("--steps", type=int, help="stop after this many steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help="tiny model, 5 steps (for tests)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg = smoke_config() if args.smoke else TrainConfig()
+    cfg.seed = args.seed
+    if args.minutes is not None:
+        cfg.minutes = args.minutes
+    if args.steps is not None:
+        cfg.max_steps = args.steps
+    report = train(cfg, args.out)
+    losses = report["output_loss_by_demos"]
+    print(f"parameters      {report['parameters']:,}")
+    print(f"tokens seen     {report['tokens']:,} in {report['steps']} steps, {report['train_minutes']} min")
+    print(f"families        {len(report['families'])}: {', '.join(report['families'])}")
+    print(
+        "output loss after 0/1/2/3 demonstrations: " + " / ".join(f"{losses[str(k)]:.3f}" for k in range(4))
+    )
+    print(f"held-in exact match (greedy, 3 demos): {report['held_in_accuracy']:.1%}")
+    print(json.dumps({"checkpoint": str(args.out)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

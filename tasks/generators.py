@@ -1,0 +1,481 @@
+"""Procedural 1-D grid tasks, written from first principles, for training and testing.
+
+A *family* is a kind of transformation (shift, mirror, recolour, fill, ...); each family draws a
+*rule* with its own parameters (how far to shift, which colour, which direction), so one family
+gives many rules and the same input maps to different outputs under different rules: only the
+demonstrations say which rule a task uses. That is what makes in-context learning pay.
+
+Grids are one row (``[[c0, c1, ...]]``) of colours 0-9 with 0 as background.
+
+Example::
+
+    import random
+    from tasks.generators import FAMILIES, sample_task
+    task = sample_task(random.Random(0), "shift")   # 3 demonstrations + 1 query, one rule
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tasks.schema import Example, MockFunction, Query, Task, check_value
+
+Row = list[int]
+#: A rule maps one row to another, or ``None`` where it does not apply to that input.
+RuleFn = Callable[[Row], Row | None]
+#: Draws an input row suited to a rule (the rule's own parameters are closed over).
+InputFn = Callable[[random.Random], Row]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One concrete transformation: how to draw inputs, how to map them, and what it says."""
+
+    apply: RuleFn
+    sample_input: InputFn
+    description: str
+
+
+@dataclass(frozen=True)
+class Family:
+    """A family of rules: ``draw(rng)`` returns one rule with fresh parameters."""
+
+    name: str
+    draw: Callable[[random.Random], Rule]
+
+
+# --- row helpers -------------------------------------------------------------------------------
+
+
+def blocks(row: Row) -> list[tuple[int, int, int]]:
+    """Runs of one non-background colour: ``(start, end_exclusive, colour)``."""
+    out, i = [], 0
+    while i < len(row):
+        if row[i] == 0:
+            i += 1
+            continue
+        j = i
+        while j < len(row) and row[j] == row[i]:
+            j += 1
+        out.append((i, j, row[i]))
+        i = j
+    return out
+
+
+def _colour(rng: random.Random, exclude: tuple[int, ...] = ()) -> int:
+    return rng.choice([c for c in range(1, 10) if c not in exclude])
+
+
+def _length(rng: random.Random) -> int:
+    return rng.randint(8, 24)
+
+
+def _one_block(rng: random.Random, *, margin: int = 0, colour: int | None = None, min_len: int = 1) -> Row:
+    """A row with a single block, at least ``margin`` cells from either edge."""
+    n = _length(rng)
+    size = rng.randint(min_len, max(min_len, min(8, n - 2 * margin - 1)))
+    start = rng.randint(margin, n - margin - size)
+    c = colour or _colour(rng)
+    row = [0] * n
+    row[start : start + size] = [c] * size
+    return row
+
+
+def _many_blocks(
+    rng: random.Random, k: int, *, colour: int | None = None, sizes: tuple[int, int] = (1, 5)
+) -> Row:
+    """A row with ``k`` separated blocks."""
+    n = _length(rng) + 4 * k
+    row = [0] * n
+    pos = rng.randint(0, 2)
+    for _ in range(k):
+        size = rng.randint(*sizes)
+        if pos + size >= n:
+            break
+        row[pos : pos + size] = [colour or _colour(rng)] * size
+        pos += size + rng.randint(1, 3)
+    return row
+
+
+# --- families ----------------------------------------------------------------------------------
+
+
+def _shift(rng: random.Random) -> Rule:
+    k = rng.choice([-3, -2, -1, 1, 2, 3])
+
+    def apply(row: Row) -> Row | None:
+        n = len(row)
+        out = [0] * n
+        for i, c in enumerate(row):
+            if c and not 0 <= i + k < n:
+                return None  # would fall off the edge
+            if c:
+                out[i + k] = c
+        return out
+
+    return Rule(
+        apply,
+        lambda r: _one_block(r, margin=3),
+        f"Moves every coloured cell {abs(k)} cells to the {'right' if k > 0 else 'left'}.",
+    )
+
+
+def _mirror(rng: random.Random) -> Rule:
+    return Rule(lambda row: row[::-1], lambda r: _many_blocks(r, r.randint(1, 3)), "Mirrors the row.")
+
+
+def _recolour_all(rng: random.Random) -> Rule:
+    c = _colour(rng)
+    return Rule(
+        lambda row: [c if v else 0 for v in row],
+        lambda r: _many_blocks(r, r.randint(1, 3), colour=_colour(r, (c,))),
+        f"Paints every coloured cell with colour {c}.",
+    )
+
+
+def _recolour_by_size(rng: random.Random) -> Rule:
+    big, small = _colour(rng), _colour(rng)
+    base = _colour(rng, (big, small))
+
+    def apply(row: Row) -> Row | None:
+        bs = blocks(row)
+        sizes = [e - s for s, e, _ in bs]
+        if not bs or sizes.count(max(sizes)) > 1:
+            return None  # the largest block must be unique
+        out = list(row)
+        for (s, e, _), size in zip(bs, sizes, strict=True):
+            out[s:e] = [big if size == max(sizes) else small] * (e - s)
+        return out
+
+    return Rule(
+        apply,
+        lambda r: _many_blocks(r, r.randint(2, 3), colour=base),
+        f"Paints the largest block {big} and the other blocks {small}.",
+    )
+
+
+def _fill_between(rng: random.Random) -> Rule:
+    fill = rng.choice([None, _colour(rng)])
+
+    def apply(row: Row) -> Row | None:
+        cells = [i for i, v in enumerate(row) if v]
+        if len(cells) != 2:
+            return None
+        a, b = cells
+        out = list(row)
+        out[a + 1 : b] = [fill or row[a]] * (b - a - 1)
+        return out
+
+    def sample(r: random.Random) -> Row:
+        n = _length(r)
+        a = r.randint(0, n - 4)
+        b = r.randint(a + 2, n - 1)
+        row = [0] * n
+        row[a] = row[b] = _colour(r, (fill,) if fill else ())
+        return row
+
+    what = f"colour {fill}" if fill else "their colour"
+    return Rule(apply, sample, f"Fills the cells between the two coloured end points with {what}.")
+
+
+def _hollow(rng: random.Random) -> Rule:
+    def apply(row: Row) -> Row | None:
+        out = list(row)
+        for s, e, _ in blocks(row):
+            out[s + 1 : e - 1] = [0] * max(0, e - s - 2)
+        return out
+
+    return Rule(apply, lambda r: _one_block(r, min_len=3), "Keeps only the two end cells of each block.")
+
+
+def _denoise(rng: random.Random) -> Rule:
+    def apply(row: Row) -> Row | None:
+        bs = blocks(row)
+        keep = [b for b in bs if b[1] - b[0] > 1]
+        if len(keep) != 1:
+            return None
+        out = [0] * len(row)
+        s, e, c = keep[0]
+        out[s:e] = [c] * (e - s)
+        return out
+
+    def sample(r: random.Random) -> Row:
+        c = _colour(r)
+        row = _one_block(r, colour=c, min_len=4)
+        for _ in range(r.randint(1, 3)):
+            i = r.randrange(len(row))
+            if row[i] == 0 and (i == 0 or row[i - 1] == 0) and (i == len(row) - 1 or row[i + 1] == 0):
+                row[i] = c
+        return row
+
+    return Rule(apply, sample, "Removes isolated single cells (noise) and keeps the one long block.")
+
+
+def _keep_largest(rng: random.Random) -> Rule:
+    def apply(row: Row) -> Row | None:
+        bs = blocks(row)
+        sizes = [e - s for s, e, _ in bs]
+        if not bs or sizes.count(max(sizes)) > 1:
+            return None
+        s, e, c = bs[sizes.index(max(sizes))]
+        out = [0] * len(row)
+        out[s:e] = [c] * (e - s)
+        return out
+
+    return Rule(apply, lambda r: _many_blocks(r, r.randint(2, 4)), "Keeps only the largest block.")
+
+
+def _move_to_marker(rng: random.Random) -> Rule:
+    marker = _colour(rng)
+
+    def apply(row: Row) -> Row | None:
+        bs = [b for b in blocks(row) if b[2] != marker]
+        ms = [i for i, v in enumerate(row) if v == marker]
+        if len(bs) != 1 or len(ms) != 1:
+            return None
+        (s, e, c), m = bs[0], ms[0]
+        out = [0] * len(row)
+        out[m] = marker
+        size = e - s
+        start = m - size if s < m else m + 1  # slide until the block touches the marker
+        if start < 0 or start + size > len(row):
+            return None
+        out[start : start + size] = [c] * size
+        return out
+
+    def sample(r: random.Random) -> Row:
+        n = _length(r) + 4
+        row = [0] * n
+        size = r.randint(1, 4)
+        s = r.randint(0, n // 2 - size - 1)
+        row[s : s + size] = [_colour(r, (marker,))] * size
+        row[r.randint(s + size + 1, n - 1)] = marker
+        return row[::-1] if r.random() < 0.5 else row
+
+    return Rule(apply, sample, f"Slides the block until it touches the marker cell of colour {marker}.")
+
+
+def _gravity(rng: random.Random) -> Rule:
+    right = rng.random() < 0.5
+
+    def apply(row: Row) -> Row | None:
+        cells = [v for v in row if v]
+        pad = [0] * (len(row) - len(cells))
+        return pad + cells if right else cells + pad
+
+    return Rule(
+        apply,
+        lambda r: _many_blocks(r, r.randint(1, 3)),
+        f"Packs all coloured cells against the {'right' if right else 'left'} edge, keeping their order.",
+    )
+
+
+def _extend(rng: random.Random) -> Rule:
+    right = rng.random() < 0.5
+
+    def apply(row: Row) -> Row | None:
+        bs = blocks(row)
+        if len(bs) != 1:
+            return None
+        s, e, c = bs[0]
+        out = list(row)
+        if right:
+            out[s:] = [c] * (len(row) - s)
+        else:
+            out[:e] = [c] * e
+        return out
+
+    return Rule(
+        apply,
+        lambda r: _one_block(r, margin=2),
+        f"Extends the block to the {'right' if right else 'left'} edge.",
+    )
+
+
+def _scale(rng: random.Random) -> Rule:
+    k = rng.choice([2, 3])
+
+    def apply(row: Row) -> Row | None:
+        return [v for v in row for _ in range(k)]
+
+    def sample(r: random.Random) -> Row:
+        n = r.randint(4, 8)
+        return [r.choice([0, 0, _colour(r)]) for _ in range(n)]
+
+    return Rule(apply, sample, f"Repeats every cell {k} times.")
+
+
+def _swap_ends(rng: random.Random) -> Rule:
+    def apply(row: Row) -> Row | None:
+        cells = [i for i, v in enumerate(row) if v]
+        if not cells:
+            return None
+        s, e = cells[0], cells[-1] + 1
+        out = list(row)
+        out[s:e] = row[s:e][::-1]
+        return out
+
+    def sample(r: random.Random) -> Row:
+        body, head = _colour(r), 0
+        head = _colour(r, (body,))
+        row = _one_block(r, colour=body, min_len=3)
+        s = next(i for i, v in enumerate(row) if v)
+        row[s] = head
+        return row
+
+    return Rule(apply, sample, "Reverses the coloured segment, so its odd end cell moves to the other end.")
+
+
+def _copy_pattern(rng: random.Random) -> Rule:
+    def apply(row: Row) -> Row | None:
+        bs = blocks(row)
+        if not bs:
+            return None
+        pattern_start = bs[0][0]
+        pattern_end = pattern_start
+        while pattern_end < len(row) and row[pattern_end] != 0:
+            pattern_end += 1
+        pattern = row[pattern_start:pattern_end]
+        half = len(pattern) // 2
+        out = list(row)
+        for i in range(pattern_end, len(row)):
+            if row[i] and (i == 0 or row[i - 1] == 0) and (i + 1 == len(row) or row[i + 1] == 0):
+                s = i - half
+                if s < pattern_end or s + len(pattern) > len(row):
+                    return None
+                out[s : s + len(pattern)] = pattern
+        return out
+
+    def sample(r: random.Random) -> Row:
+        n = _length(r) + 8
+        size = r.choice([3, 3, 5])
+        c = _colour(r)
+        row = [0] * n
+        row[1 : 1 + size] = [c] * size
+        pos = 1 + size + size
+        while pos + size < n - 1 and r.random() < 0.8:
+            row[pos + size // 2] = _colour(r) if r.random() < 0.3 else c
+            pos += size + r.randint(1, 3)
+        return row
+
+    return Rule(apply, sample, "Replaces each single cell with a copy of the first block, centred on it.")
+
+
+def _recolour_by_count(rng: random.Random) -> Rule:
+    palette = rng.sample(range(1, 10), 4)
+    base = palette.pop()
+    mapping = {size: palette[i] for i, size in enumerate((1, 2, 3))}
+
+    def apply(row: Row) -> Row | None:
+        out = list(row)
+        for s, e, _ in blocks(row):
+            if e - s not in mapping:
+                return None
+            out[s:e] = [mapping[e - s]] * (e - s)
+        return out
+
+    text = ", ".join(f"size {k} -> {v}" for k, v in mapping.items())
+    return Rule(
+        apply,
+        lambda r: _many_blocks(r, r.randint(2, 4), colour=base, sizes=(1, 3)),
+        f"Paints each block by its size ({text}).",
+    )
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in [
+        Family("shift", _shift),
+        Family("mirror", _mirror),
+        Family("recolour_all", _recolour_all),
+        Family("recolour_by_size", _recolour_by_size),
+        Family("recolour_by_count", _recolour_by_count),
+        Family("fill_between", _fill_between),
+        Family("hollow", _hollow),
+        Family("denoise", _denoise),
+        Family("keep_largest", _keep_largest),
+        Family("move_to_marker", _move_to_marker),
+        Family("gravity", _gravity),
+        Family("extend", _extend),
+        Family("scale", _scale),
+        Family("swap_ends", _swap_ends),
+        Family("copy_pattern", _copy_pattern),
+    ]
+}
+
+#: Families whose rules keep the row length (safe as the second step of a composition).
+LENGTH_PRESERVING = [name for name in FAMILIES if name != "scale"]
+
+
+def _compose(first: Rule, second: Rule) -> Rule:
+    def apply(row: Row) -> Row | None:
+        mid = first.apply(row)
+        return None if mid is None else second.apply(mid)
+
+    return Rule(apply, first.sample_input, f"{first.description} Then: {second.description}")
+
+
+def draw_rule(rng: random.Random, family: str | None = None, *, compose_p: float = 0.0) -> tuple[str, Rule]:
+    """Draw a family (or use ``family``) and one of its rules; with ``compose_p``, a two-rule chain."""
+    name = family or rng.choice(sorted(FAMILIES))
+    if name not in FAMILIES:
+        raise KeyError(f"unknown family {name!r}; known: {', '.join(sorted(FAMILIES))}")
+    rule = FAMILIES[name].draw(rng)
+    if family is None and rng.random() < compose_p:
+        second = rng.choice(LENGTH_PRESERVING)
+        rule = _compose(rule, FAMILIES[second].draw(rng))
+        name = f"{name}+{second}"
+    return name, rule
+
+
+def sample_pairs(
+    rng: random.Random, rule: Rule, count: int, *, max_tries: int = 200
+) -> list[tuple[Row, Row]]:
+    """``count`` distinct (input, output) pairs of ``rule`` where input and output differ."""
+    pairs: list[tuple[Row, Row]] = []
+    seen: set[tuple[int, ...]] = set()
+    for _ in range(max_tries):
+        row = rule.sample_input(rng)
+        out = rule.apply(row)
+        if out is None or out == row or tuple(row) in seen or len(out) > 64:
+            continue
+        seen.add(tuple(row))
+        pairs.append((row, out))
+        if len(pairs) == count:
+            return pairs
+    raise RuntimeError("could not draw enough examples for this rule")  # a generator bug
+
+
+def sample_task(
+    rng: random.Random,
+    family: str | None = None,
+    n_train: int = 3,
+    n_test: int = 1,
+    *,
+    compose_p: float = 0.0,
+) -> Task:
+    """One task: ``n_train`` demonstrations and ``n_test`` queries (with targets) of one rule."""
+    for _ in range(50):
+        name, rule = draw_rule(rng, family, compose_p=compose_p)
+        try:
+            pairs = sample_pairs(rng, rule, n_train + n_test)
+        except RuntimeError:
+            continue  # some parameter draws rarely fit; draw another rule
+        for inp, out in pairs:
+            check_value("grid", [inp], "input")
+            check_value("grid", [out], "output")
+        return Task(
+            id=f"{name}-{rng.getrandbits(32):08x}",
+            kind="grid",
+            type=name,
+            function=MockFunction(
+                name="transform",
+                signature="transform(grid: list[list[int]]) -> list[list[int]]",
+                docstring=rule.description,
+            ),
+            train=[Example(input=[i], output=[o]) for i, o in pairs[:n_train]],
+            test=[Query(input=[i], target=[o]) for i, o in pairs[n_train:]],
+        )
+    raise RuntimeError(f"family {family!r} kept failing to produce a task")

@@ -1,0 +1,104 @@
+"""The embedded model: shape, forward pass, generation, the shipped checkpoint, the training smoke run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.base import PromptParts
+from models.embedded import EMBEDDED_DIR, EmbeddedConfig, build_model, random_init_like
+from models.tokenizer import build_tokenizer, vocabulary
+from models.train import encode_episode, make_batch
+from prompts.compact import CompactRenderer
+from tasks.generators import sample_task
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = EmbeddedConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=256)
+
+
+def test_episode_encoding_matches_the_tokenizer_and_masks_only_outputs():
+    task = sample_task(random.Random(0), "mirror", n_train=2)
+    vocab = vocabulary()
+    ids, mask = encode_episode(task, vocab)
+    text = "".join(f"I{''.join(map(str, p.input[0]))}O{''.join(map(str, p.output[0]))}\n" for p in task.train)
+    q = task.test[0]
+    text += f"I{''.join(map(str, q.input[0]))}O{''.join(map(str, q.target[0]))}\n"
+    assert ids == build_tokenizer()(text).input_ids
+    masked = "".join(ch for ch, m in zip("^" + text, mask, strict=True) if m)
+    outputs = [*(p.output[0] for p in task.train), q.target[0]]
+    assert masked == "".join("".join(map(str, o)) + "\n" for o in outputs)
+
+
+def test_forward_pass_and_loss():
+    model = build_model(TINY)
+    vocab = vocabulary()
+    batch = make_batch(
+        [encode_episode(sample_task(random.Random(i)), vocab) for i in range(3)], vocab["<pad>"]
+    )
+    out = model(**batch)
+    assert out.logits.shape == (*batch["input_ids"].shape, len(vocab))
+    assert torch.isfinite(out.loss) and out.loss.item() > 0
+
+
+def test_greedy_generation_produces_tokens():
+    model = build_model(TINY).eval()
+    tok = build_tokenizer()
+    prompt = CompactRenderer().render(
+        PromptParts(kind="grid", function={"name": "f", "signature": "f(g)"}, demos=[], query=[[0, 1, 2]])
+    )
+    ids = tok(prompt.text, return_tensors="pt").input_ids
+    out = model.generate(ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert out.shape[1] == ids.shape[1] + 5
+
+
+def test_random_init_control_has_the_same_shape(tmp_path):
+    model = build_model(TINY)
+    model.save_pretrained(tmp_path)
+    control = random_init_like(tmp_path, seed=1)
+    assert sum(p.numel() for p in control.parameters()) == sum(p.numel() for p in model.parameters())
+    assert not torch.equal(control.model.embed_tokens.weight, model.model.embed_tokens.weight)
+
+
+@pytest.mark.skipif(not (EMBEDDED_DIR / "config.json").exists(), reason="no shipped checkpoint yet")
+def test_shipped_checkpoint_loads_through_transformers():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    size = sum(p.stat().st_size for p in EMBEDDED_DIR.iterdir())
+    assert size <= 20 * 1024 * 1024
+    marker = json.loads((EMBEDDED_DIR / "mockingbird.json").read_text())
+    assert marker["format"] == "compact"
+    assert {"parameters", "tokens", "output_loss_by_demos", "held_in_accuracy"} <= set(marker["training"])
+    model = AutoModelForCausalLM.from_pretrained(EMBEDDED_DIR, local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(EMBEDDED_DIR, local_files_only=True)
+    assert tok("I01O").input_ids == build_tokenizer()("I01O").input_ids
+    assert sum(p.numel() for p in model.parameters()) == marker["training"]["parameters"]
+
+
+@pytest.mark.slow
+def test_training_smoke_run_writes_a_loadable_checkpoint(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "models.train", "--smoke", "--out", str(tmp_path / "ckpt")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "output loss after 0/1/2/3 demonstrations" in proc.stdout
+    from models.hf_backend import HFBackend
+
+    backend = HFBackend(tmp_path / "ckpt")
+    report = json.loads((tmp_path / "ckpt" / "mockingbird.json").read_text())["training"]
+    assert report["steps"] == 5 and report["tokens"] > 0
+    assert all(0 < v < 20 for v in report["output_loss_by_demos"].values())
+    assert backend.renderer.name == "compact"
