@@ -27,7 +27,7 @@ from nodes.route import route
 GRAPH_NAME = "mockingbird"
 
 
-def make_builder(model: ModelBackend | None = None) -> StateGraph:
+def make_builder(model: ModelBackend | None = None) -> StateGraph[State, Context, InputState, OutputState]:
     """A fresh, uncompiled graph; ``model`` binds a backend (else each run's context names one)."""
     b = StateGraph(State, context_schema=Context, input_schema=InputState, output_schema=OutputState)
     b.add_node("prepare", prepare)
@@ -49,7 +49,7 @@ def build_graph(
     store: Any = None,
     name: str = GRAPH_NAME,
     **compile_kwargs: Any,
-) -> CompiledStateGraph:
+) -> CompiledStateGraph[State, Context, InputState, OutputState]:
     """Compile the graph with explicit input/output schemas, ready to use or embed.
 
     Args:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, Field
 
@@ -46,7 +47,7 @@ class QueryResult(BaseModel):
 
 
 def run_query(
-    graph: CompiledStateGraph,
+    graph: CompiledStateGraph[Any, Any, Any, Any],
     task: Task,
     query_index: int,
     *,
@@ -71,7 +72,7 @@ def run_query(
     if query_input is None:
         q = task.test[query_index]
         query_input, target = q.input, q.target
-    config: dict[str, Any] = {"configurable": {"thread_id": thread_id}} if thread_id else {}
+    config = RunnableConfig(configurable={"thread_id": thread_id}) if thread_id else RunnableConfig()
     payload: Any = {"task": task.model_dump(mode="json"), "query": {"input": query_input, "target": target}}
     resumed = ""
     if thread_id and graph.checkpointer is not None:
@@ -88,9 +89,8 @@ def run_query(
     else:
         if resumed:
             emit({"kind": "update", "node": "checkpoint", "message": f"resuming thread {thread_id}"})
-        for part in graph.stream(
-            payload, config, context=context, stream_mode=["updates", "custom", "values"], version="v2"
-        ):
+        modes: list[Any] = ["updates", "custom", "values"]
+        for part in graph.stream(payload, config, context=context, stream_mode=modes, version="v2"):
             if part["ns"]:
                 continue  # events of a parent/child graph are theirs to show
             if part["type"] == "custom":

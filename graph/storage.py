@@ -28,8 +28,9 @@ def strict_serializer() -> JsonPlusSerializer:
 def _connect(path: Path, what: str, *, autocommit: bool) -> sqlite3.Connection:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        kwargs = {"isolation_level": None} if autocommit else {}
-        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=BUSY_TIMEOUT_S, **kwargs)
+        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=BUSY_TIMEOUT_S)
+        if autocommit:
+            conn.isolation_level = None
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         conn.execute("PRAGMA journal_mode = WAL")
     except (OSError, sqlite3.Error) as exc:
