@@ -97,8 +97,9 @@ def run_query(
                 emit({"kind": "progress", **part["data"]})
             elif part["type"] == "updates":
                 for node, update in (part["data"] or {}).items():
+                    spent = sum(c["seconds"] for c in (update or {}).get("costs", []))
                     for event in (update or {}).get("trace", []):
-                        emit({"kind": "update", **event, "node": event.get("node", node)})
+                        emit({"kind": "update", "seconds": spent, **event, "node": event.get("node", node)})
             elif part["type"] == "values":
                 final = part["data"]
     costs = final.get("costs", [])

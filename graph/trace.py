@@ -65,8 +65,10 @@ class TraceView:
             ("  ▸ " if event.get("kind") == "progress" else "  ● ", style), (f"{node:<9}", style)
         )
         line.append(str(event.get("message", "")))
+        if event.get("seconds"):
+            line.append(f"  {event['seconds']:.2f} s", style="dim")
         if event.get("tokens"):
-            line.append(f"  [{event['tokens']} tok]", style="dim")
+            line.append(f"  {event['tokens']} tok", style="dim")
         self.console.print(line)
 
     def answer(self, result: QueryResult, kind: str) -> None:

@@ -18,7 +18,11 @@ logger = logging.getLogger(__name__)
 
 API_KEY_ENV = ("MOCKINGBIRD_OPENAI_API_KEY", "OPENAI_API_KEY")
 BASE_URL_ENV = ("MOCKINGBIRD_OPENAI_BASE_URL", "OPENAI_BASE_URL")
-SPEC_HELP = "expected embedded, hf:PATH or openai:MODEL"
+SPEC_HELP = (
+    "expected embedded, hf:PATH or openai:MODEL (random:embedded / random:hf:PATH for an untrained control)"
+)
+#: Prefix of a local spec that keeps the checkpoint's shape but not its weights (the control).
+RANDOM_PREFIX = "random:"
 
 _cache: dict[tuple[str, str], ModelBackend] = {}
 _cache_lock = threading.Lock()
@@ -61,7 +65,8 @@ def load_model(
     spec = (spec or "").strip()
     if spec.startswith("openai:"):
         return _openai(spec, openai_base_url, openai_api_key, timeout_s, max_attempts)
-    if spec != "embedded" and not spec.startswith("hf:"):
+    local = spec.removeprefix(RANDOM_PREFIX)
+    if local != "embedded" and not local.startswith("hf:"):
         raise ModelConfigError(f"unknown model {spec!r}: {SPEC_HELP}")
     key = (spec, device)
     with _cache_lock:  # one load per key even when graph runs start in parallel threads
@@ -79,6 +84,8 @@ def clear_model_cache() -> None:
 def _local(spec: str, device: str) -> ModelBackend:
     from models.hf_backend import HFBackend
 
+    random_init = spec.startswith(RANDOM_PREFIX)
+    name, spec = spec, spec.removeprefix(RANDOM_PREFIX)
     if spec == "embedded":
         from models.embedded import EMBEDDED_DIR
 
@@ -87,11 +94,11 @@ def _local(spec: str, device: str) -> ModelBackend:
                 f"the embedded model is not built yet (no {EMBEDDED_DIR}): "
                 "train it, or use hf:PATH or openai:MODEL"
             )
-        return HFBackend(EMBEDDED_DIR, device=device, name="embedded")
+        return HFBackend(EMBEDDED_DIR, device=device, name=name, random_init=random_init)
     path = spec[len("hf:") :].strip()
     if not path:
         raise ModelConfigError(f"empty path in model {spec!r}: {SPEC_HELP}")
-    return HFBackend(Path(path), device=device, name=spec)
+    return HFBackend(Path(path), device=device, name=name, random_init=random_init)
 
 
 def _openai(

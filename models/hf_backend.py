@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MARKER_FILE = "mockingbird.json"
+#: Seed of the random-initialisation control (any fixed value; not one a checkpoint was built with).
+RANDOM_INIT_SEED = 1234
 #: Candidates per forward pass in :meth:`HFBackend.score` (bounds memory, not correctness).
 SCORE_BATCH = 64
 
@@ -68,11 +70,12 @@ def renderer_for(path: Path) -> Renderer:
     Raises:
         ModelConfigError: On an unknown ``format``.
     """
-    fmt = read_marker(path).get("format", "chat")
+    marker = read_marker(path)
+    fmt = marker.get("format", "chat")
     if fmt == "compact":
         from prompts.compact import CompactRenderer
 
-        return CompactRenderer()
+        return CompactRenderer(indexed=True) if marker.get("indexed") else CompactRenderer()
     if fmt == "chat":
         from prompts.chat import ChatRenderer
 
@@ -92,7 +95,9 @@ class HFBackend(ModelBackend):
         ModelConfigError: If the directory or its config is missing or cannot be loaded.
     """
 
-    def __init__(self, path: str | Path, *, device: str = "cpu", name: str | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, device: str = "cpu", name: str | None = None, random_init: bool = False
+    ) -> None:
         self.path = Path(path).expanduser()
         if not self.path.is_dir():
             raise ModelConfigError(f"model directory not found: {self.path}")
@@ -115,9 +120,16 @@ class HFBackend(ModelBackend):
         hf_logging.disable_progress_bar()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-            model: Any = AutoModelForCausalLM.from_pretrained(
-                self.path, local_files_only=True, dtype=torch.float32
-            )
+            if random_init:
+                # The control for "what does pretraining add": same shape, tokenizer and renderer,
+                # freshly initialised weights (seeded, so the control is reproducible).
+                from models.embedded import random_init_like
+
+                model: Any = random_init_like(self.path, seed=RANDOM_INIT_SEED).to(torch.float32)
+            else:
+                model = AutoModelForCausalLM.from_pretrained(
+                    self.path, local_files_only=True, dtype=torch.float32
+                )
             self._model = model.to(device).eval()
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             msg = " ".join(str(exc).split())[:300]

@@ -32,6 +32,8 @@ from tasks.generators import FAMILIES, sample_task
 from tasks.schema import Task
 
 logger = logging.getLogger("models.train")
+#: The shared 1D-ARC folder beside the repository (measured after training when present).
+DEFAULT_ARC = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "1d-arc"
 
 
 @dataclass(kw_only=True)
@@ -47,21 +49,22 @@ class TrainConfig:
     max_steps: int = 0  # stop after this many steps too (0 = only the time budget)
     max_demos: int = 4  # demonstrations per episode drawn from 0..max_demos
     compose_p: float = 0.2  # share of two-rule compositions
+    indexed: bool = False  # indexed serialization (prompts/compact.py): copying becomes induction
     eval_tasks: int = 100  # fresh episodes for held-in accuracy and the demos table
     threads: int = 2  # torch CPU threads
     seed: int = 0  # everything random derives from this
 
 
-def encode_episode(task: Task, vocab: dict[str, int]) -> tuple[list[int], list[int]]:
-    """Token ids and loss mask (1 on output cells and their newline) of one episode.
+def encode_episode(task: Task, vocab: dict[str, int], indexed: bool = False) -> tuple[list[int], list[int]]:
+    """Token ids and loss mask (1 on every output token and its newline) of one episode.
 
     Demonstrations are the task's train pairs, the query its first test pair with its target.
     """
     ids, mask = [vocab["<bos>"]], [0]
     pairs = [(e.input, e.output) for e in task.train] + [(q.input, q.target) for q in task.test[:1]]
     for inp, out in pairs:
-        line = encode_pair(inp, out, task.kind)
-        head = len(encode_query(inp, task.kind))
+        line = encode_pair(inp, out, task.kind, indexed)
+        head = len(encode_query(inp, task.kind, indexed))
         for i, ch in enumerate(line):
             ids.append(vocab.get(ch, vocab["<unk>"]))
             mask.append(1 if i >= head else 0)
@@ -91,8 +94,15 @@ def lr_at(step: int, progress: float, cfg: TrainConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def loss_by_demos(model: Any, tasks: list[Task], vocab: dict[str, int]) -> dict[int, float]:
-    """Mean output loss on each task's query given its first k demonstrations, k = 0..3."""
+def loss_by_demos(
+    model: Any, tasks: list[Task], vocab: dict[str, int], indexed: bool = False
+) -> dict[int, float]:
+    """Mean loss per output cell of each task's query given its first k demonstrations, k = 0..3.
+
+    Only colour cells and the closing newline count (not index letters), so the numbers compare
+    across serializations.
+    """
+    counted = {vocab[str(d)] for d in range(10)} | {vocab["\n"]}
     import torch
 
     out: dict[int, float] = {}
@@ -102,10 +112,12 @@ def loss_by_demos(model: Any, tasks: list[Task], vocab: dict[str, int]) -> dict[
         for i in range(0, len(tasks), 16):
             episodes = []
             for t in tasks[i : i + 16]:
-                ids, mask = encode_episode(t.model_copy(update={"train": t.train[:k]}), vocab)
-                # only the query's output counts: clear the mask on the demonstrations
-                last = len(ids) - len(encode_pair(t.test[0].input, t.test[0].target, "grid"))
-                episodes.append((ids, [m if j >= last else 0 for j, m in enumerate(mask)]))
+                ids, mask = encode_episode(t.model_copy(update={"train": t.train[:k]}), vocab, indexed)
+                # only the query's output cells count: clear the mask on demonstrations and letters
+                last = len(ids) - len(encode_pair(t.test[0].input, t.test[0].target, "grid", indexed))
+                episodes.append(
+                    (ids, [m if j >= last and ids[j] in counted else 0 for j, m in enumerate(mask)])
+                )
             batch = make_batch(episodes, vocab["<pad>"])
             with torch.no_grad():
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -119,22 +131,57 @@ def loss_by_demos(model: Any, tasks: list[Task], vocab: dict[str, int]) -> dict[
     return out
 
 
-def held_in_accuracy(checkpoint: Path, tasks: list[Task]) -> float:
-    """Greedy exact match through the product's own backend (same code path as inference)."""
+def greedy_hits(checkpoint: Path, tasks: list[Task]) -> list[bool]:
+    """Greedy exact match per task through the product's own backend (the inference code path)."""
     from models.base import PromptParts
     from models.hf_backend import HFBackend
     from tasks.scoring import exact_match
 
     backend = HFBackend(checkpoint)
-    hits = 0
+    hits = []
     for t in tasks:
-        parts = PromptParts(kind="grid", function=t.function, demos=t.train, query=t.test[0].input)
+        parts = PromptParts(kind="grid", function=t.function, demos=t.train[:3], query=t.test[0].input)
         gen = backend.generate(backend.renderer.render(parts), n=1, temperature=0.0)
-        hits += exact_match("grid", backend.renderer.parse(gen.samples[0].text, "grid"), t.test[0].target)
-    return hits / max(len(tasks), 1)
+        hits.append(
+            exact_match("grid", backend.renderer.parse(gen.samples[0].text, "grid"), t.test[0].target)
+        )
+    return hits
 
 
-def train(cfg: TrainConfig, out: Path) -> dict[str, Any]:
+def arc_report(checkpoint: Path, arc_dir: Path) -> dict[str, dict[str, float]]:
+    """1D-ARC exact match per type (3 demonstrations, first test query) with 95 % bootstrap CIs."""
+    from graph.bench import GPT4_1DARC
+    from tasks.loaders import load_task_dir
+    from tasks.scoring import bootstrap_ci
+
+    by_type: dict[str, list[Task]] = {}
+    for t in load_task_dir(arc_dir):
+        by_type.setdefault(t.type or "?", []).append(t)
+    report = {}
+    everything: list[bool] = []
+    for name, tasks in sorted(by_type.items()):
+        hits = greedy_hits(checkpoint, tasks)
+        everything += hits
+        lo, hi = bootstrap_ci(hits)
+        report[name] = {
+            "accuracy": sum(hits) / len(hits),
+            "ci_low": lo,
+            "ci_high": hi,
+            "n": len(hits),
+            "gpt4": GPT4_1DARC.get(name, float("nan")),
+        }
+    lo, hi = bootstrap_ci(everything)
+    report["overall"] = {
+        "accuracy": sum(everything) / max(len(everything), 1),
+        "ci_low": lo,
+        "ci_high": hi,
+        "n": len(everything),
+        "gpt4": 45.1,
+    }
+    return report
+
+
+def train(cfg: TrainConfig, out: Path, arc_dir: Path | None = None) -> dict[str, Any]:
     """Train, evaluate, save; returns the report."""
     import torch
 
@@ -157,7 +204,9 @@ def train(cfg: TrainConfig, out: Path) -> dict[str, Any]:
             break
         episodes = [
             encode_episode(
-                sample_task(rng, n_train=rng.randint(0, cfg.max_demos), compose_p=cfg.compose_p), vocab
+                sample_task(rng, n_train=rng.randint(0, cfg.max_demos), compose_p=cfg.compose_p),
+                vocab,
+                cfg.indexed,
             )
             for _ in range(cfg.batch_size)
         ]
@@ -179,7 +228,7 @@ def train(cfg: TrainConfig, out: Path) -> dict[str, Any]:
             )
     train_s = time.monotonic() - started
 
-    demos_loss = loss_by_demos(model, eval_tasks, vocab)
+    demos_loss = loss_by_demos(model, eval_tasks, vocab, cfg.indexed)
     report: dict[str, Any] = {
         "parameters": params,
         "tokens": tokens,
@@ -191,9 +240,13 @@ def train(cfg: TrainConfig, out: Path) -> dict[str, Any]:
         "config": {**asdict(cfg), "model": config_dict(cfg.model)},
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    save_checkpoint(model, out, extra={"training": report})
-    report["held_in_accuracy"] = round(held_in_accuracy(out, eval_tasks), 4)
-    save_checkpoint(model, out, extra={"training": report})
+    marker = {"indexed": cfg.indexed}
+    save_checkpoint(model, out, extra={**marker, "training": report})
+    hits = greedy_hits(out, eval_tasks)
+    report["held_in_accuracy"] = round(sum(hits) / max(len(hits), 1), 4)
+    if arc_dir is not None and arc_dir.is_dir():
+        report["1d_arc"] = arc_report(out, arc_dir)
+    save_checkpoint(model, out, extra={**marker, "training": report})
     return report
 
 
@@ -210,6 +263,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="stop after this many steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="tiny model, 5 steps (for tests)")
+    parser.add_argument("--indexed", action="store_true", help="indexed serialization of grid cells")
+    parser.add_argument("--hidden", type=int, help="hidden size (heads scale to keep head dim 32)")
+    parser.add_argument("--layers", type=int, help="number of layers")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
+    parser.add_argument(
+        "--eval-arc",
+        type=Path,
+        default=DEFAULT_ARC,
+        help="1D-ARC folder to measure on after training (skipped when absent)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = smoke_config() if args.smoke else TrainConfig()
@@ -218,7 +281,15 @@ def main(argv: list[str] | None = None) -> int:
         cfg.minutes = args.minutes
     if args.steps is not None:
         cfg.max_steps = args.steps
-    report = train(cfg, args.out)
+    cfg.indexed = args.indexed
+    if args.hidden:
+        cfg.model.hidden_size, cfg.model.num_heads = args.hidden, max(1, args.hidden // 32)
+        cfg.model.intermediate_size = 4 * args.hidden
+    if args.layers:
+        cfg.model.num_layers = args.layers
+    if args.threads:
+        cfg.threads = args.threads
+    report = train(cfg, args.out, None if args.smoke else args.eval_arc)
     losses = report["output_loss_by_demos"]
     print(f"parameters      {report['parameters']:,}")
     print(f"tokens seen     {report['tokens']:,} in {report['steps']} steps, {report['train_minutes']} min")
@@ -227,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
         "output loss after 0/1/2/3 demonstrations: " + " / ".join(f"{losses[str(k)]:.3f}" for k in range(4))
     )
     print(f"held-in exact match (greedy, 3 demos): {report['held_in_accuracy']:.1%}")
+    for name, row in report.get("1d_arc", {}).items():
+        print(
+            f"1D-ARC {name:<18} {row['accuracy']:6.1%}  [{row['ci_low']:.0%}, {row['ci_high']:.0%}]  "
+            f"n={row['n']:<3}  GPT-4 {row['gpt4']:.1f}%"
+        )
     print(json.dumps({"checkpoint": str(args.out)}))
     return 0
 
