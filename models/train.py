@@ -20,6 +20,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,6 +86,30 @@ def make_batch(episodes: list[tuple[list[int], list[int]]], pad_id: int) -> dict
         attention[row, : len(ids)] = 1
         labels[row, : len(ids)] = torch.where(torch.tensor(mask) == 1, t, torch.tensor(-100))
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+def episode_batches(
+    rng: random.Random, cfg: TrainConfig, vocab: dict[str, int], pool: int = 8
+) -> Iterator[list[tuple[list[int], list[int]]]]:
+    """Endless batches of encoded episodes, grouped by length.
+
+    Episodes range from ~30 to ~400 tokens; padding a random batch to its longest wastes about
+    half the compute, so ``pool`` batches are drawn at once, sorted by length and served in a
+    random order.
+    """
+    while True:
+        episodes = [
+            encode_episode(
+                sample_task(rng, n_train=rng.randint(0, cfg.max_demos), compose_p=cfg.compose_p),
+                vocab,
+                cfg.indexed,
+            )
+            for _ in range(cfg.batch_size * pool)
+        ]
+        episodes.sort(key=lambda e: len(e[0]))
+        chunks = [episodes[i : i + cfg.batch_size] for i in range(0, len(episodes), cfg.batch_size)]
+        rng.shuffle(chunks)
+        yield from chunks
 
 
 def lr_at(step: int, progress: float, cfg: TrainConfig) -> float:
@@ -195,6 +220,7 @@ def train(cfg: TrainConfig, out: Path, arc_dir: Path | None = None) -> dict[str,
     eval_tasks = [sample_task(eval_rng, n_train=3) for _ in range(cfg.eval_tasks)]
     logger.info("model: %d parameters; budget %.1f min", params, cfg.minutes)
 
+    stream = episode_batches(rng, cfg, vocab)
     started, step, tokens, smoothed = time.monotonic(), 0, 0, None
     budget = cfg.minutes * 60
     model.train()
@@ -202,15 +228,7 @@ def train(cfg: TrainConfig, out: Path, arc_dir: Path | None = None) -> dict[str,
         progress = (time.monotonic() - started) / budget
         if progress >= 1 or (cfg.max_steps and step >= cfg.max_steps):
             break
-        episodes = [
-            encode_episode(
-                sample_task(rng, n_train=rng.randint(0, cfg.max_demos), compose_p=cfg.compose_p),
-                vocab,
-                cfg.indexed,
-            )
-            for _ in range(cfg.batch_size)
-        ]
-        batch = make_batch(episodes, vocab["<pad>"])
+        batch = make_batch(next(stream), vocab["<pad>"])
         for group in opt.param_groups:
             group["lr"] = lr_at(step, progress, cfg)
         loss = model(**batch).loss
