@@ -3,9 +3,11 @@
 Example::
 
     python -m graph.bench --tasks ../shared/benchmarks/1d-arc --limit 10 --json bench.json
+    python -m graph.bench --tasks ../shared/benchmarks/1d-arc --model embedded,random:embedded
 
 Every task file under ``--tasks`` (any supported format; sub-folders are task types) is run
-through the graph; the table shows per type: accuracy with a 95 % bootstrap interval over
+through the graph (for each model of a comma-separated ``--model`` list, side by side); the table
+shows per type: accuracy with a 95 % bootstrap interval over
 queries, seconds and tokens per query, and GPT-4's published score where one exists.
 """
 
@@ -18,11 +20,15 @@ from collections import defaultdict
 from pathlib import Path
 
 from pydantic import BaseModel
+from rich.table import Table
 
 from graph.cli_common import add_context_flags, context_from_args, run_cli, setup_logging
+from graph.context import Context
 from graph.errors import SettingsError
 from graph.runner import QueryResult
 from graph.settings import load_dotenv_file
+from models.base import ModelBackend
+from tasks.schema import Task
 
 #: GPT-4, direct grid prompting (Xu et al. 2023, "LLMs and the Abstraction and Reasoning Corpus"),
 #: exact match per 1D-ARC type, in percent.
@@ -96,21 +102,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from langgraph.store.memory import InMemoryStore
     from rich.console import Console
-    from rich.progress import Progress
-    from rich.table import Table
-    from tasks.loaders import load_any
 
-    from graph.builder import build_graph
-    from graph.runner import run_query
     from models.factory import load_model
+    from tasks.loaders import load_any
 
     if args.limit is not None and args.limit < 1:
         raise SettingsError(f"--limit: must be at least 1, got {args.limit}")
-    ctx = context_from_args(args)
+    specs = [s.strip() for s in (args.model or "").split(",") if s.strip()] or [None]
+    contexts = [context_from_args(args, model=spec) for spec in specs]
     tasks = load_any(Path(args.tasks), k_shot=args.k_shot)
-    by_type: dict[str, list] = defaultdict(list)
+    by_type: dict[str, list[Task]] = defaultdict(list)
     for t in tasks:
         by_type[t.type or "untyped"].append(t)
     if args.limit:
@@ -125,34 +127,69 @@ def _bench(args: argparse.Namespace) -> int:
     ]
     if not jobs:
         raise SettingsError(f"--tasks: no test queries with targets under {args.tasks}")
+    # Load every model first: a typo in the third spec fails before an hour of benchmarking.
+    models = [
+        load_model(
+            c.model,
+            openai_base_url=c.openai_base_url or None,
+            timeout_s=c.timeout_s,
+            max_attempts=c.max_attempts,
+        )
+        for c in contexts
+    ]
+    reports = [
+        bench_one(model, ctx, jobs, str(args.tasks)) for model, ctx in zip(models, contexts, strict=True)
+    ]
+    console = Console()
+    for report in reports:
+        console.print(detail_table(report))
+    if len(reports) > 1:
+        console.print(comparison_table(reports))
+    if args.json_out:
+        payload = {"runs": [r.model_dump(mode="json") for r in reports]}
+        Path(args.json_out).write_text(json.dumps(payload, indent=2) + "\n")
+    return 0
 
-    model = load_model(
-        ctx.model,
-        openai_base_url=ctx.openai_base_url or None,
-        timeout_s=ctx.timeout_s,
-        max_attempts=ctx.max_attempts,
-    )
+
+def bench_one(model: ModelBackend, ctx: Context, jobs: list[tuple[Task, int]], tasks_dir: str) -> BenchReport:
+    """Run every job through a graph bound to ``model``; summarise per type and overall."""
+    from langgraph.store.memory import InMemoryStore
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from graph.builder import build_graph
+    from graph.runner import run_query
+
     # No checkpointer: a benchmark is not resumed; an in-memory store keeps per-task evidence.
     graph = build_graph(model=model, store=InMemoryStore())
-    console = Console(stderr=True)
     results: dict[str, list[QueryResult]] = defaultdict(list)
-    with Progress(console=console, transient=True) as progress:
+    with Progress(console=Console(stderr=True), transient=True) as progress:
         bar = progress.add_task(f"{model.name} · {ctx.strategy}", total=len(jobs))
         for task, index in jobs:
             results[task.type or "untyped"].append(run_query(graph, task, index, context=ctx))
             progress.advance(bar)
-
     rows = [summarize(k, results[k], GPT4_1DARC.get(k)) for k in sorted(results)]
     everything = [r for k in sorted(results) for r in results[k]]
     gpt4_known = [row.gpt4 for row in rows if row.gpt4 is not None]
     overall = summarize(
         "overall", everything, sum(gpt4_known) / len(gpt4_known) if len(gpt4_known) == len(rows) else None
     )
+    return BenchReport(
+        model=model.name,
+        strategy=ctx.strategy,
+        tasks_dir=tasks_dir,
+        rows=rows,
+        overall=overall,
+        results=everything,
+    )
 
-    table = Table(title=f"{model.name} · strategy {ctx.strategy} · {args.tasks}")
+
+def detail_table(report: BenchReport) -> Table:
+    """Per type: accuracy with its interval, cost per query, GPT-4's score."""
+    table = Table(title=f"{report.model} · strategy {report.strategy} · {report.tasks_dir}")
     for col in ["type", "n", "exact match", "95% CI", "s/query", "tokens/query", "GPT-4"]:
         table.add_column(col, justify="left" if col == "type" else "right")
-    for row in [*rows, overall]:
+    for row in [*report.rows, report.overall]:
         table.add_row(
             row.type,
             str(row.queries),
@@ -163,18 +200,28 @@ def _bench(args: argparse.Namespace) -> int:
             "" if row.gpt4 is None else f"{row.gpt4:.1f}%",
             style="bold" if row.type == "overall" else None,
         )
-    Console().print(table)
-    if args.json_out:
-        report = BenchReport(
-            model=model.name,
-            strategy=ctx.strategy,
-            tasks_dir=str(args.tasks),
-            rows=rows,
-            overall=overall,
-            results=everything,
+    return table
+
+
+def comparison_table(reports: list[BenchReport]) -> Table:
+    """Models side by side (the ablation view): accuracy [95 % CI] per type."""
+    table = Table(title="side by side: exact match [95% CI]")
+    table.add_column("type")
+    for report in reports:
+        table.add_column(report.model, justify="right")
+    table.add_column("GPT-4", justify="right")
+    for i, row in enumerate([*reports[0].rows, reports[0].overall]):
+        cells = []
+        for report in reports:
+            r = [*report.rows, report.overall][i]
+            cells.append(f"{r.accuracy:.0%} [{r.ci_low:.0%}, {r.ci_high:.0%}]")
+        table.add_row(
+            row.type,
+            *cells,
+            "" if row.gpt4 is None else f"{row.gpt4:.1f}%",
+            style="bold" if row.type == "overall" else None,
         )
-        Path(args.json_out).write_text(json.dumps(report.model_dump(mode="json"), indent=2) + "\n")
-    return 0
+    return table
 
 
 if __name__ == "__main__":

@@ -9,12 +9,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from tasks.errors import TaskFileError
-
 from graph.context import STRATEGIES, Context
 from graph.errors import SettingsError
 from models.base import ModelConfigError, ModelError
 from nodes.prepare import InvalidInputError
+from tasks.errors import TaskFileError
 
 #: User mistakes: one line on stderr, exit code 2, no traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -39,10 +38,12 @@ def add_context_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
 
 
-def context_from_args(args: argparse.Namespace) -> Context:
-    """A Context from flags; unset flags fall back to the environment, then defaults."""
+def context_from_args(args: argparse.Namespace, **override: Any) -> Context:
+    """A Context from flags (``override`` wins; ``None`` means unset); unset fields fall back to
+    the environment, then defaults."""
     names = ["model", "strategy", "samples", "temperature", "max_demos", "seed", "timeout_s"]
-    return Context(**{n: getattr(args, n) for n in names if getattr(args, n, None) is not None})
+    values = {n: getattr(args, n, None) for n in names} | override
+    return Context(**{n: v for n, v in values.items() if v is not None})
 
 
 def parse_json_flag(raw: str | None, flag: str) -> Any:

@@ -164,7 +164,39 @@ def test_bench_prints_a_table_and_writes_json(tiny_checkpoint, tmp_path):
         module="graph.bench",
     )
     assert proc.returncode == 0, proc.stderr
-    report = json.loads(out.read_text())
+    [report] = json.loads(out.read_text())["runs"]
     assert [r["type"] for r in report["rows"]] == ["alpha", "beta"]
     assert report["overall"]["queries"] == 4  # 2 types x 2 tasks x the one query with a target
     assert "overall" in proc.stdout and "95% CI" in proc.stdout
+
+
+def test_bench_compares_models_side_by_side_including_the_random_control(tiny_checkpoint, tmp_path):
+    folder = tmp_path / "tasks" / "toy"
+    folder.mkdir(parents=True)
+    (folder / "a.json").write_text(reverse_task("a").model_dump_json())
+    out = tmp_path / "bench.json"
+    specs = f"hf:{tiny_checkpoint},random:hf:{tiny_checkpoint}"
+    proc = run_cli(
+        "--tasks",
+        str(tmp_path / "tasks"),
+        "--model",
+        specs,
+        "--samples",
+        "1",
+        "--json",
+        str(out),
+        module="graph.bench",
+    )
+    assert proc.returncode == 0, proc.stderr
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["model"] for r in runs] == specs.split(",")
+    assert all(r["overall"]["queries"] == 1 for r in runs)
+    assert "side by side" in proc.stdout
+
+
+def test_bench_fails_fast_on_a_bad_model_in_the_list(tmp_path):
+    folder = tmp_path / "tasks" / "toy"
+    folder.mkdir(parents=True)
+    (folder / "a.json").write_text(reverse_task("a").model_dump_json())
+    proc = run_cli("--tasks", str(tmp_path / "tasks"), "--model", "embedded,nonsense", module="graph.bench")
+    assert_user_error(proc, "nonsense")

@@ -33,8 +33,12 @@ def test_indexed_cells_carry_their_index():
 def test_render_and_parse_outputs_of_another_length(indexed):
     """Output length may differ from the input's (scaling rules): the format does not assume it."""
     renderer = CompactRenderer(indexed=indexed)
-    parts = PromptParts(kind="grid", function={"name": "f", "signature": "f(g)"},
-                        demos=[{"input": [[1, 0]], "output": [[1, 1, 0, 0]]}], query=[[0, 2]])
+    parts = PromptParts(
+        kind="grid",
+        function={"name": "f", "signature": "f(g)"},
+        demos=[{"input": [[1, 0]], "output": [[1, 1, 0, 0]]}],
+        query=[[0, 2]],
+    )
     prompt = renderer.render(parts)
     assert prompt.text.endswith("O") and prompt.stop == ["\n"]
     answer = renderer.format_value([[0, 0, 2, 2]], "grid")
