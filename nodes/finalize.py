@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from langgraph.runtime import Runtime
-from tasks.scoring import exact_match
 
 from graph.context import Context
 from graph.state import State
 from nodes.common import OUTCOMES_NS, cost_entry, query_key
+from tasks.scoring import exact_match
 
 
 def finalize(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
