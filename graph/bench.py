@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from models.factory import load_model
+    from nodes.common import resolve_model
     from tasks.loaders import load_any
 
     if args.limit is not None and args.limit < 1:
@@ -128,15 +128,7 @@ def _bench(args: argparse.Namespace) -> int:
     if not jobs:
         raise SettingsError(f"--tasks: no test queries with targets under {args.tasks}")
     # Load every model first: a typo in the third spec fails before an hour of benchmarking.
-    models = [
-        load_model(
-            c.model,
-            openai_base_url=c.openai_base_url or None,
-            timeout_s=c.timeout_s,
-            max_attempts=c.max_attempts,
-        )
-        for c in contexts
-    ]
+    models = [resolve_model(c, None) for c in contexts]
     reports = [
         bench_one(model, ctx, jobs, str(args.tasks)) for model, ctx in zip(models, contexts, strict=True)
     ]

@@ -67,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     from graph.runner import run_query
     from graph.storage import open_checkpointer, open_store
     from graph.trace import TraceView
-    from models.factory import load_model
+    from nodes.common import resolve_model
     from tasks.loaders import load_any
     from tasks.schema import check_query
 
@@ -91,12 +91,7 @@ def _run(args: argparse.Namespace) -> int:
                 raise SettingsError(f"{exc} (task {task.id} is of kind {task.kind})") from None
 
     view = TraceView(verbose=not args.quiet)
-    model = load_model(
-        ctx.model,
-        openai_base_url=ctx.openai_base_url or None,
-        timeout_s=ctx.timeout_s,
-        max_attempts=ctx.max_attempts,
-    )
+    model = resolve_model(ctx, None)
     path = db_path(args.db)
     graph = build_graph(model=model, checkpointer=open_checkpointer(path), store=open_store(path))
     run_id = args.thread or uuid.uuid4().hex[:8]
