@@ -16,9 +16,11 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from tasks.schema import Example, MockFunction, Query, Task, check_value
 
@@ -479,3 +481,38 @@ def sample_task(
             test=[Query(input=[i], target=[o]) for i, o in pairs[n_train:]],
         )
     raise RuntimeError(f"family {family!r} kept failing to produce a task")
+
+
+def write_suite(out: Path, *, per_family: int, seed: int, n_train: int = 3) -> int:
+    """Write ``per_family`` fresh tasks of every family to ``out/<family>/<id>.json``.
+
+    A held-in benchmark suite for ``python -m graph.bench --tasks out``; a seed other than the
+    training seed gives episodes the model never saw. Returns the number of tasks written.
+    """
+    rng = random.Random(seed)
+    count = 0
+    for family in sorted(FAMILIES):
+        folder = out / family
+        folder.mkdir(parents=True, exist_ok=True)
+        for _ in range(per_family):
+            task = sample_task(rng, family, n_train=n_train)
+            (folder / f"{task.id}.json").write_text(task.model_dump_json(exclude_none=True) + "\n")
+            count += 1
+    return count
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tasks.generators --out DIR [--per-family N] [--seed S]``: write a suite."""
+    parser = argparse.ArgumentParser(prog="python -m tasks.generators", description=write_suite.__doc__)
+    parser.add_argument("--out", type=Path, required=True, help="folder to write (sub-folder per family)")
+    parser.add_argument("--per-family", type=int, default=10, help="tasks per family (default 10)")
+    parser.add_argument("--seed", type=int, default=1000, help="suite seed (default 1000)")
+    args = parser.parse_args(argv)
+    if args.per_family < 1:
+        parser.error("--per-family must be at least 1")
+    print(f"wrote {write_suite(args.out, per_family=args.per_family, seed=args.seed)} tasks to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

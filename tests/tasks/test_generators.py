@@ -67,3 +67,13 @@ def test_compositions_are_named_after_both_steps():
 
 def test_blocks():
     assert blocks([0, 3, 3, 0, 5, 2, 2]) == [(1, 3, 3), (4, 5, 5), (5, 7, 2)]
+
+
+def test_suite_on_disk_loads_with_families_as_types(tmp_path):
+    from tasks.generators import write_suite
+    from tasks.loaders import load_task_dir
+
+    assert write_suite(tmp_path, per_family=2, seed=9) == 2 * len(FAMILIES)
+    tasks = load_task_dir(tmp_path)
+    assert {t.type for t in tasks} == set(FAMILIES)
+    assert all(t.test[0].target is not None for t in tasks)
