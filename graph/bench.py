@@ -104,13 +104,16 @@ def main(argv: list[str] | None = None) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from graph.router import check_strategy
     from nodes.common import resolve_model
     from tasks.loaders import load_any
 
     if args.limit is not None and args.limit < 1:
         raise SettingsError(f"--limit: must be at least 1, got {args.limit}")
     specs = [s.strip() for s in (args.model or "").split(",") if s.strip()] or [None]
-    contexts = [context_from_args(args, model=spec) for spec in specs]
+    strategies = [s.strip() for s in (args.strategy or "").split(",") if s.strip()] or [None]
+    # every model with every strategy, in the order given: one table each, then side by side
+    contexts = [context_from_args(args, model=m, strategy=st) for m in specs for st in strategies]
     tasks = load_any(Path(args.tasks), k_shot=args.k_shot)
     by_type: dict[str, list[Task]] = defaultdict(list)
     for t in tasks:
@@ -129,6 +132,8 @@ def _bench(args: argparse.Namespace) -> int:
         raise SettingsError(f"--tasks: no test queries with targets under {args.tasks}")
     # Load every model first: a typo in the third spec fails before an hour of benchmarking.
     models = [resolve_model(c, None) for c in contexts]
+    for model, c in zip(models, contexts, strict=True):
+        check_strategy(c.strategy, can_adapt=model.capabilities.adapt, model=model.name)
     reports = [
         bench_one(model, ctx, jobs, str(args.tasks)) for model, ctx in zip(models, contexts, strict=True)
     ]
@@ -200,7 +205,7 @@ def comparison_table(reports: list[BenchReport]) -> Table:
     table = Table(title="side by side: exact match [95% CI]")
     table.add_column("type")
     for report in reports:
-        table.add_column(report.model, justify="right")
+        table.add_column(f"{report.model} · {report.strategy}", justify="right")
     table.add_column("GPT-4", justify="right")
     for i, row in enumerate([*reports[0].rows, reports[0].overall]):
         cells = []

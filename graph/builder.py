@@ -1,6 +1,6 @@
 """The Mockingbird state machine.
 
-``prepare -> route -> {icl} -> finalize``. The router (``graph/router.py``) is the only place a
+``prepare -> route -> {icl | ttt} -> finalize``. The router (``graph/router.py``) is the only place a
 strategy is chosen; later issues add strategy nodes behind the same conditional edge.
 
 Exports ``builder`` and a checkpointer-free ``graph`` (for ``langgraph dev`` and for embedding
@@ -22,7 +22,8 @@ from models.base import ModelBackend
 from nodes.finalize import finalize
 from nodes.icl import make_icl_node
 from nodes.prepare import prepare
-from nodes.route import route
+from nodes.route import make_route_node
+from nodes.ttt import make_ttt_node
 
 GRAPH_NAME = "mockingbird"
 
@@ -31,13 +32,15 @@ def make_builder(model: ModelBackend | None = None) -> StateGraph[State, Context
     """A fresh, uncompiled graph; ``model`` binds a backend (else each run's context names one)."""
     b = StateGraph(State, context_schema=Context, input_schema=InputState, output_schema=OutputState)
     b.add_node("prepare", prepare)
-    b.add_node("route", route)
+    b.add_node("route", make_route_node(model))
     b.add_node("icl", make_icl_node(model))
+    b.add_node("ttt", make_ttt_node(model))
     b.add_node("finalize", finalize)
     b.add_edge(START, "prepare")
     b.add_edge("prepare", "route")
-    b.add_conditional_edges("route", next_node, ["icl"])
+    b.add_conditional_edges("route", next_node, ["icl", "ttt"])
     b.add_edge("icl", "finalize")
+    b.add_edge("ttt", "finalize")
     b.add_edge("finalize", END)
     return b
 

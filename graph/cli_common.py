@@ -34,6 +34,11 @@ def add_context_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, dest="timeout_s", help="seconds per model request (default 60)"
     )
+    parser.add_argument(
+        "--ttt-steps", type=int, dest="ttt_steps", help="test-time training steps (default 40)"
+    )
+    parser.add_argument("--ttt-lr", type=float, dest="ttt_lr", help="test-time training learning rate")
+    parser.add_argument("--ttt-rank", type=int, dest="ttt_rank", help="test-time training LoRA rank (16)")
     parser.add_argument("--db", help="SQLite database for checkpoints and task memory")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
 
@@ -41,7 +46,18 @@ def add_context_flags(parser: argparse.ArgumentParser) -> None:
 def context_from_args(args: argparse.Namespace, **override: Any) -> Context:
     """A Context from flags (``override`` wins; ``None`` means unset); unset fields fall back to
     the environment, then defaults."""
-    names = ["model", "strategy", "samples", "temperature", "max_demos", "seed", "timeout_s"]
+    names = [
+        "model",
+        "strategy",
+        "samples",
+        "temperature",
+        "max_demos",
+        "seed",
+        "timeout_s",
+        "ttt_steps",
+        "ttt_lr",
+        "ttt_rank",
+    ]
     values = {n: getattr(args, n, None) for n in names} | override
     return Context(**{n: v for n, v in values.items() if v is not None})
 

@@ -21,7 +21,7 @@ from typing import Any, Literal, get_args
 from graph.errors import SettingsError
 
 #: Strategies the router knows. ``auto`` lets the router decide.
-Strategy = Literal["auto", "icl"]
+Strategy = Literal["auto", "icl", "ttt"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 ENV_PREFIX = "MOCKINGBIRD_"
@@ -42,6 +42,10 @@ class Context:
     openai_base_url: str = field(
         default="", metadata={"help": "OpenAI-compatible server URL; empty = OpenAI"}
     )
+    ttt_steps: int = field(default=40, metadata={"help": "test-time training: optimisation steps"})
+    ttt_lr: float = field(default=2e-3, metadata={"help": "test-time training: peak learning rate"})
+    ttt_rank: int = field(default=16, metadata={"help": "test-time training: LoRA rank"})
+    ttt_views: int = field(default=4, metadata={"help": "test-time training: views voted on"})
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -68,6 +72,11 @@ class Context:
             raise SettingsError(f"timeout_s: must be positive, got {self.timeout_s}")
         if self.max_attempts < 1:
             raise SettingsError(f"max_attempts: must be at least 1, got {self.max_attempts}")
+        for name in ("ttt_steps", "ttt_rank", "ttt_views"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if self.ttt_lr <= 0:
+            raise SettingsError(f"ttt_lr: must be positive, got {self.ttt_lr}")
         if not self.model.strip():
             raise SettingsError("model: must not be empty (embedded, hf:PATH or openai:MODEL)")
 

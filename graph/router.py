@@ -10,10 +10,20 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from graph.errors import SettingsError
 from graph.state import Decision, State
 
 #: Graph nodes a decision can lead to.
-Destination = Literal["icl"]
+Destination = Literal["icl", "ttt"]
+
+
+def check_strategy(requested: str, *, can_adapt: bool, model: str) -> None:
+    """Refuse, in one line, a strategy the backend cannot run (before any work is done)."""
+    if requested == "ttt" and not can_adapt:
+        raise SettingsError(
+            f"strategy ttt: model {model!r} cannot adapt; test-time training trains a LoRA adapter, "
+            "which needs a local model (embedded or hf:PATH)"
+        )
 
 
 def decide(*, requested: str, evidence: dict[str, Any]) -> Decision:
@@ -33,12 +43,20 @@ def decide(*, requested: str, evidence: dict[str, Any]) -> Decision:
     history = ""
     if outcomes.get("n"):
         history = f"; ICL so far {outcomes['correct']}/{outcomes['n']} on this task"
-    if requested == "icl":
+    if requested == "ttt":
+        check_strategy(
+            "ttt", can_adapt=bool(evidence.get("can_adapt")), model=str(evidence.get("model", "?"))
+        )
+        if demos >= 2:
+            reason = f"asked for TTT; {demos} demonstrations give {demos} leave-one-out episodes"
+            return Decision(strategy="ttt", reason=reason, evidence=dict(evidence))
+        reason = f"asked for TTT, but {demos} demonstration(s) leave nothing to hold out; fell back to ICL"
+    elif requested == "icl":
         reason = f"asked for ICL; {demos} demonstrations in context{history}"
     else:
-        # Only in-context prediction exists so far: it is the cheapest strategy and the one
-        # every backend supports, so it is the default until other strategies are measured.
-        reason = f"ICL is the only strategy available; {demos} demonstrations in context{history}"
+        # Until strategies are compared on measured evidence (a later issue), auto takes the
+        # cheapest strategy, which every backend supports.
+        reason = f"ICL is the cheapest strategy; {demos} demonstrations in context{history}"
     return Decision(strategy="icl", reason=reason, evidence=dict(evidence))
 
 
@@ -47,4 +65,6 @@ def next_node(state: State) -> Destination:
     strategy = state.get("decision", {}).get("strategy", "icl")
     if strategy == "icl":
         return "icl"
+    if strategy == "ttt":
+        return "ttt"
     raise ValueError(f"router chose an unknown strategy {strategy!r}")  # a bug, not a user error

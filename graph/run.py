@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     # Imports here keep `--help` and argument errors fast (torch/transformers load with the model).
     from graph.builder import build_graph
+    from graph.router import check_strategy
     from graph.runner import run_query
     from graph.storage import open_checkpointer, open_store
     from graph.trace import TraceView
@@ -92,6 +93,7 @@ def _run(args: argparse.Namespace) -> int:
 
     view = TraceView(verbose=not args.quiet)
     model = resolve_model(ctx, None)
+    check_strategy(ctx.strategy, can_adapt=model.capabilities.adapt, model=model.name)
     path = db_path(args.db)
     graph = build_graph(model=model, checkpointer=open_checkpointer(path), store=open_store(path))
     run_id = args.thread or uuid.uuid4().hex[:8]

@@ -59,12 +59,20 @@ class TraceView:
         """One node event (updates always; progress lines only when verbose)."""
         if event.get("kind") == "progress" and not self.verbose:
             return
+        message = str(event.get("message", ""))
+        if "step" in event and "steps" in event:  # training progress: a bar at each quarter
+            step, steps = int(event["step"]), int(event["steps"])
+            if step not in (1, steps) and step % max(1, steps // 4):
+                return
+            filled = round(20 * step / steps)
+            bar = "█" * filled + "░" * (20 - filled)
+            message = f"training adapter ▕{bar}▏ {step}/{steps}  loss {event['loss']:.3f}"
         node = str(event.get("node", "?"))
         style = NODE_STYLE.get(node, "white")
         line = Text.assemble(
             ("  ▸ " if event.get("kind") == "progress" else "  ● ", style), (f"{node:<9}", style)
         )
-        line.append(str(event.get("message", "")))
+        line.append(message)
         if event.get("seconds"):
             line.append(f"  {event['seconds']:.2f} s", style="dim")
         if event.get("tokens"):

@@ -200,3 +200,44 @@ def test_bench_fails_fast_on_a_bad_model_in_the_list(tmp_path):
     (folder / "a.json").write_text(reverse_task("a").model_dump_json())
     proc = run_cli("--tasks", str(tmp_path / "tasks"), "--model", "embedded,nonsense", module="graph.bench")
     assert_user_error(proc, "nonsense")
+
+
+def test_ttt_on_an_openai_model_is_refused_before_any_request(task_file, tmp_path):
+    proc = run_cli(
+        "--task",
+        str(task_file),
+        "--model",
+        "openai:gpt-4o-mini",
+        "--strategy",
+        "ttt",
+        "--db",
+        str(tmp_path / "db"),
+        env={
+            "OPENAI_API_KEY": "sk-test-not-real-000000",
+            "MOCKINGBIRD_OPENAI_BASE_URL": "http://127.0.0.1:9",
+        },
+    )
+    assert_user_error(proc, "cannot adapt", "openai:gpt-4o-mini")
+    assert "sk-test" not in proc.stderr
+
+
+def test_ttt_run_shows_training_progress(task_file, tiny_checkpoint, tmp_path):
+    proc = run_cli(
+        "--task",
+        str(task_file),
+        "--model",
+        f"hf:{tiny_checkpoint}",
+        "--strategy",
+        "ttt",
+        "--ttt-steps",
+        "8",
+        "--limit",
+        "1",
+        "--json",
+        "--db",
+        str(tmp_path / "db"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    [result] = json.loads(proc.stdout)
+    assert result["strategy"] == "ttt" and "leave-one-out" in result["reason"]
+    assert "training adapter" in proc.stderr and "8/8" in proc.stderr

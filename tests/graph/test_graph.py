@@ -124,3 +124,23 @@ def test_two_tasks_keep_separate_memory():
     run_query(g, a, 0, context=Context(samples=1))
     result_b = run_query(g, b, 0, context=Context(samples=1))
     assert "so far" not in result_b.reason
+
+
+def test_ttt_strategy_through_the_graph_on_a_local_model(tiny_checkpoint: Path, task):
+    from models.factory import clear_model_cache, load_model
+
+    clear_model_cache()
+    model = load_model(f"hf:{tiny_checkpoint}")
+    events: list[dict] = []
+    result = run_query(
+        build_graph(model=model),
+        task,
+        0,
+        context=Context(strategy="ttt", ttt_steps=6, ttt_views=2),
+        on_event=events.append,
+    )
+    assert result.strategy == "ttt"
+    steps = [e["step"] for e in events if e.get("node") == "ttt" and "step" in e]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert any("views voted" in e.get("message", "") for e in events)
+    assert 0.0 <= result.confidence <= 1.0

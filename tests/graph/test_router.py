@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from graph.router import decide, next_node
+from graph.errors import SettingsError
+from graph.router import check_strategy, decide, next_node
 
 
 def test_auto_chooses_icl_and_quotes_the_numbers():
@@ -22,3 +23,22 @@ def test_next_node_follows_the_decision():
     assert next_node({"decision": {"strategy": "icl", "reason": "", "evidence": {}}}) == "icl"
     with pytest.raises(ValueError, match="unknown strategy"):
         next_node({"decision": {"strategy": "nope", "reason": "", "evidence": {}}})
+
+
+def test_ttt_when_asked_and_the_backend_can_adapt():
+    d = decide(requested="ttt", evidence={"demos": 3, "can_adapt": True, "model": "embedded"})
+    assert d["strategy"] == "ttt" and "3 leave-one-out episodes" in d["reason"]
+
+
+def test_ttt_falls_back_to_icl_without_enough_demonstrations():
+    d = decide(requested="ttt", evidence={"demos": 1, "can_adapt": True, "model": "embedded"})
+    assert d["strategy"] == "icl" and "fell back to ICL" in d["reason"]
+
+
+def test_ttt_on_a_backend_that_cannot_adapt_is_refused_in_one_line():
+    with pytest.raises(SettingsError) as err:
+        decide(requested="ttt", evidence={"demos": 3, "can_adapt": False, "model": "openai:gpt-4o"})
+    assert "openai:gpt-4o" in str(err.value) and "cannot adapt" in str(err.value)
+    assert "\n" not in str(err.value)
+    check_strategy("icl", can_adapt=False, model="openai:gpt-4o")  # ICL needs nothing special
+    assert next_node({"decision": {"strategy": "ttt", "reason": "", "evidence": {}}}) == "ttt"
