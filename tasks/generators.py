@@ -304,7 +304,10 @@ def _scale(rng: random.Random) -> Rule:
 
     def sample(r: random.Random) -> Row:
         n = r.randint(4, 8)
-        return [r.choice([0, 0, _colour(r)]) for _ in range(n)]
+        row = [r.choice([0, 0, _colour(r)]) for _ in range(n)]
+        if not any(row):  # an all-background row scales to all background: no signal
+            row[r.randrange(n)] = _colour(r)
+        return row
 
     return Rule(apply, sample, f"Repeats every cell {k} times.")
 

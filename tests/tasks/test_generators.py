@@ -22,6 +22,7 @@ def test_family_yields_valid_tasks_of_one_rule(family):
             check_value("grid", inp, "input")
             check_value("grid", out, "output")
             assert inp != out
+            assert any(any(row) for row in inp)  # never an all-background input
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
