@@ -56,7 +56,7 @@ class ICLPredictor:
         return aggregate(gen, self.model.renderer, task.kind), gen
 
 
-def make_icl_node(bound: ModelBackend | None = None):
+def make_icl_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph node
     """Build the ``icl`` node; ``bound`` fixes the model for this graph (else the context's)."""
 
     def icl(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
