@@ -39,6 +39,46 @@ def add_context_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--ttt-lr", type=float, dest="ttt_lr", help="test-time training learning rate")
     parser.add_argument("--ttt-rank", type=int, dest="ttt_rank", help="test-time training LoRA rank (16)")
+    parser.add_argument("--ttt-views", type=int, dest="ttt_views", help="test-time training: views voted on")
+    parser.add_argument(
+        "--ttt-augment",
+        action=argparse.BooleanOptionalAction,
+        dest="ttt_augment",
+        help="test-time training over augmented views (default on)",
+    )
+    parser.add_argument(
+        "--ttt-early-stop",
+        action=argparse.BooleanOptionalAction,
+        dest="ttt_early_stop",
+        help="stop test-time training when a held-back demonstration stops improving (default on)",
+    )
+    parser.add_argument(
+        "--ttt-cache", type=int, dest="ttt_cache", help="adapters cached per task id (0 = none; default 4)"
+    )
+    parser.add_argument("--ttt-cache-dir", dest="ttt_cache_dir", help="also cache adapters in this folder")
+    parser.add_argument("--reflect-rounds", type=int, dest="reflect_rounds", help="reflection rounds (2)")
+    parser.add_argument(
+        "--budget", type=float, dest="budget_s", help="seconds per query for the router (0 = no limit)"
+    )
+    parser.add_argument(
+        "--budget-tokens",
+        type=int,
+        dest="budget_tokens",
+        help="tokens per query for the router (0 = no limit)",
+    )
+    parser.add_argument(
+        "--confidence-threshold",
+        type=float,
+        dest="confidence_threshold",
+        help="router: escalate while confidence is below this (0.6)",
+    )
+    parser.add_argument("--margin", type=float, help="router: accuracy margin for a cheaper strategy (0.05)")
+    parser.add_argument(
+        "--expert-review",
+        action=argparse.BooleanOptionalAction,
+        dest="expert_review",
+        help="router: escalate to a human expert as the last resort (default off)",
+    )
     parser.add_argument("--db", help="SQLite database for checkpoints and task memory")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
 
@@ -57,6 +97,17 @@ def context_from_args(args: argparse.Namespace, **override: Any) -> Context:
         "ttt_steps",
         "ttt_lr",
         "ttt_rank",
+        "ttt_views",
+        "ttt_augment",
+        "ttt_early_stop",
+        "ttt_cache",
+        "ttt_cache_dir",
+        "reflect_rounds",
+        "budget_s",
+        "budget_tokens",
+        "confidence_threshold",
+        "margin",
+        "expert_review",
     ]
     values = {n: getattr(args, n, None) for n in names} | override
     return Context(**{n: v for n, v in values.items() if v is not None})

@@ -21,7 +21,7 @@ from typing import Any, Literal, get_args
 from graph.errors import SettingsError
 
 #: Strategies the router knows. ``auto`` lets the router decide.
-Strategy = Literal["auto", "icl", "ttt"]
+Strategy = Literal["auto", "icl", "select", "reflect", "ttt", "expert"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 ENV_PREFIX = "MOCKINGBIRD_"
@@ -46,6 +46,36 @@ class Context:
     ttt_lr: float = field(default=2e-3, metadata={"help": "test-time training: peak learning rate"})
     ttt_rank: int = field(default=16, metadata={"help": "test-time training: LoRA rank"})
     ttt_views: int = field(default=4, metadata={"help": "test-time training: views voted on"})
+    ttt_augment: bool = field(
+        default=True, metadata={"help": "test-time training: train and vote over augmented views"}
+    )
+    ttt_early_stop: bool = field(
+        default=True,
+        metadata={"help": "test-time training: stop when a held-back demonstration stops improving"},
+    )
+    ttt_cache: int = field(
+        default=4, metadata={"help": "test-time training: adapters kept per task id (0 = no cache)"}
+    )
+    ttt_cache_dir: str = field(
+        default="", metadata={"help": "test-time training: also keep cached adapters in this folder"}
+    )
+    reflect_rounds: int = field(default=2, metadata={"help": "reflection: rounds of notes at most"})
+    budget_s: float = field(
+        default=0.0, metadata={"help": "seconds the router may spend per query; 0 = no limit"}
+    )
+    budget_tokens: int = field(
+        default=0, metadata={"help": "tokens the router may spend per query; 0 = no limit"}
+    )
+    confidence_threshold: float = field(
+        default=0.6, metadata={"help": "router: escalate while confidence is below this"}
+    )
+    margin: float = field(
+        default=0.05,
+        metadata={"help": "router: take the cheapest strategy within this of the best expected accuracy"},
+    )
+    expert_review: bool = field(
+        default=False, metadata={"help": "router: escalate to a human expert as the last resort"}
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -72,9 +102,17 @@ class Context:
             raise SettingsError(f"timeout_s: must be positive, got {self.timeout_s}")
         if self.max_attempts < 1:
             raise SettingsError(f"max_attempts: must be at least 1, got {self.max_attempts}")
-        for name in ("ttt_steps", "ttt_rank", "ttt_views"):
+        for name in ("ttt_steps", "ttt_rank", "ttt_views", "reflect_rounds"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        for name in ("ttt_cache", "budget_tokens"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{name}: must be 0 or positive, got {getattr(self, name)}")
+        if self.budget_s < 0:
+            raise SettingsError(f"budget_s: must be 0 (no limit) or positive, got {self.budget_s}")
+        for name in ("confidence_threshold", "margin"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise SettingsError(f"{name}: must be between 0 and 1, got {getattr(self, name)}")
         if self.ttt_lr <= 0:
             raise SettingsError(f"ttt_lr: must be positive, got {self.ttt_lr}")
         if not self.model.strip():
@@ -84,6 +122,13 @@ class Context:
 def _coerce(name: str, raw: str, kind: type) -> Any:
     """Convert an environment string to the field's type, with a clear error."""
     env = ENV_PREFIX + name.upper()
+    if kind is bool:
+        value = raw.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{env}: expected true or false, got {raw!r}")
     try:
         if kind is int:
             return int(raw)

@@ -51,6 +51,36 @@ class Cost(TypedDict):
     """Model requests made."""
 
 
+class Attempt(TypedDict):
+    """One strategy's answer to the query; the router reads these to decide whether to escalate."""
+
+    strategy: str
+    """The strategy that produced it (``icl``, ``select``, ``reflect``, ``ttt``, ``expert``)."""
+    answer: Any
+    """Its answer (``None`` when nothing parseable came out)."""
+    confidence: float
+    """0-1, as the strategy measures it (vote share, selection share, expert = 1)."""
+    seconds: float
+    """Wall time the strategy spent."""
+    tokens: int
+    """Tokens it spent (prompt + completion)."""
+
+
+class ExpertReply(TypedDict, total=False):
+    """What a human expert answered when a run paused for review (``Command(resume=...)``)."""
+
+    action: str
+    """``accept`` (a candidate), ``answer`` (the correct output) or ``note`` (a rule or hint)."""
+    candidate: int
+    """Index into the candidates shown, for ``accept``."""
+    answer: Any
+    """The correct output, for ``answer``."""
+    note: str
+    """A rule, hint or domain fact, for ``note``; stored with the task's notes."""
+    expert: str
+    """Who answered (recorded with the answer)."""
+
+
 class Decision(TypedDict):
     """A routing decision and its reason, as the trace shows it."""
 
@@ -88,13 +118,22 @@ class OutputState(TypedDict, total=False):
     """Distinct answers with their votes, best first."""
     costs: Annotated[list[Cost], operator.add]
     """Per-node costs; appended (each node adds its own entry, none overwrites another's)."""
+    attempts: Annotated[list[Attempt], operator.add]
+    """Every strategy tried for this query, in order; appended so escalations keep earlier tries."""
+    decisions: Annotated[list[Decision], operator.add]
+    """Every routing decision, in order; appended so the result explains each escalation."""
+    expert: ExpertReply | None
+    """The expert's reply when the answer was given or confirmed by a person, else ``None``."""
 
 
 class State(InputState, OutputState, total=False):
     """The full internal state."""
 
     decision: Decision
-    """The router's latest decision; later issues append escalations, so it is replaced, not merged."""
+    """The router's latest decision (replaced each visit; the full list is ``decisions``)."""
+    evidence: dict[str, Any]
+    """What the router measured for this query (leave-one-out ICL accuracy, stored per-task
+    evidence, capabilities, budget spent); replaced each visit, measured once per query."""
     notes: list[str]
     """Task notes gathered for this query (task file + long-term store)."""
     trace: Annotated[list[dict[str, Any]], operator.add]

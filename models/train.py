@@ -2,14 +2,20 @@
 
 Command (what produced the shipped checkpoint; fixed seed, reproducible up to thread timing)::
 
-    python -m models.train --out models/checkpoints/embedded --minutes 20 --seed 0
+    python -m models.train --out models/checkpoints/embedded --minutes 22 --seed 0
 
 ``--smoke`` trains a tiny model for a few steps (a test runs it). Episodes are drawn on the fly
 from ``tasks.generators`` and written with ``prompts.compact`` (the format the model reads at
-inference): 0-4 demonstrations and a query, loss on every output cell and the newline that ends
-it, never on inputs. At the end the script measures the output loss after 0, 1, 2 and 3
-demonstrations on the same queries (the signature of in-context learning) and held-in exact match
-through :class:`models.hf_backend.HFBackend`, prints a report, and stores it in ``mockingbird.json``.
+inference): 2-4 demonstrations and a query, loss on every output cell and the newline that ends
+it, never on inputs (so one episode trains predictions after 0, 1, 2, ... demonstrations). Rows
+start short (6-12 cells) and grow to 6-30 over the first half of the budget (a curriculum:
+copying input cell i to output cell i is easiest to discover when few row lengths occur).
+With a time budget the step count depends on the machine's speed.
+
+At the end the script measures the output loss after 0, 1, 2 and 3 demonstrations on the same
+queries (the signature of in-context learning), held-in exact match through
+:class:`models.hf_backend.HFBackend` and, when the folder exists, 1D-ARC per type (``--eval-arc``);
+it prints a report and stores it in ``mockingbird.json``.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,8 +54,12 @@ class TrainConfig:
     warmup_steps: int = 100  # linear warm-up, then cosine decay to 10 %
     minutes: float = 20.0  # wall-clock budget; the schedule is laid out for this time
     max_steps: int = 0  # stop after this many steps too (0 = only the time budget)
-    max_demos: int = 4  # demonstrations per episode drawn from 0..max_demos
+    min_demos: int = 2  # demonstrations per episode drawn from min_demos..max_demos; the loss on
+    max_demos: int = 4  # every output already covers 0..k demonstrations of context in one episode
     compose_p: float = 0.2  # share of two-rule compositions
+    start_lengths: tuple[int, int] = (6, 12)  # row lengths at the start (short: copying is easy)
+    lengths: tuple[int, int] = (6, 30)  # row lengths once the curriculum is over
+    curriculum: float = 0.5  # share of the budget over which the longest row grows to lengths[1]
     indexed: bool = False  # indexed serialization (prompts/compact.py): copying becomes induction
     eval_tasks: int = 100  # fresh episodes for held-in accuracy and the demos table
     threads: int = 2  # torch CPU threads
@@ -88,19 +98,41 @@ def make_batch(episodes: list[tuple[list[int], list[int]]], pad_id: int) -> dict
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
+def lengths_at(progress: float, cfg: TrainConfig) -> tuple[int, int]:
+    """Row-length range at ``progress`` (0..1) of the budget: the longest row grows linearly.
+
+    Short rows first: the output cell that copies input cell i sits a row length away, and with
+    few row lengths that distance is easy to find; longer rows come once the format is learned.
+    """
+    ramp = 1.0 if cfg.curriculum <= 0 else min(1.0, progress / cfg.curriculum)
+    lo = round(cfg.start_lengths[0] + ramp * (cfg.lengths[0] - cfg.start_lengths[0]))
+    hi = round(cfg.start_lengths[1] + ramp * (cfg.lengths[1] - cfg.start_lengths[1]))
+    return lo, max(lo, hi)
+
+
 def episode_batches(
-    rng: random.Random, cfg: TrainConfig, vocab: dict[str, int], pool: int = 8
+    rng: random.Random,
+    cfg: TrainConfig,
+    vocab: dict[str, int],
+    progress: Callable[[], float],
+    pool: int = 8,
 ) -> Iterator[list[tuple[list[int], list[int]]]]:
     """Endless batches of encoded episodes, grouped by length.
 
-    Episodes range from ~30 to ~400 tokens; padding a random batch to its longest wastes about
+    Episodes range from ~30 to ~600 tokens; padding a random batch to its longest wastes about
     half the compute, so ``pool`` batches are drawn at once, sorted by length and served in a
-    random order.
+    random order. ``progress()`` (0..1) sets the row lengths of the curriculum.
     """
     while True:
+        lengths = lengths_at(progress(), cfg)
         episodes = [
             encode_episode(
-                sample_task(rng, n_train=rng.randint(0, cfg.max_demos), compose_p=cfg.compose_p),
+                sample_task(
+                    rng,
+                    n_train=rng.randint(cfg.min_demos, cfg.max_demos),
+                    compose_p=cfg.compose_p,
+                    lengths=lengths,
+                ),
                 vocab,
                 cfg.indexed,
             )
@@ -220,17 +252,19 @@ def train(cfg: TrainConfig, out: Path, arc_dir: Path | None = None) -> dict[str,
     eval_tasks = [sample_task(eval_rng, n_train=3) for _ in range(cfg.eval_tasks)]
     logger.info("model: %d parameters; budget %.1f min", params, cfg.minutes)
 
-    stream = episode_batches(rng, cfg, vocab)
     started, step, tokens, smoothed = time.monotonic(), 0, 0, None
     budget = cfg.minutes * 60
+
+    def progress() -> float:
+        by_time = (time.monotonic() - started) / budget
+        return max(by_time, step / cfg.max_steps) if cfg.max_steps else by_time
+
+    stream = episode_batches(rng, cfg, vocab, progress)
     model.train()
-    while True:
-        progress = (time.monotonic() - started) / budget
-        if progress >= 1 or (cfg.max_steps and step >= cfg.max_steps):
-            break
+    while (done := progress()) < 1:
         batch = make_batch(next(stream), vocab["<pad>"])
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, progress, cfg)
+            group["lr"] = lr_at(step, done, cfg)
         loss = model(**batch).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -242,7 +276,12 @@ def train(cfg: TrainConfig, out: Path, arc_dir: Path | None = None) -> dict[str,
         if step % 100 == 0:
             elapsed = time.monotonic() - started
             logger.info(
-                "step %d  loss %.3f  %.0f tok/s  %.1f min", step, smoothed, tokens / elapsed, elapsed / 60
+                "step %d  loss %.3f  %.0f tok/s  %.1f min  rows %s",
+                step,
+                smoothed,
+                tokens / elapsed,
+                elapsed / 60,
+                lengths_at(done, cfg),
             )
     train_s = time.monotonic() - started
 

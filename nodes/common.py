@@ -11,13 +11,15 @@ from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 
 from graph.context import Context
-from graph.state import Cost
+from graph.state import Attempt, Candidate, Cost
 from models.base import ModelBackend, Usage
 from models.factory import load_model
 
 #: Namespaces of the long-term store (one per kind of task memory).
 NOTES_NS = ("mockingbird", "notes")
 OUTCOMES_NS = ("mockingbird", "outcomes")
+EVIDENCE_NS = ("mockingbird", "evidence")
+EXAMPLES_NS = ("mockingbird", "examples")
 
 
 def get_context(runtime: Runtime[Context] | None) -> Context:
@@ -74,3 +76,64 @@ def cost_entry(node: str, started: float, usage: Usage | None = None) -> Cost:
         completion_tokens=usage.completion_tokens,
         requests=usage.requests,
     )
+
+
+def task_evidence(store: BaseStore | None, task_id: str) -> dict[str, Any]:
+    """Per-task evidence the router reads (empty without a store or before any measurement).
+
+    Keys written by the nodes that measure them: ``loo_icl`` (leave-one-out ICL accuracy on the
+    demonstrations), ``dg_diff`` (selection minus generation accuracy), ``reflect_gain``
+    (held-out accuracy after reflection minus before), ``ttt_gain`` and per-strategy
+    ``seconds`` (mean wall time).
+    """
+    if store is None:
+        return {}
+    item = store.get(EVIDENCE_NS, task_id)
+    return dict(item.value) if item else {}
+
+
+def update_evidence(store: BaseStore | None, task_id: str, **values: Any) -> dict[str, Any]:
+    """Merge ``values`` into the task's stored evidence (a no-op without a store); returns it."""
+    evidence = task_evidence(store, task_id) | values
+    if store is not None:
+        store.put(EVIDENCE_NS, task_id, evidence)
+    return evidence
+
+
+def add_task_notes(store: BaseStore | None, task_id: str, notes: list[str]) -> list[str]:
+    """Append ``notes`` (deduplicated, order kept) to the task's stored notes; returns them all."""
+    kept = task_notes(store, task_id)
+    for note in notes:
+        if note and note not in kept:
+            kept.append(note)
+    if store is not None:
+        store.put(NOTES_NS, task_id, {"notes": kept})
+    return kept
+
+
+def attempt_entry(
+    strategy: str, candidates: list[Candidate], confidence: float, started: float, usage: Usage | None = None
+) -> Attempt:
+    """The record of one strategy's try at the query (the router reads these to escalate)."""
+    usage = usage or Usage()
+    return Attempt(
+        strategy=strategy,
+        answer=candidates[0]["answer"] if candidates else None,
+        confidence=confidence,
+        seconds=round(time.perf_counter() - started, 4),
+        tokens=usage.prompt_tokens + usage.completion_tokens,
+    )
+
+
+def task_examples(store: BaseStore | None, task_id: str) -> list[dict[str, Any]]:
+    """Labelled examples added to a task after it was written (by an expert): ``{input, output}``."""
+    if store is None:
+        return []
+    items = store.search((*EXAMPLES_NS, task_id), limit=1000)
+    return [{"input": i.value["input"], "output": i.value["output"]} for i in items]
+
+
+def add_task_example(store: BaseStore | None, task_id: str, value: Any, output: Any, **meta: Any) -> None:
+    """Record a labelled example for the task (keyed by its input, so a later answer replaces it)."""
+    if store is not None:
+        store.put((*EXAMPLES_NS, task_id), query_key(value), {"input": value, "output": output, **meta})

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from graph.context import Context
 from graph.state import State
-from nodes.common import cost_entry, task_notes
+from nodes.common import cost_entry, query_key, task_examples, task_notes
 from tasks.schema import Task, check_query
 
 
@@ -39,16 +39,24 @@ def prepare(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         check_query(task, query["input"])
     except ValueError as exc:
         raise InvalidInputError(str(exc)) from None
-    stored = task_notes(runtime.store if runtime else None, task.id)
+    store = runtime.store if runtime else None
+    stored = task_notes(store, task.id)
     notes = list(dict.fromkeys([*task.notes, *stored]))  # keep order, drop repeats
-    return {
+    update: dict[str, Any] = {}
+    # Examples an expert labelled earlier join the demonstrations (never the query itself).
+    known = {query_key(e.input) for e in task.train} | {query_key(query["input"])}
+    added = [e for e in task_examples(store, task.id) if query_key(e["input"]) not in known]
+    if added:
+        task = Task.model_validate(task.model_dump() | {"train": [*task.model_dump()["train"], *added]})
+        update["task"] = task.model_dump()
+    return update | {
         "notes": notes,
         "costs": [cost_entry("prepare", started)],
         "trace": [
             {
                 "node": "prepare",
                 "message": f"task {task.id} ({task.kind}), {len(task.train)} demonstrations, "
-                f"{len(notes)} notes",
+                f"{len(notes)} notes" + (f", {len(added)} expert-labelled examples added" if added else ""),
             }
         ],
     }

@@ -27,8 +27,14 @@ from tasks.schema import Example, MockFunction, Query, Task, check_value
 Row = list[int]
 #: A rule maps one row to another, or ``None`` where it does not apply to that input.
 RuleFn = Callable[[Row], Row | None]
-#: Draws an input row suited to a rule (the rule's own parameters are closed over).
-InputFn = Callable[[random.Random], Row]
+#: Draws an input row of about ``n`` cells suited to a rule (its parameters are closed over).
+#: Samplers may lengthen a row that is too short for their layout (e.g. a marker plus a block).
+InputFn = Callable[[random.Random, int], Row]
+
+#: Row lengths drawn by default (1xN grids); training can start shorter (a curriculum).
+DEFAULT_LENGTHS = (8, 30)
+#: The shortest row any sampler is asked for.
+MIN_LENGTH = 6
 
 
 @dataclass(frozen=True)
@@ -66,17 +72,15 @@ def blocks(row: Row) -> list[tuple[int, int, int]]:
     return out
 
 
-def _colour(rng: random.Random, exclude: tuple[int, ...] = ()) -> int:
+def _colour(rng: random.Random, exclude: tuple[int | None, ...] = ()) -> int:
     return rng.choice([c for c in range(1, 10) if c not in exclude])
 
 
-def _length(rng: random.Random) -> int:
-    return rng.randint(8, 24)
-
-
-def _one_block(rng: random.Random, *, margin: int = 0, colour: int | None = None, min_len: int = 1) -> Row:
-    """A row with a single block, at least ``margin`` cells from either edge."""
-    n = _length(rng)
+def _one_block(
+    rng: random.Random, n: int, *, margin: int = 0, colour: int | None = None, min_len: int = 1
+) -> Row:
+    """A row of (at least) ``n`` cells with one block, at least ``margin`` cells from either edge."""
+    n = max(n, 2 * margin + min_len + 1)
     size = rng.randint(min_len, max(min_len, min(8, n - 2 * margin - 1)))
     start = rng.randint(margin, n - margin - size)
     c = colour or _colour(rng)
@@ -85,19 +89,41 @@ def _one_block(rng: random.Random, *, margin: int = 0, colour: int | None = None
     return row
 
 
+def _layout(rng: random.Random, n: int, sizes: list[int]) -> list[int]:
+    """Start cells for blocks of ``sizes`` in a row of ``n``, separated by at least one cell.
+
+    The spare cells are spread at random over the gaps (and both edges), so blocks sit anywhere
+    in the row rather than packed to one side.
+    """
+    spare = n - sum(sizes) - (len(sizes) - 1)
+    cuts = sorted(rng.randint(0, spare) for _ in range(len(sizes)))
+    starts, pos, used = [], 0, 0
+    for size, cut in zip(sizes, cuts, strict=True):
+        pos += cut - used
+        used = cut
+        starts.append(pos)
+        pos += size + 1
+    return starts
+
+
 def _many_blocks(
-    rng: random.Random, k: int, *, colour: int | None = None, sizes: tuple[int, int] = (1, 5)
+    rng: random.Random,
+    n: int,
+    k: int,
+    *,
+    colour: int | None = None,
+    sizes: tuple[int, int] = (1, 5),
+    distinct_sizes: bool = False,
 ) -> Row:
-    """A row with ``k`` separated blocks."""
-    n = _length(rng) + 4 * k
+    """A row of (at least) ``n`` cells with ``k`` separated blocks (different colours unless given)."""
+    if distinct_sizes:
+        lengths = rng.sample(range(sizes[0], sizes[1] + 1), k)
+    else:
+        lengths = [rng.randint(*sizes) for _ in range(k)]
+    n = max(n, sum(lengths) + k + 1)
     row = [0] * n
-    pos = rng.randint(0, 2)
-    for _ in range(k):
-        size = rng.randint(*sizes)
-        if pos + size >= n:
-            break
-        row[pos : pos + size] = [colour or _colour(rng)] * size
-        pos += size + rng.randint(1, 3)
+    for start, size in zip(_layout(rng, n, lengths), lengths, strict=True):
+        row[start : start + size] = [colour or _colour(rng)] * size
     return row
 
 
@@ -119,20 +145,20 @@ def _shift(rng: random.Random) -> Rule:
 
     return Rule(
         apply,
-        lambda r: _one_block(r, margin=3),
+        lambda r, n: _one_block(r, n, margin=3),
         f"Moves every coloured cell {abs(k)} cells to the {'right' if k > 0 else 'left'}.",
     )
 
 
 def _mirror(rng: random.Random) -> Rule:
-    return Rule(lambda row: row[::-1], lambda r: _many_blocks(r, r.randint(1, 3)), "Mirrors the row.")
+    return Rule(lambda row: row[::-1], lambda r, n: _many_blocks(r, n, r.randint(1, 3)), "Mirrors the row.")
 
 
 def _recolour_all(rng: random.Random) -> Rule:
     c = _colour(rng)
     return Rule(
         lambda row: [c if v else 0 for v in row],
-        lambda r: _many_blocks(r, r.randint(1, 3), colour=_colour(r, (c,))),
+        lambda r, n: _many_blocks(r, n, r.randint(1, 3), colour=_colour(r, (c,))),
         f"Paints every coloured cell with colour {c}.",
     )
 
@@ -153,7 +179,7 @@ def _recolour_by_size(rng: random.Random) -> Rule:
 
     return Rule(
         apply,
-        lambda r: _many_blocks(r, r.randint(2, 3), colour=base),
+        lambda r, n: _many_blocks(r, n, r.randint(2, 3), colour=base),
         f"Paints the largest block {big} and the other blocks {small}.",
     )
 
@@ -170,12 +196,11 @@ def _fill_between(rng: random.Random) -> Rule:
         out[a + 1 : b] = [fill or row[a]] * (b - a - 1)
         return out
 
-    def sample(r: random.Random) -> Row:
-        n = _length(r)
+    def sample(r: random.Random, n: int) -> Row:
         a = r.randint(0, n - 4)
         b = r.randint(a + 2, n - 1)
         row = [0] * n
-        row[a] = row[b] = _colour(r, (fill,) if fill else ())
+        row[a] = row[b] = _colour(r, (fill,))
         return row
 
     what = f"colour {fill}" if fill else "their colour"
@@ -189,7 +214,9 @@ def _hollow(rng: random.Random) -> Rule:
             out[s + 1 : e - 1] = [0] * max(0, e - s - 2)
         return out
 
-    return Rule(apply, lambda r: _one_block(r, min_len=3), "Keeps only the two end cells of each block.")
+    return Rule(
+        apply, lambda r, n: _one_block(r, n, min_len=3), "Keeps only the two end cells of each block."
+    )
 
 
 def _denoise(rng: random.Random) -> Rule:
@@ -203,9 +230,9 @@ def _denoise(rng: random.Random) -> Rule:
         out[s:e] = [c] * (e - s)
         return out
 
-    def sample(r: random.Random) -> Row:
+    def sample(r: random.Random, n: int) -> Row:
         c = _colour(r)
-        row = _one_block(r, colour=c, min_len=4)
+        row = _one_block(r, n, colour=c, min_len=4)
         for _ in range(r.randint(1, 3)):
             i = r.randrange(len(row))
             if row[i] == 0 and (i == 0 or row[i - 1] == 0) and (i == len(row) - 1 or row[i + 1] == 0):
@@ -226,7 +253,7 @@ def _keep_largest(rng: random.Random) -> Rule:
         out[s:e] = [c] * (e - s)
         return out
 
-    return Rule(apply, lambda r: _many_blocks(r, r.randint(2, 4)), "Keeps only the largest block.")
+    return Rule(apply, lambda r, n: _many_blocks(r, n, r.randint(2, 4)), "Keeps only the largest block.")
 
 
 def _move_to_marker(rng: random.Random) -> Rule:
@@ -247,10 +274,10 @@ def _move_to_marker(rng: random.Random) -> Rule:
         out[start : start + size] = [c] * size
         return out
 
-    def sample(r: random.Random) -> Row:
-        n = _length(r) + 4
+    def sample(r: random.Random, n: int) -> Row:
+        n = max(n, 8)
         row = [0] * n
-        size = r.randint(1, 4)
+        size = r.randint(1, min(4, n // 2 - 2))
         s = r.randint(0, n // 2 - size - 1)
         row[s : s + size] = [_colour(r, (marker,))] * size
         row[r.randint(s + size + 1, n - 1)] = marker
@@ -269,7 +296,7 @@ def _gravity(rng: random.Random) -> Rule:
 
     return Rule(
         apply,
-        lambda r: _many_blocks(r, r.randint(1, 3)),
+        lambda r, n: _many_blocks(r, n, r.randint(1, 3)),
         f"Packs all coloured cells against the {'right' if right else 'left'} edge, keeping their order.",
     )
 
@@ -291,7 +318,7 @@ def _extend(rng: random.Random) -> Rule:
 
     return Rule(
         apply,
-        lambda r: _one_block(r, margin=2),
+        lambda r, n: _one_block(r, n, margin=2),
         f"Extends the block to the {'right' if right else 'left'} edge.",
     )
 
@@ -302,11 +329,11 @@ def _scale(rng: random.Random) -> Rule:
     def apply(row: Row) -> Row | None:
         return [v for v in row for _ in range(k)]
 
-    def sample(r: random.Random) -> Row:
-        n = r.randint(4, 8)
-        row = [r.choice([0, 0, _colour(r)]) for _ in range(n)]
+    def sample(r: random.Random, n: int) -> Row:
+        m = r.randint(3, max(4, min(8, n // 2)))  # the output is k times longer
+        row = [r.choice([0, 0, _colour(r)]) for _ in range(m)]
         if not any(row):  # an all-background row scales to all background: no signal
-            row[r.randrange(n)] = _colour(r)
+            row[r.randrange(m)] = _colour(r)
         return row
 
     return Rule(apply, sample, f"Repeats every cell {k} times.")
@@ -322,10 +349,10 @@ def _swap_ends(rng: random.Random) -> Rule:
         out[s:e] = row[s:e][::-1]
         return out
 
-    def sample(r: random.Random) -> Row:
-        body, head = _colour(r), 0
+    def sample(r: random.Random, n: int) -> Row:
+        body = _colour(r)
         head = _colour(r, (body,))
-        row = _one_block(r, colour=body, min_len=3)
+        row = _one_block(r, n, colour=body, min_len=3)
         s = next(i for i, v in enumerate(row) if v)
         row[s] = head
         return row
@@ -353,8 +380,8 @@ def _copy_pattern(rng: random.Random) -> Rule:
                 out[s : s + len(pattern)] = pattern
         return out
 
-    def sample(r: random.Random) -> Row:
-        n = _length(r) + 8
+    def sample(r: random.Random, n: int) -> Row:
+        n = max(n, 12)
         size = r.choice([3, 3, 5])
         c = _colour(r)
         row = [0] * n
@@ -384,8 +411,84 @@ def _recolour_by_count(rng: random.Random) -> Rule:
     text = ", ".join(f"size {k} -> {v}" for k, v in mapping.items())
     return Rule(
         apply,
-        lambda r: _many_blocks(r, r.randint(2, 4), colour=base, sizes=(1, 3)),
+        lambda r, n: _many_blocks(r, n, r.randint(2, 4), colour=base, sizes=(1, 3)),
         f"Paints each block by its size ({text}).",
+    )
+
+
+def _sort_blocks(rng: random.Random) -> Rule:
+    ascending = rng.random() < 0.5
+
+    def apply(row: Row) -> Row | None:
+        bs = blocks(row)
+        if len(bs) < 2 or any(bs[i][1] == bs[i + 1][0] for i in range(len(bs) - 1)):
+            return None  # touching blocks of two colours would read as one object
+        ordered = sorted(bs, key=lambda b: b[1] - b[0], reverse=not ascending)
+        gaps = [bs[i + 1][0] - bs[i][1] for i in range(len(bs) - 1)] + [0]
+        out, pos = [0] * len(row), bs[0][0]
+        for (s, e, c), gap in zip(ordered, gaps, strict=True):
+            out[pos : pos + e - s] = [c] * (e - s)
+            pos += e - s + gap  # the gaps stay where they were, only the blocks trade places
+        return out
+
+    return Rule(
+        apply,
+        lambda r, n: _many_blocks(r, n, r.randint(2, 3), sizes=(1, 5), distinct_sizes=True),
+        f"Reorders the blocks by size, {'smallest' if ascending else 'largest'} first, keeping the gaps.",
+    )
+
+
+def _mirror_marker(rng: random.Random) -> Rule:
+    marker = _colour(rng)
+    keep = rng.random() < 0.5
+
+    def apply(row: Row) -> Row | None:
+        ms = [i for i, v in enumerate(row) if v == marker]
+        bs = [b for b in blocks(row) if b[2] != marker]
+        if len(ms) != 1 or len(bs) != 1:
+            return None
+        m, (s, e, c) = ms[0], bs[0]
+        lo, hi = 2 * m - e + 1, 2 * m - s + 1  # the block reflected about the marker cell
+        if lo < 0 or hi > len(row):
+            return None
+        out = list(row) if keep else [0] * len(row)
+        out[m] = marker
+        out[lo:hi] = [c] * (hi - lo)
+        return out
+
+    def sample(r: random.Random, n: int) -> Row:
+        n = max(n, 9)
+        m = r.randint(n // 2 - 1, n // 2 + 1)  # near the middle: room on both sides
+        size = r.randint(1, min(4, m - 1))
+        gap = r.randint(0, m - size - 1)
+        row = [0] * n
+        row[m] = marker
+        row[m - gap - size : m - gap] = [_colour(r, (marker,))] * size
+        return row[::-1] if r.random() < 0.5 else row
+
+    verb = "Copies" if keep else "Moves"
+    return Rule(
+        apply, sample, f"{verb} the block to its mirror image about the marker cell of colour {marker}."
+    )
+
+
+def _recolour_end_block(rng: random.Random) -> Rule:
+    last = rng.random() < 0.5
+    c = _colour(rng)
+
+    def apply(row: Row) -> Row | None:
+        bs = blocks(row)
+        if len(bs) < 2:
+            return None
+        s, e, _ = bs[-1] if last else bs[0]
+        out = list(row)
+        out[s:e] = [c] * (e - s)
+        return out
+
+    return Rule(
+        apply,
+        lambda r, n: _many_blocks(r, n, r.randint(2, 4), colour=_colour(r, (c,))),
+        f"Paints the {'last' if last else 'first'} block with colour {c}.",
     )
 
 
@@ -397,16 +500,19 @@ FAMILIES: dict[str, Family] = {
         Family("recolour_all", _recolour_all),
         Family("recolour_by_size", _recolour_by_size),
         Family("recolour_by_count", _recolour_by_count),
+        Family("recolour_end_block", _recolour_end_block),
         Family("fill_between", _fill_between),
         Family("hollow", _hollow),
         Family("denoise", _denoise),
         Family("keep_largest", _keep_largest),
         Family("move_to_marker", _move_to_marker),
+        Family("mirror_marker", _mirror_marker),
         Family("gravity", _gravity),
         Family("extend", _extend),
         Family("scale", _scale),
         Family("swap_ends", _swap_ends),
         Family("copy_pattern", _copy_pattern),
+        Family("sort_blocks", _sort_blocks),
     ]
 }
 
@@ -436,13 +542,23 @@ def draw_rule(rng: random.Random, family: str | None = None, *, compose_p: float
 
 
 def sample_pairs(
-    rng: random.Random, rule: Rule, count: int, *, max_tries: int = 200
+    rng: random.Random,
+    rule: Rule,
+    count: int,
+    *,
+    lengths: tuple[int, int] = DEFAULT_LENGTHS,
+    max_tries: int = 200,
 ) -> list[tuple[Row, Row]]:
-    """``count`` distinct (input, output) pairs of ``rule`` where input and output differ."""
+    """``count`` distinct (input, output) pairs of ``rule`` where input and output differ.
+
+    Each input is drawn at a row length from ``lengths`` (inclusive; samplers may lengthen a row
+    that cannot hold their layout).
+    """
+    lo, hi = max(MIN_LENGTH, lengths[0]), max(MIN_LENGTH, lengths[1])
     pairs: list[tuple[Row, Row]] = []
     seen: set[tuple[int, ...]] = set()
     for _ in range(max_tries):
-        row = rule.sample_input(rng)
+        row = rule.sample_input(rng, rng.randint(lo, hi))
         out = rule.apply(row)
         if out is None or out == row or tuple(row) in seen or len(out) > 64:
             continue
@@ -460,12 +576,26 @@ def sample_task(
     n_test: int = 1,
     *,
     compose_p: float = 0.0,
+    lengths: tuple[int, int] = DEFAULT_LENGTHS,
 ) -> Task:
-    """One task: ``n_train`` demonstrations and ``n_test`` queries (with targets) of one rule."""
+    """One task: ``n_train`` demonstrations and ``n_test`` queries (with targets) of one rule.
+
+    Args:
+        rng: The only source of randomness: the same state gives the same task.
+        family: A name from :data:`FAMILIES`, or ``None`` for a random family.
+        n_train: Demonstrations.
+        n_test: Queries, each with its target.
+        compose_p: Chance of a two-rule composition (only when ``family`` is ``None``).
+        lengths: Range of row lengths for the inputs (a training curriculum starts short).
+
+    Returns:
+        A ``grid`` task whose ``type`` is the family (``a+b`` for a composition) and whose
+        function docstring states the rule in words.
+    """
     for _ in range(50):
         name, rule = draw_rule(rng, family, compose_p=compose_p)
         try:
-            pairs = sample_pairs(rng, rule, n_train + n_test)
+            pairs = sample_pairs(rng, rule, n_train + n_test, lengths=lengths)
         except RuntimeError:
             continue  # some parameter draws rarely fit; draw another rule
         for inp, out in pairs:

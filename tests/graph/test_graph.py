@@ -69,7 +69,10 @@ def test_costs_cover_every_node(task):
         version="v2",
     ).value
     assert [c["node"] for c in out["costs"]] == ["prepare", "route", "icl", "finalize"]
-    assert set(out) <= {"answer", "confidence", "correct", "strategy", "reason", "candidates", "costs"}
+    assert set(out) <= {
+        "answer", "confidence", "correct", "strategy", "reason", "candidates", "costs",
+        "attempts", "decisions", "expert",
+    }  # fmt: skip
 
 
 def test_store_notes_reach_the_state_and_outcomes_are_recorded(task):

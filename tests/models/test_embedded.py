@@ -15,7 +15,7 @@ import torch
 from models.base import PromptParts
 from models.embedded import EMBEDDED_DIR, EmbeddedConfig, build_model, random_init_like
 from models.tokenizer import build_tokenizer, vocabulary
-from models.train import encode_episode, make_batch
+from models.train import TrainConfig, encode_episode, lengths_at, make_batch
 from prompts.compact import CompactRenderer
 from tasks.generators import sample_task
 
@@ -34,6 +34,14 @@ def test_episode_encoding_matches_the_tokenizer_and_masks_only_outputs():
     masked = "".join(ch for ch, m in zip("^" + text, mask, strict=True) if m)
     outputs = [*(p.output[0] for p in task.train), q.target[0]]
     assert masked == "".join("".join(map(str, o)) + "\n" for o in outputs)
+
+
+def test_curriculum_starts_short_and_reaches_the_full_range():
+    cfg = TrainConfig(start_lengths=(6, 12), lengths=(6, 30), curriculum=0.5)
+    assert lengths_at(0.0, cfg) == (6, 12)
+    assert lengths_at(0.25, cfg) == (6, 21)
+    assert lengths_at(0.5, cfg) == lengths_at(1.0, cfg) == (6, 30)
+    assert lengths_at(0.3, TrainConfig(curriculum=0)) == TrainConfig().lengths
 
 
 def test_forward_pass_and_loss():

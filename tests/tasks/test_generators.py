@@ -48,16 +48,59 @@ def test_deterministic_per_seed_and_different_across_seeds():
 def test_rules_of_one_family_disagree_on_some_input():
     """Demonstrations matter: two rules of a family map the same input differently."""
     rng = random.Random(0)
-    for family in ["shift", "recolour_all", "gravity", "extend", "recolour_by_count"]:
+    for family in [
+        "shift",
+        "recolour_all",
+        "gravity",
+        "extend",
+        "recolour_by_count",
+        "recolour_end_block",
+        "sort_blocks",
+        "mirror_marker",
+        "fill_between",
+        "scale",
+    ]:
         outputs = set()
         _, first = draw_rule(rng, family)
-        row = first.sample_input(rng)
+        row = first.sample_input(rng, 16)
         for _ in range(30):
             _, rule = draw_rule(rng, family)
             out = rule.apply(row)
             if out is not None:
                 outputs.add(tuple(out))
         assert len(outputs) > 1, family
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_short_rows_for_the_curriculum(family):
+    """Every family still draws valid tasks when asked for the shortest rows."""
+    rng = random.Random(2)
+    for _ in range(10):
+        task = sample_task(rng, family, n_train=4, lengths=(6, 8))
+        for example in task.train:
+            check_value("grid", example.output, "output")
+            assert len(example.input[0]) <= 25  # only layouts that need room lengthen the row
+
+
+def test_row_lengths_follow_the_requested_range():
+    rng = random.Random(4)
+    widths = {len(sample_task(rng, "fill_between", lengths=(10, 11)).train[0].input[0]) for _ in range(30)}
+    assert widths == {10, 11}
+
+
+def test_new_families_by_hand():
+    """Hand-checked cases of the rules whose geometry is easiest to get wrong."""
+    rng = random.Random(0)
+    for _ in range(20):
+        _, rule = draw_rule(rng, "sort_blocks")
+        out = rule.apply([0, 5, 0, 0, 3, 3, 3, 0, 7, 7, 0])
+        assert out in ([0, 5, 0, 0, 7, 7, 0, 3, 3, 3, 0], [0, 3, 3, 3, 0, 0, 7, 7, 0, 5, 0])
+        _, rule = draw_rule(rng, "mirror_marker")
+        marker = next(c for c in range(1, 10) if f"colour {c}." in rule.description)
+        other = 1 if marker != 1 else 2
+        row = [0, other, other, 0, marker, 0, 0, 0, 0]
+        moved = [0, 0, 0, 0, marker, 0, other, other, 0]
+        assert rule.apply(row) in (moved, [0, other, other, 0, marker, 0, other, other, 0])
 
 
 def test_compositions_are_named_after_both_steps():
