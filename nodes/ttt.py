@@ -1,8 +1,10 @@
 """``ttt``: test-time training (a temporary LoRA adapter per task, augmented voting).
 
 The heavy lifting is in :mod:`models.ttt`; this node maps the run's knobs to a
-:class:`~models.ttt.TTTConfig`, streams training progress (step, loss) to the trace, and turns
-the vote into candidates and a confidence (the top answer's vote share).
+:class:`~models.ttt.TTTConfig` (``ttt_augment``, ``ttt_early_stop``, ``ttt_cache``,
+``ttt_cache_dir`` included), streams training progress (step, loss) to the trace, says when
+early stopping ended training (the steps actually run) or when a cached adapter was reused, and
+turns the vote into candidates and a confidence (the top answer's vote share).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from langgraph.runtime import Runtime
 from graph.context import Context
 from graph.state import Candidate, State
 from models.base import ModelBackend
-from models.ttt import TTTConfig, run_ttt
-from nodes.common import cost_entry, get_context, resolve_model
+from models.ttt import TTTConfig, TTTResult, run_ttt
+from nodes.common import attempt_entry, cost_entry, get_context, resolve_model
 from tasks.schema import Task
 
 
@@ -31,14 +33,7 @@ def make_ttt_node(
         model = resolve_model(ctx, bound)
         task = Task.model_validate(state["task"])
         task = task.model_copy(update={"notes": state.get("notes", task.notes)})
-        cfg = TTTConfig(
-            steps=ctx.ttt_steps,
-            lr=ctx.ttt_lr,
-            r=ctx.ttt_rank,
-            alpha=2 * ctx.ttt_rank,
-            predict_views=ctx.ttt_views,
-            seed=ctx.seed,
-        )
+        cfg = config_from_context(ctx)
 
         def progress(step: int, steps: int, loss: float) -> None:
             runtime.stream_writer(
@@ -52,24 +47,61 @@ def make_ttt_node(
             )
 
         result = run_ttt(model, task, state["query"]["input"], cfg, on_step=progress)
+        if result.stopped_early and not result.reused:
+            runtime.stream_writer(
+                {
+                    "node": "ttt",
+                    "message": f"stopped early after {result.steps_run}/{cfg.steps} steps: the held-back "
+                    f"demonstration's loss last improved at step {result.best_step}; kept that adapter",
+                }
+            )
         candidates = [
-            Candidate(answer=a, text="", votes=round(share * cfg.predict_views), logprob=None)
+            # With one view the share is a probability, not a count of votes: one vote.
+            Candidate(answer=a, text="", votes=max(1, round(share * result.views)), logprob=None)
             for a, share in result.answers
         ]
         conf = result.answers[0][1] if result.answers else 0.0
-        first, last = (result.losses[0], result.losses[-1]) if result.losses else (0.0, 0.0)
         return {
             "candidates": candidates,
             "answer": candidates[0]["answer"] if candidates else None,
             "confidence": conf,
+            "attempts": [attempt_entry("ttt", candidates, conf, started)],
             "costs": [cost_entry("ttt", started)],
-            "trace": [
-                {
-                    "node": "ttt",
-                    "message": f"adapter r={cfg.r} on {result.sequences} sequences, {cfg.steps} steps, "
-                    f"loss {first:.3f} -> {last:.3f}; {cfg.predict_views} views voted, top share {conf:.2f}",
-                }
-            ],
+            "trace": [{"node": "ttt", "message": summary(cfg, result, conf)}],
         }
 
     return ttt
+
+
+def config_from_context(ctx: Context) -> TTTConfig:
+    """The run's knobs as TTT settings (LoRA alpha = 2 x rank; the cache only where it is on)."""
+    return TTTConfig(
+        steps=ctx.ttt_steps,
+        lr=ctx.ttt_lr,
+        r=ctx.ttt_rank,
+        alpha=2 * ctx.ttt_rank,
+        predict_views=ctx.ttt_views,
+        augment=ctx.ttt_augment,
+        early_stop=ctx.ttt_early_stop,
+        cache=ctx.ttt_cache,
+        cache_dir=ctx.ttt_cache_dir,
+        seed=ctx.seed,
+    )
+
+
+def summary(cfg: TTTConfig, result: TTTResult, conf: float) -> str:
+    """The trace line of one TTT run: how the adapter came about, then how the answer was chosen."""
+    if result.reused:
+        how = f"reused cached adapter r={cfg.r} (trained earlier on {result.sequences} sequences)"
+    else:
+        first, last = (result.losses[0], result.losses[-1]) if result.losses else (0.0, 0.0)
+        stop = f" (stopped early, best at step {result.best_step})" if result.stopped_early else ""
+        how = (
+            f"adapter r={cfg.r} on {result.sequences} sequences, {result.steps_run}/{cfg.steps} steps{stop}, "
+            f"loss {first:.3f} -> {last:.3f}"
+        )
+    if result.views > 1:
+        vote = f"{result.views} views voted, top share {conf:.2f}"
+    else:
+        vote = f"one greedy prediction (no augmentation), probability {conf:.2f}"
+    return f"{how}; {vote}"

@@ -7,10 +7,34 @@ import random
 
 import pytest
 
+from models.adapter_cache import ADAPTERS
 from models.base import CapabilityError
 from models.factory import clear_model_cache, load_model
-from models.ttt import TTTConfig, leave_one_out, run_ttt, training_pairs
+from models.ttt import (
+    TTTConfig,
+    _batch,
+    leave_one_out,
+    run_ttt,
+    training_pairs,
+    training_sequences,
+)
+from prompts.compact import encode_pair, encode_value
+from tasks.augment import Identity
 from tasks.generators import sample_task
+
+
+@pytest.fixture(autouse=True)
+def _no_cached_adapters():
+    # The adapter cache is process-wide and keyed on weights: keep tests independent of each other.
+    ADAPTERS.clear()
+    yield
+    ADAPTERS.clear()
+
+
+@pytest.fixture
+def tiny(tiny_checkpoint):
+    clear_model_cache()
+    return load_model(f"hf:{tiny_checkpoint}")
 
 
 def state_hash(model) -> str:
@@ -28,24 +52,62 @@ def test_leave_one_out_holds_each_demonstration_out_once():
     assert all(held not in context and len(context) == 3 for context, held in episodes)
 
 
-def test_training_pairs_are_capped_and_end_with_the_held_out_output(tiny_checkpoint):
-    clear_model_cache()
-    model = load_model(f"hf:{tiny_checkpoint}")
+def test_every_output_after_the_first_carries_the_loss(tiny):
+    task = sample_task(random.Random(0), "shift", n_train=4)
+    seqs = training_sequences(tiny, task, TTTConfig(loss_on="all"), random.Random(0), views=[Identity()])
+    assert len(seqs) == 4  # one leave-one-out episode per demonstration
+    outputs = {encode_value(e.output, "grid") + "\n": e for e in task.train}
+    lasts = []
+    for seq in seqs:
+        text = "".join(t for t, _ in seq)
+        trained = [t for t, labelled in seq if labelled]
+        # The whole episode: four demonstrations, the last written as query + output.
+        order = [outputs[t] for t in trained]
+        first = next(e for e in task.train if e not in order)
+        assert text == "".join(encode_pair(e.input, e.output, "grid") for e in [first, *order])
+        assert len(trained) == 3  # outputs 2, 3 and 4; never the first output, never an input
+        lasts.append(order[-1])
+    assert sorted(map(str, lasts)) == sorted(map(str, task.train))  # each demonstration last once
+
+
+def test_last_output_only_is_still_available(tiny):
+    task = sample_task(random.Random(0), "shift", n_train=4)
+    seqs = training_sequences(tiny, task, TTTConfig(loss_on="last"), random.Random(0), views=[Identity()])
+    assert all([labelled for _, labelled in seq] == [False, True] for seq in seqs)
+
+
+def test_labels_cover_exactly_the_trained_output_tokens(tiny):
+    task = sample_task(random.Random(3), "mirror", n_train=3)
+    [seq] = training_sequences(tiny, task, TTTConfig(loss_on="all"), random.Random(0), views=[Identity()])[:1]
+    batch = _batch(tiny.tokenizer, [seq], pad_id=0)
+    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    labelled = tiny.tokenizer.decode([i for i, lab in zip(ids, labels, strict=True) if lab != -100])
+    assert labelled == "".join(t for t, trained in seq if trained)
+
+
+def test_a_held_back_demonstration_is_never_a_target(tiny):
+    task = sample_task(random.Random(0), "shift", n_train=4)
+    held = task.train[1]
+    held_out = encode_value(held.output, "grid") + "\n"
+    seqs = training_sequences(tiny, task, TTTConfig(loss_on="all"), random.Random(0), held_back=1)
+    assert seqs and all(not (labelled and t == held_out) for seq in seqs for t, labelled in seq)
+    assert any(held_out in "".join(t for t, _ in seq) for seq in seqs)  # still seen as context
+
+
+def test_training_pairs_are_capped_and_end_with_the_held_out_output(tiny):
     task = sample_task(random.Random(0), "shift", n_train=3)
-    pairs = training_pairs(model, task, TTTConfig(train_views=4, max_sequences=10), random.Random(0))
+    pairs = training_pairs(tiny, task, TTTConfig(train_views=4, max_sequences=10), random.Random(0))
     assert len(pairs) == 10  # 3 episodes x 4 views = 12, capped
     assert all(p.endswith("O") and t.endswith("\n") for p, t in pairs)
 
 
-def test_ttt_lowers_the_loss_votes_and_leaves_the_base_untouched(tiny_checkpoint):
-    clear_model_cache()
-    model = load_model(f"hf:{tiny_checkpoint}")
-    before = state_hash(model.model)
-    grads_before = [p.requires_grad for p in model.model.parameters()]
+def test_ttt_lowers_the_loss_votes_and_leaves_the_base_untouched(tiny):
+    before = state_hash(tiny.model)
+    grads_before = [p.requires_grad for p in tiny.model.parameters()]
     task = sample_task(random.Random(2), "recolour_all", n_train=3)
     steps: list[tuple[int, int, float]] = []
     result = run_ttt(
-        model,
+        tiny,
         task,
         task.test[0].input,
         TTTConfig(steps=30, batch_size=4, lr=1e-2, train_views=3, predict_views=3),
@@ -53,15 +115,45 @@ def test_ttt_lowers_the_loss_votes_and_leaves_the_base_untouched(tiny_checkpoint
     )
     assert [s[0] for s in steps] == list(range(1, 31)) and all(s[1] == 30 for s in steps)
     assert sum(result.losses[-5:]) / 5 < sum(result.losses[:5]) / 5  # it learned something
-    assert result.sequences == 9 and result.seconds > 0
-    assert all(0 < share <= 1 for _, share in result.answers)
-    assert state_hash(model.model) == before  # the adapter is gone, the base bit-identical
-    assert [p.requires_grad for p in model.model.parameters()] == grads_before
+    assert result.sequences == 9 and result.seconds > 0 and result.steps_run == 30
+    assert result.views == 3 and result.answers and all(0 < share <= 1 for _, share in result.answers)
+    assert state_hash(tiny.model) == before  # the adapter is gone, the base bit-identical
+    assert [p.requires_grad for p in tiny.model.parameters()] == grads_before
 
 
-def test_ttt_refuses_what_it_cannot_do(tiny_checkpoint):
-    clear_model_cache()
-    model = load_model(f"hf:{tiny_checkpoint}")
+def test_without_augmentation_one_greedy_prediction_from_identity_views(tiny, monkeypatch):
+    calls = []
+    generate = tiny.generate
+    monkeypatch.setattr(tiny, "generate", lambda *a, **k: calls.append(a) or generate(*a, **k))
+    task = sample_task(random.Random(2), "recolour_all", n_train=3)
+    cfg = TTTConfig(steps=2, batch_size=2, augment=False, predict_views=4, train_views=10)
+    result = run_ttt(tiny, task, task.test[0].input, cfg)
+    assert len(calls) == 1 and result.views == 1 and len(result.answers) <= 1
+    assert result.sequences == 3  # 3 episodes x the identity view only
+    if result.answers:
+        assert 0 < result.answers[0][1] <= 1  # the answer's probability, not a trivial vote share
+
+
+def test_early_stopping_stops_before_the_budget_when_the_held_back_loss_is_flat(tiny):
+    # A learning rate this small cannot move the held-back loss: no evaluation improves on step 0,
+    # so training must stop after min_steps (10), long before the budget of 40.
+    task = sample_task(random.Random(2), "recolour_all", n_train=3)
+    steps: list[int] = []
+    cfg = TTTConfig(steps=40, batch_size=2, lr=1e-12, early_stop=True, eval_every=5, patience=2)
+    result = run_ttt(tiny, task, task.test[0].input, cfg, on_step=lambda s, *_: steps.append(s))
+    assert result.stopped_early and result.steps_run == 10 and steps == list(range(1, 11))
+    assert result.best_step == 0 and [s for s, _ in result.held_back_losses] == [0, 5, 10]
+    assert result.sequences == 2 * cfg.train_views  # the held-back demonstration is no target
+
+
+def test_early_stopping_needs_three_demonstrations(tiny):
+    task = sample_task(random.Random(2), "recolour_all", n_train=2)
+    cfg = TTTConfig(steps=12, batch_size=2, lr=1e-12, early_stop=True)
+    result = run_ttt(tiny, task, task.test[0].input, cfg)
+    assert result.steps_run == 12 and not result.stopped_early and result.held_back_losses == []
+
+
+def test_ttt_refuses_what_it_cannot_do(tiny):
     one_demo = sample_task(random.Random(0), "mirror", n_train=1)
     with pytest.raises(CapabilityError, match="at least 2"):
-        run_ttt(model, one_demo, one_demo.test[0].input, TTTConfig(steps=1))
+        run_ttt(tiny, one_demo, one_demo.test[0].input, TTTConfig(steps=1))

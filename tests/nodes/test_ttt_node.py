@@ -1,0 +1,110 @@
+"""The ``ttt`` node on a real tiny model: voting, no-augmentation arm, early stopping in the trace,
+the adapter cache, and the bench's ``ttt-noaug`` variant."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph.graph import END, START, StateGraph
+
+from graph.context import Context
+from graph.state import State
+from models.adapter_cache import ADAPTERS
+from models.factory import clear_model_cache, load_model
+from nodes.ttt import make_ttt_node
+from tasks.schema import Task
+from tests.graph.conftest import reverse_task
+
+
+@pytest.fixture(autouse=True)
+def _no_cached_adapters():
+    ADAPTERS.clear()
+    yield
+    ADAPTERS.clear()
+
+
+@pytest.fixture
+def tiny(tiny_checkpoint):
+    clear_model_cache()
+    return load_model(f"hf:{tiny_checkpoint}")
+
+
+def run_ttt_node(model: Any, task: Task, context: Context) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run the node alone in a real LangGraph graph; return its update and its streamed events."""
+    builder = StateGraph(State, context_schema=Context)
+    builder.add_node("ttt", make_ttt_node(model))
+    builder.add_edge(START, "ttt")
+    builder.add_edge("ttt", END)
+    graph = builder.compile()
+    state = {"task": task.model_dump(mode="json"), "query": {"input": task.test[0].input}, "notes": []}
+    update: dict[str, Any] = {}
+    events: list[dict[str, Any]] = []
+    for part in graph.stream(state, context=context, stream_mode=["custom", "updates"], version="v2"):
+        if part["type"] == "custom":
+            events.append(part["data"])
+        elif part["type"] == "updates":
+            update.update(part["data"].get("ttt") or {})
+    return update, events
+
+
+def test_the_node_votes_and_a_second_query_reuses_the_cached_adapter(tiny):
+    task = reverse_task("cached")
+    # Enough steps at a high rate for the random tiny model to learn the answer format (digits, newline).
+    ctx = Context(strategy="ttt", ttt_steps=30, ttt_lr=1e-2, ttt_views=3, ttt_early_stop=False, ttt_cache=2)
+    update, events = run_ttt_node(tiny, task, ctx)
+    assert [e["step"] for e in events if "step" in e] == list(range(1, 31))
+    [line] = update["trace"]
+    assert "30/30 steps" in line["message"] and "3 views voted" in line["message"]
+    assert update["attempts"][0]["strategy"] == "ttt"
+    assert update["candidates"] and update["answer"] == update["candidates"][0]["answer"]
+    again, events = run_ttt_node(tiny, task, ctx)
+    assert not [e for e in events if "step" in e]  # nothing trained
+    assert "reused cached adapter" in again["trace"][0]["message"]
+    assert again["answer"] == update["answer"]
+
+
+def test_without_augmentation_the_node_makes_one_greedy_prediction(tiny):
+    ctx = Context(strategy="ttt", ttt_steps=2, ttt_views=4, ttt_augment=False, ttt_cache=0)
+    update, _ = run_ttt_node(tiny, reverse_task(), ctx)
+    assert "one greedy prediction" in update["trace"][0]["message"]
+    assert len(update["candidates"]) <= 1 and 0.0 <= update["confidence"] <= 1.0
+
+
+def test_early_stopping_shows_the_steps_actually_run(tiny):
+    # The learning rate cannot move the held-back loss, so training stops at the minimum (10 steps).
+    ctx = Context(strategy="ttt", ttt_steps=40, ttt_lr=1e-12, ttt_views=2, ttt_early_stop=True, ttt_cache=0)
+    update, events = run_ttt_node(tiny, reverse_task(), ctx)
+    assert max(e["step"] for e in events if "step" in e) == 10
+    assert any("stopped early after 10/40 steps" in e.get("message", "") for e in events)
+    assert "10/40 steps (stopped early" in update["trace"][0]["message"]
+
+
+def test_a_reused_adapter_reports_no_training(tiny):
+    ctx = Context(strategy="ttt", ttt_steps=40, ttt_lr=1e-12, ttt_views=2, ttt_early_stop=True, ttt_cache=1)
+    run_ttt_node(tiny, reverse_task("again"), ctx)
+    update, events = run_ttt_node(tiny, reverse_task("again"), ctx)
+    assert not any("step" in e or "stopped early" in e.get("message", "") for e in events)
+    assert update["trace"][0]["message"].startswith("reused cached adapter")
+
+
+def test_bench_runs_the_no_augmentation_variant_beside_icl(tiny_checkpoint, tmp_path: Path, capsys):
+    from graph.bench import main
+
+    folder = tmp_path / "tasks" / "toy"
+    folder.mkdir(parents=True)
+    (folder / "a.json").write_text(reverse_task("a").model_dump_json())
+    out = tmp_path / "bench.json"
+    argv = ["--tasks", str(tmp_path / "tasks"), "--model", f"hf:{tiny_checkpoint}", "--samples", "1"]
+    argv += ["--strategy", "icl,ttt-noaug", "--ttt-steps", "2", "--json", str(out)]
+    assert main(argv) == 0
+    payload = json.loads(out.read_text())
+    runs = payload["runs"]
+    assert [(r["strategy"], r["variant"]) for r in runs] == [("icl", "icl"), ("ttt", "ttt-noaug")]
+    assert all(r["overall"]["seconds_per_query"] > 0 for r in runs)
+    [ratio] = payload["vs_icl"]
+    assert ratio["variant"] == "ttt-noaug" and ratio["seconds_ratio"] > 0
+    printed = capsys.readouterr().out
+    assert "ttt-noaug" in printed and "side by side" in printed
