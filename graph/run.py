@@ -7,6 +7,8 @@ Examples::
     python -m graph.run --task tasks/examples/reverse.json --query '[[0,1,2,0]]'
     python -m graph.run --model openai:gpt-4o-mini --task my_task.json --json
     python -m graph.run --task t.json --thread demo      # resumable: run again to resume
+    python -m graph.run --task t.json --strategy expert  # ask a person (inline, at the terminal)
+    python -m graph.run --task t.json --expert-review --no-wait   # leave reviews for graph.review
 
 Every flag also comes from the environment / ``.env`` (``MOCKINGBIRD_*``, see ``.env.example``).
 """
@@ -15,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from graph.cli_common import (
     add_context_flags,
@@ -28,6 +32,13 @@ from graph.cli_common import (
 )
 from graph.errors import SettingsError
 from graph.settings import EXAMPLES_DIR, db_path, load_dotenv_file
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from graph.context import Context
+    from graph.runner import QueryResult
+    from tasks.schema import Task
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, help="answer at most this many queries")
     parser.add_argument("--json", action="store_true", help="print machine-readable results on stdout")
     parser.add_argument("--quiet", action="store_true", help="no live trace, only the summary")
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        dest="no_wait",
+        help="when a run asks for an expert, leave it waiting (answer later with graph.review) "
+        "instead of asking here; the default without a terminal",
+    )
+    parser.add_argument("--expert", help="your name, recorded with answers given here (default: login name)")
     add_context_flags(parser)
     return parser
 
@@ -63,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     # Imports here keep `--help` and argument errors fast (torch/transformers load with the model).
+    from rich.text import Text
+
     from graph.builder import build_graph
     from graph.router import check_strategy
     from graph.runner import run_query
@@ -116,14 +137,76 @@ def _run(args: argparse.Namespace) -> int:
             thread_id=thread,
             on_event=None if args.quiet else view.event,
         )
-        if not args.quiet:
+        if result.status == "waiting" and not args.no_wait and sys.stdin.isatty():
+            result = _ask_inline(graph, task, index, result, view.console, args, ctx, query, target)
+        if not args.quiet and result.status == "done":
             view.answer(result, task.kind)
         results.append(result)
     view.summary(results)
+    waiting = [r for r in results if r.status == "waiting"]
+    for r in waiting:
+        command = (
+            f"python -m graph.review --db {shlex.quote(str(path))} --thread {shlex.quote(r.thread_id or '')}"
+        )
+        view.console.print(
+            Text.assemble(  # Text, not markup: a path or thread id may hold '[' characters
+                (f"⏸ {r.task_id} query {r.query_index} waits for an expert", "yellow"),
+                f" (thread {r.thread_id}); review with: {command}",
+            ),
+            soft_wrap=True,  # one line however narrow the terminal: the command is copied as is
+        )
     if args.json:
         json.dump([r.model_dump(mode="json") for r in results], sys.stdout, indent=2)
         sys.stdout.write("\n")
     return 0
+
+
+def _ask_inline(
+    graph: Any,
+    task: Task,
+    index: int,
+    result: QueryResult,
+    console: Console,
+    args: argparse.Namespace,
+    ctx: Context,
+    query: Any,
+    target: Any,
+) -> QueryResult:
+    """The run waits for an expert and a person is at the terminal: ask, then resume the run."""
+    from datetime import UTC, datetime
+
+    from graph.review import WaitingRun, ask_expert, login_name, query_panel, show_result, task_panel
+    from graph.runner import run_query
+    from graph.trace import TraceView
+
+    expert = (args.expert or login_name()).strip() or "anonymous"
+    while result.status == "waiting" and result.review is not None:
+        run = WaitingRun(
+            thread=result.thread_id or "",
+            task_id=task.id,
+            task_kind=task.kind,
+            query=result.review.get("query"),
+            query_index=index,
+            since=datetime.now(UTC).isoformat(),
+            review=result.review,
+        )
+        console.print(task_panel(run.review), query_panel(run))
+        reply = ask_expert(console, run, expert)
+        if not isinstance(reply, dict):
+            return result  # skip / quit: the run keeps waiting in the checkpointer
+        result = run_query(
+            graph,
+            task,
+            index,
+            context=ctx,
+            query_input=query,
+            target=target if query is not None else None,
+            thread_id=result.thread_id,
+            on_event=None if args.quiet else TraceView(console).event,
+            resume=reply,
+        )
+        show_result(console, result, task.kind)
+    return result
 
 
 if __name__ == "__main__":

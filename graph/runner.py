@@ -8,17 +8,46 @@ resumes where it stopped (or returns the finished result) instead of starting ag
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict, fields
+from datetime import UTC, datetime
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 from graph.context import Context
+from nodes.prepare import InvalidInputError
 from tasks.schema import Task
 
 #: Called with each trace event: ``{"node", "message", ...}`` (and ``"kind"``: update/progress).
 EventSink = Callable[[dict[str, Any]], None]
+
+#: Store namespace of run records: thread id -> the run's context, task id and query index.
+#: LangGraph does not persist the runtime context, and a run that waits for an expert is resumed
+#: later, often by another process (``graph.review``), which needs the same knobs.
+RUNS_NS = ("mockingbird", "runs")
+
+
+def run_record(graph: CompiledStateGraph[Any, Any, Any, Any], thread_id: str) -> dict[str, Any] | None:
+    """What :func:`run_query` recorded when it started ``thread_id`` (``None`` if unknown)."""
+    item = graph.store.get(RUNS_NS, thread_id) if graph.store is not None else None
+    return dict(item.value) if item else None
+
+
+def context_from_record(record: dict[str, Any] | None, **override: Any) -> Context:
+    """The :class:`Context` a run was started with (unknown fields dropped), with ``override``."""
+    known = {f.name for f in fields(Context)}
+    ctx = Context()
+    for name, value in ((record or {}).get("context") or {}).items():
+        if name in known:
+            setattr(ctx, name, value)  # stored values win over this process's environment
+    for name, value in override.items():
+        if value is not None:
+            setattr(ctx, name, value)
+    ctx.validate()
+    return ctx
 
 
 class QueryResult(BaseModel):
@@ -40,6 +69,13 @@ class QueryResult(BaseModel):
     requests: int = 0
     candidates: list[dict[str, Any]] = Field(default_factory=list)
     resumed: str = Field("", description="'' for a fresh run, 'resumed' or 'finished earlier'.")
+    status: str = Field("done", description="'done', or 'waiting' for an expert (see ``review``).")
+    review: dict[str, Any] | None = Field(None, description="What the expert is asked, when waiting.")
+    attempts: list[dict[str, Any]] = Field(default_factory=list, description="Strategies tried, in order.")
+    decisions: list[dict[str, Any]] = Field(
+        default_factory=list, description="The router's decisions (strategy, reason), in order."
+    )
+    expert: dict[str, Any] | None = Field(None, description="The expert's reply, when a person answered.")
 
     @property
     def tokens(self) -> int:
@@ -56,6 +92,7 @@ def run_query(
     target: Any = None,
     thread_id: str | None = None,
     on_event: EventSink | None = None,
+    resume: Any = None,
 ) -> QueryResult:
     """Answer one query of ``task`` (``task.test[query_index]`` unless ``query_input`` is given).
 
@@ -68,6 +105,8 @@ def run_query(
         target: The target for an explicit query (optional).
         thread_id: Checkpoint thread; resumes an unfinished run of the same thread.
         on_event: Receives trace events as nodes run.
+        resume: An expert's reply to a run of ``thread_id`` that waits for review
+            (``Command(resume=...)``); validate it first with :func:`nodes.expert.parse_reply`.
     """
     if query_input is None:
         q = task.test[query_index]
@@ -75,12 +114,34 @@ def run_query(
     config = RunnableConfig(configurable={"thread_id": thread_id}) if thread_id else RunnableConfig()
     payload: Any = {"task": task.model_dump(mode="json"), "query": {"input": query_input, "target": target}}
     resumed = ""
+    waiting = False
     if thread_id and graph.checkpointer is not None:
         snapshot = graph.get_state(config)
+        waiting = bool(snapshot.interrupts)
+        if resume is not None:
+            if not waiting:
+                raise InvalidInputError(f"thread {thread_id}: not waiting for an expert")
+            from nodes.expert import parse_reply  # the node checks again; a bad reply never reaches it
+
+            parse_reply(resume, snapshot.interrupts[0].value)
         if snapshot.next:
-            payload, resumed = None, "resumed"  # None input = continue from the last checkpoint
+            # None input = continue from the last checkpoint; a reply answers a pending review
+            payload, resumed = (None if resume is None else Command(resume=resume)), "resumed"
         elif snapshot.values.get("strategy") and "correct" in snapshot.values:
             resumed = "finished earlier"
+        elif graph.store is not None:
+            graph.store.put(
+                RUNS_NS,
+                thread_id,
+                {
+                    "task_id": task.id,
+                    "query_index": query_index,
+                    "context": asdict(context),
+                    "started": datetime.now(UTC).isoformat(timespec="seconds"),
+                },
+            )
+    elif resume is not None:
+        raise InvalidInputError("resume: needs the thread id of a checkpointed run")
     emit = on_event or (lambda _e: None)
     final: dict[str, Any] = {}
     if resumed == "finished earlier":
@@ -97,12 +158,19 @@ def run_query(
                 emit({"kind": "progress", **part["data"]})
             elif part["type"] == "updates":
                 for node, update in (part["data"] or {}).items():
+                    if node == "__interrupt__":  # a pause for review: shown from the snapshot below
+                        emit({"kind": "update", "node": "expert", "message": "waiting for an expert"})
+                        continue
                     spent = sum(c["seconds"] for c in (update or {}).get("costs", []))
                     for event in (update or {}).get("trace", []):
                         emit({"kind": "update", "seconds": spent, **event, "node": event.get("node", node)})
             elif part["type"] == "values":
                 final = part["data"]
     costs = final.get("costs", [])
+    review = None
+    if thread_id and graph.checkpointer is not None:
+        pending = graph.get_state(config).interrupts
+        review = dict(pending[0].value) if pending else None
     return QueryResult(
         task_id=task.id,
         task_type=task.type,
@@ -120,4 +188,9 @@ def run_query(
         requests=sum(c["requests"] for c in costs),
         candidates=list(final.get("candidates", [])),
         resumed=resumed,
+        status="waiting" if review else "done",
+        review=review,
+        attempts=list(final.get("attempts", [])),
+        decisions=[{"strategy": d["strategy"], "reason": d["reason"]} for d in final.get("decisions", [])],
+        expert=final.get("expert"),
     )

@@ -1,0 +1,433 @@
+"""``python -m graph.review``: answer the runs that wait for a human expert.
+
+A run pauses in the ``expert`` node (``nodes/expert.py``) with LangGraph ``interrupt()``; its
+state waits in the SQLite checkpointer until someone answers. This module finds those runs,
+shows each one (rich panels, grids in the ARC colours), takes the expert's reply and resumes the
+run on its own thread with ``Command(resume=reply)``.
+
+Examples::
+
+    python -m graph.review --list                      # what waits: thread, task, query, age
+    python -m graph.review                             # go through them one by one
+    python -m graph.review --task reverse --batch      # all waiting queries of a task in one sitting
+    python -m graph.review --thread 3f2a9c1e:reverse:0 --expert ada
+    python -m graph.review --web                       # the same in a local web page
+
+At the prompt: ``accept N`` (candidate N is right), ``answer JSON`` (the correct output),
+``note TEXT`` (a rule or hint: kept with the task, and the query is predicted again with it),
+``skip`` or ``quit``.
+
+Resuming needs the graph and the run's knobs: the graph is rebuilt here (same nodes, same SQLite
+file), and the run's :class:`~graph.context.Context` comes from the record ``run_query`` kept in
+the store when the run started (LangGraph does not persist the runtime context). ``--model``
+overrides the model, which only a ``note`` needs (it predicts again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import sqlite3
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from graph.cli_common import run_cli, setup_logging
+from graph.errors import SettingsError
+from graph.settings import db_path, load_dotenv_file
+from nodes.prepare import InvalidInputError
+
+if TYPE_CHECKING:
+    from graph.runner import QueryResult
+    from models.base import ModelBackend
+
+log = logging.getLogger(__name__)
+
+#: The channel LangGraph writes a node's pending interrupt to (``langgraph._internal._constants``).
+INTERRUPT_CHANNEL = "__interrupt__"
+
+PROMPT_HELP = "accept N · answer JSON · note TEXT · skip · quit"
+
+
+class WaitingRun(BaseModel):
+    """A run that waits for an expert: where it is and what the expert is asked."""
+
+    thread: str
+    task_id: str
+    task_kind: str
+    query: Any
+    query_index: int = 0
+    since: str
+    """When the run paused (ISO time of its latest checkpoint)."""
+    review: dict[str, Any]
+    """The interrupt payload (see :func:`nodes.expert.review_payload`)."""
+
+    @property
+    def age_s(self) -> float:
+        return (datetime.now(UTC) - datetime.fromisoformat(self.since)).total_seconds()
+
+
+class Reviewer:
+    """Finds the runs waiting in one SQLite database and resumes them with experts' replies.
+
+    Args:
+        db: The database ``graph.run`` used (checkpoints and task memory).
+        model: A backend to bind (tests); else the run's own model spec is loaded when needed.
+        model_spec: Overrides the model spec recorded with each run (``--model``).
+    """
+
+    def __init__(self, db: Path, *, model: ModelBackend | None = None, model_spec: str | None = None) -> None:
+        from graph.builder import build_graph
+        from graph.storage import open_checkpointer, open_store
+
+        self.db = db
+        self.model_spec = model_spec
+        self.checkpointer = open_checkpointer(db)
+        self.graph = build_graph(model=model, checkpointer=self.checkpointer, store=open_store(db))
+        # One resume at a time: the web page serves requests in threads on shared connections.
+        self.lock = threading.Lock()
+
+    def _candidate_threads(self) -> list[str]:
+        """Threads that have ever paused at the top level; ``get_state`` then says if still.
+
+        A narrow query of our own on the saver's ``writes`` table (fixed SQL, no user-supplied
+        keys: NOTES, CVE-2025-67644) reads no checkpoint blobs. Should the saver's schema change,
+        fall back to its public API: the latest checkpoint of every thread and its pending writes.
+        """
+        try:
+            with self.checkpointer.lock:
+                rows = self.checkpointer.conn.execute(
+                    "SELECT DISTINCT thread_id FROM writes WHERE channel = ? AND checkpoint_ns = ''",
+                    (INTERRUPT_CHANNEL,),
+                ).fetchall()
+            return [str(r[0]) for r in rows]
+        except sqlite3.OperationalError as exc:
+            log.debug("writes table not as expected (%s); listing checkpoints instead", exc)
+        return self._paused_threads_by_listing()
+
+    def _paused_threads_by_listing(self) -> list[str]:
+        """Threads whose latest top-level checkpoint has a pending interrupt (public API only)."""
+        latest: dict[str, bool] = {}
+        for item in self.checkpointer.list(None):  # newest first, so the first seen is the latest
+            tid = str(item.config["configurable"]["thread_id"])
+            if item.config["configurable"].get("checkpoint_ns", "") == "" and tid not in latest:
+                latest[tid] = any(w[1] == INTERRUPT_CHANNEL for w in item.pending_writes or [])
+        return [tid for tid, paused in latest.items() if paused]
+
+    def waiting(self, task_id: str | None = None, thread: str | None = None) -> list[WaitingRun]:
+        """Runs whose latest state has a pending expert review, oldest first."""
+        from graph.runner import run_record
+        from nodes.expert import REVIEW_KIND
+
+        runs = []
+        threads = self._candidate_threads()
+        for tid in threads if thread is None else [t for t in threads if t == thread]:
+            snapshot = self.graph.get_state({"configurable": {"thread_id": tid}})
+            pending = [i.value for i in snapshot.interrupts if isinstance(i.value, dict)]
+            if not pending or pending[0].get("kind") != REVIEW_KIND:
+                continue
+            review = pending[0]
+            if task_id is not None and review.get("task_id") != task_id:
+                continue
+            record = run_record(self.graph, tid) or {}
+            runs.append(
+                WaitingRun(
+                    thread=tid,
+                    task_id=str(review.get("task_id")),
+                    task_kind=str(review.get("task_kind")),
+                    query=review.get("query"),
+                    query_index=int(record.get("query_index", 0)),
+                    since=snapshot.created_at or datetime.now(UTC).isoformat(),
+                    review=review,
+                )
+            )
+        return sorted(runs, key=lambda r: r.since)
+
+    def resume(self, thread: str, reply: dict[str, Any]) -> QueryResult:
+        """Answer the review of ``thread`` and run it to the end.
+
+        Raises:
+            InvalidInputError: The thread does not wait for an expert, or the reply is invalid
+                (checked before anything is resumed: the run keeps waiting).
+        """
+        from graph.runner import context_from_record, run_query, run_record
+        from tasks.schema import Task
+
+        with self.lock:
+            config = {"configurable": {"thread_id": thread}}
+            snapshot = self.graph.get_state(config)  # type: ignore[arg-type]
+            if not snapshot.interrupts:
+                raise InvalidInputError(f"thread {thread}: not waiting for an expert")
+            record = run_record(self.graph, thread)
+            ctx = context_from_record(record, model=self.model_spec)
+            values = snapshot.values
+            return run_query(
+                self.graph,
+                Task.model_validate(values["task"]),
+                int((record or {}).get("query_index", 0)),
+                context=ctx,
+                query_input=values["query"]["input"],
+                target=values["query"].get("target"),
+                thread_id=thread,
+                resume=reply,
+            )
+
+
+# --- terminal rendering ---------------------------------------------------------------------
+
+
+def age_text(seconds: float) -> str:
+    """``42 s``, ``5 min``, ``3 h``, ``2 d``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(max(seconds, 0))} s"
+
+
+def waiting_table(runs: list[WaitingRun]) -> Table:
+    """The ``--list`` table."""
+    from graph.trace import render_value
+
+    table = Table(title=f"{len(runs)} run(s) waiting for an expert")
+    for col in ("thread", "task", "query", "candidates", "age"):
+        table.add_column(col)
+    for run in runs:
+        table.add_row(
+            run.thread,
+            run.task_id,
+            render_value(run.query, run.task_kind, max_chars=40),
+            str(len(run.review.get("candidates", []))),
+            age_text(run.age_s),
+        )
+    return table
+
+
+def task_panel(review: dict[str, Any]) -> Panel:
+    """The task a review is about: function, notes and demonstrations."""
+    from graph.trace import render_value
+
+    kind = str(review.get("task_kind"))
+    fn = review.get("function") or {}
+    parts: list[Any] = [Text.assemble((str(fn.get("signature") or fn.get("name", "")), "bold"))]
+    if fn.get("docstring"):
+        parts.append(Text(str(fn["docstring"]), style="italic"))
+    if review.get("notes"):
+        parts.append(Text("notes: " + " · ".join(map(str, review["notes"])), style="yellow"))
+    demos = Table(title="demonstrations", show_header=True, box=None, padding=(0, 2))
+    demos.add_column("#", style="dim")
+    demos.add_column("input")
+    demos.add_column("output")
+    for i, demo in enumerate(review.get("demos", [])):
+        demos.add_row(str(i), render_value(demo.get("input"), kind), render_value(demo.get("output"), kind))
+    parts.append(demos)
+    return Panel(Group(*parts), title=f"task {review.get('task_id')} ({kind})", border_style="cyan")
+
+
+def query_panel(run: WaitingRun) -> Panel:
+    """What the expert answers: the query, the model's candidates and the router's reasons."""
+    from graph.trace import render_value
+
+    review, kind = run.review, run.task_kind
+    parts: list[Any] = [Text.assemble(("query  ", "bold"), render_value(run.query, kind))]
+    cands = Table(title="candidates", box=None, padding=(0, 2))
+    cands.add_column("#", style="bold")
+    cands.add_column("answer")
+    cands.add_column("votes", justify="right")
+    cands.add_column("share", justify="right")
+    for i, c in enumerate(review.get("candidates", [])):
+        share = f"{c.get('share', 0):.2f}"
+        cands.add_row(str(i), render_value(c.get("answer"), kind), str(c.get("votes")), share)
+    parts.append(cands if review.get("candidates") else Text("no candidates", style="dim"))
+    for a in review.get("attempts", []):
+        parts.append(Text(f"tried {a['strategy']}: confidence {a['confidence']:.2f}", style="dim"))
+    for reason in review.get("reasons", []):
+        parts.append(Text(f"router: {reason}", style="magenta"))
+    return Panel(
+        Group(*parts),
+        title=f"thread {run.thread} · task {run.task_id} · waiting {age_text(run.age_s)}",
+        border_style="yellow",
+    )
+
+
+def parse_command(line: str, *, expert: str, task_kind: str) -> dict[str, Any] | str:
+    """A prompt line as a reply dict, or ``"skip"`` / ``"quit"``.
+
+    Raises:
+        InvalidInputError: One line saying what is wrong and what is expected.
+    """
+    word, _, rest = line.strip().partition(" ")
+    word, rest = word.lower(), rest.strip()
+    if word in ("s", "skip"):
+        return "skip"
+    if word in ("q", "quit", "exit"):
+        return "quit"
+    if word in ("a", "accept"):
+        if not rest.isdigit():
+            raise InvalidInputError(f"accept: give the candidate's number, e.g. 'accept 0' (got {rest!r})")
+        return {"action": "accept", "candidate": int(rest), "expert": expert}
+    if word in ("answer", "ans"):
+        if not rest:
+            raise InvalidInputError("answer: give the correct output as JSON, e.g. 'answer [[1, 2]]'")
+        try:
+            value = json.loads(rest)
+        except json.JSONDecodeError as exc:
+            if task_kind != "text":
+                raise InvalidInputError(f"answer: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            value = rest  # a text task's answer may be typed without quotes
+        return {"action": "answer", "answer": value, "expert": expert}
+    if word in ("n", "note"):
+        if not rest:
+            raise InvalidInputError("note: give the rule or hint, e.g. 'note mirror the row'")
+        return {"action": "note", "note": rest, "expert": expert}
+    raise InvalidInputError(f"unknown reply {word!r}; expected {PROMPT_HELP}")
+
+
+def ask_expert(console: Console, run: WaitingRun, expert: str) -> dict[str, Any] | str:
+    """Ask at the terminal until the reply is valid for this review (or skip / quit)."""
+    from rich.prompt import Prompt
+
+    from nodes.expert import parse_reply
+
+    while True:
+        try:
+            line = Prompt.ask(f"[bold]reply[/] [dim]({PROMPT_HELP})[/]", console=console)
+        except EOFError:
+            return "quit"
+        try:
+            reply = parse_command(line, expert=expert, task_kind=run.task_kind)
+            if isinstance(reply, dict):
+                parse_reply(reply, run.review)  # the same check the node makes, before resuming
+            return reply
+        except InvalidInputError as exc:
+            console.print(Text(f"✘ {exc}", style="red"))  # Text: a message's [[1]] is not markup
+
+
+def show_result(console: Console, result: QueryResult, kind: str) -> None:
+    """One line after a resume: what the run answered."""
+    from graph.trace import render_value
+
+    verdict = {True: ("correct", "green"), False: ("wrong", "red"), None: ("no target", "dim")}[
+        result.correct
+    ]
+    line = Text.assemble(("✔ ", "green"), f"thread {result.thread_id}: {result.status}, answer ")
+    line.append_text(render_value(result.answer, kind))
+    line.append_text(Text.assemble(" (", verdict, f", confidence {result.confidence:.2f})"))
+    console.print(line)
+
+
+def review_session(
+    reviewer: Reviewer, console: Console, runs: list[WaitingRun], *, expert: str, batch: bool = False
+) -> dict[str, int]:
+    """Go through ``runs`` at the terminal; returns how many were answered / skipped."""
+    counts = {"answered": 0, "skipped": 0}
+    if batch and runs:
+        console.print(task_panel(runs[0].review))  # the task once; then each of its queries
+    for n, run in enumerate(runs, 1):
+        console.rule(f"[bold]{n}/{len(runs)}")
+        if not batch:
+            console.print(task_panel(run.review))
+        console.print(query_panel(run))
+        reply = ask_expert(console, run, expert)
+        if reply == "quit":
+            break
+        if reply == "skip" or not isinstance(reply, dict):
+            counts["skipped"] += 1
+            continue
+        try:
+            result = reviewer.resume(run.thread, reply)
+        except InvalidInputError as exc:  # e.g. answered meanwhile from another terminal or the page
+            console.print(Text(f"✘ {exc}", style="red"))
+            counts["skipped"] += 1
+            continue
+        show_result(console, result, run.task_kind)
+        counts["answered"] += 1
+    console.print(
+        f"[bold]{counts['answered']} answered[/], {counts['skipped']} skipped, "
+        f"{len(runs) - counts['answered'] - counts['skipped']} left"
+    )
+    return counts
+
+
+# --- the CLI --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m graph.review", description="Answer the runs that wait for a human expert."
+    )
+    parser.add_argument("--db", help="SQLite database of the runs (default as graph.run)")
+    parser.add_argument("--task", help="only runs of this task id")
+    parser.add_argument("--thread", help="only this run")
+    parser.add_argument("--batch", action="store_true", help="all waiting runs of one task in one sitting")
+    parser.add_argument("--expert", help="your name, recorded with each answer (default: login name)")
+    parser.add_argument("--list", action="store_true", help="list the waiting runs and exit")
+    parser.add_argument("--model", help="model for re-predicting after a note (default: the run's own)")
+    parser.add_argument("--web", action="store_true", help="serve the review page instead")
+    parser.add_argument("--host", default="127.0.0.1", help="--web: address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="--web: port (default 8765; 0 = any free)")
+    parser.add_argument(
+        "--token",
+        help="--web: access token (optional on 127.0.0.1, required when bound elsewhere); "
+        "also MOCKINGBIRD_REVIEW_TOKEN",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    load_dotenv_file()
+    setup_logging(args.verbose)
+    return run_cli(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    import os
+
+    expert = (args.expert or login_name()).strip()
+    if not expert:
+        raise SettingsError("--expert: must not be empty")
+    if args.batch and not args.task:
+        raise SettingsError("--batch: give --task ID, the task whose waiting runs to review in one sitting")
+    path = db_path(args.db)
+    if not path.exists():
+        raise SettingsError(f"{path}: no such database (run graph.run first, or give --db)")
+    reviewer = Reviewer(path, model_spec=args.model)
+    console = Console()  # an interactive program: panels and prompts on the terminal's stdout
+    if args.web:
+        from graph.review_web import serve
+
+        serve(reviewer, host=args.host, port=args.port, token=args.token or os.environ.get(
+            "MOCKINGBIRD_REVIEW_TOKEN") or None, expert=expert, console=console)  # fmt: skip
+        return 0
+    runs = reviewer.waiting(task_id=args.task, thread=args.thread)
+    if args.thread and not runs:
+        raise SettingsError(f"--thread: {args.thread} is not waiting for an expert in {path}")
+    if args.list or not runs:
+        console.print(waiting_table(runs))
+        return 0
+    review_session(reviewer, console, runs, expert=expert, batch=args.batch)
+    return 0
+
+
+def login_name() -> str:
+    """Who is at the keyboard, for the expert field (``anonymous`` when there is no name)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (containers without a passwd entry)
+        return "anonymous"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""``expert``: pause the run for a human expert, then use what they said.
+
+Mockingbird's strongest finding: reflection alone does not reach what feedback from a domain
+expert gives. The node calls LangGraph ``interrupt()`` once, *before* any side effect (a resumed
+node re-runs from its start), with everything a reviewer needs (:func:`review_payload`). The run
+waits in the SQLite checkpointer, across process exits, until it is resumed with
+``Command(resume=reply)`` (``python -m graph.review``, its web page, or a parent graph). The
+reply (:class:`ExpertInput`) is one of:
+
+- ``accept``: a candidate becomes the answer;
+- ``answer``: the correct output becomes the answer and joins the task's labelled examples, so
+  every later query of the task sees it as a demonstration;
+- ``note``: a rule, hint or domain fact, kept with the task's notes (reused by every later prompt,
+  by reflection and by TTT), and the query is predicted again with it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from graph.context import Context
+from graph.state import Candidate, ExpertReply, State
+from models.base import ModelBackend
+from nodes.candidates import confidence
+from nodes.common import (
+    add_task_example,
+    add_task_notes,
+    attempt_entry,
+    cost_entry,
+    get_context,
+    resolve_model,
+)
+from nodes.icl import ICLPredictor
+from nodes.prepare import InvalidInputError
+from tasks.schema import Task, check_value
+
+#: ``kind`` of the interrupt payload, so reviewers can tell an expert review from other pauses.
+REVIEW_KIND = "expert_review"
+
+
+class ExpertInput(BaseModel):
+    """A reviewer's reply, validated before anything is resumed or stored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["accept", "answer", "note"]
+    candidate: int | None = Field(None, description="index into the candidates shown, for accept")
+    answer: Any = Field(None, description="the correct output, for answer")
+    note: str | None = Field(None, description="a rule, hint or fact, for note")
+    expert: str = Field("anonymous", description="who answered")
+
+
+def parse_reply(raw: Any, payload: dict[str, Any]) -> ExpertInput:
+    """Validate a reply against the review it answers; one-line :class:`InvalidInputError` if bad.
+
+    Args:
+        raw: The reply (a dict as ``Command(resume=...)`` carries it).
+        payload: The interrupt payload it answers (task kind, candidates shown).
+    """
+    try:
+        reply = ExpertInput.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "reply"
+        message = {
+            "literal_error": "must be accept, answer or note",
+            "extra_forbidden": "unknown field (expected action, candidate, answer, note, expert)",
+        }.get(err["type"], err["msg"])
+        raise InvalidInputError(f"expert reply: {where}: {message}") from None
+    shown = payload.get("candidates", [])
+    if reply.action == "accept":
+        if reply.candidate is None or not 0 <= reply.candidate < len(shown):
+            raise InvalidInputError(
+                f"expert reply: candidate: must be 0..{len(shown) - 1} for accept, got {reply.candidate}"
+                if shown
+                else "expert reply: accept: there are no candidates to accept; give an answer or a note"
+            )
+        if shown[reply.candidate]["answer"] is None:
+            raise InvalidInputError(
+                f"expert reply: candidate: candidate {reply.candidate} has no answer (unparseable); "
+                "give the answer instead"
+            )
+    elif reply.action == "answer":
+        if reply.answer is None:
+            raise InvalidInputError("expert reply: answer: missing (the correct output, as JSON)")
+        try:
+            check_value(payload["task_kind"], reply.answer, "expert reply: answer")
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from None
+    elif not (reply.note or "").strip():
+        raise InvalidInputError("expert reply: note: must not be empty")
+    if not reply.expert.strip():
+        raise InvalidInputError("expert reply: expert: must not be empty")
+    return reply
+
+
+def review_payload(state: State) -> dict[str, Any]:
+    """Everything a reviewer needs, JSON-friendly (it is stored in the checkpoint)."""
+    task = state["task"]
+    candidates = state.get("candidates", [])
+    total = max(1, sum(c["votes"] for c in candidates))  # share of the samples behind each answer
+    return {
+        "kind": REVIEW_KIND,
+        "task_id": task["id"],
+        "task_type": task.get("type"),
+        "task_kind": task["kind"],
+        "function": task["function"],
+        "demos": task.get("train", []),
+        "notes": state.get("notes", []),
+        "query": state["query"]["input"],
+        "candidates": [
+            {"answer": c["answer"], "votes": c["votes"], "share": round(c["votes"] / total, 4)}
+            for c in candidates
+        ],
+        "confidence": state.get("confidence", 0.0),
+        "attempts": [
+            {"strategy": a["strategy"], "answer": a["answer"], "confidence": a["confidence"]}
+            for a in state.get("attempts", [])
+        ],
+        "reasons": [d["reason"] for d in state.get("decisions", [])],
+    }
+
+
+def make_expert_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph node
+    """Build the ``expert`` node; ``bound`` fixes the model (used to re-predict after a note)."""
+
+    def expert(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        payload = review_payload(state)
+        raw = interrupt(payload)  # first, before any side effect: the node re-runs on resume
+        reply = parse_reply(raw, payload)
+        started = time.perf_counter()
+        store = runtime.store if runtime else None
+        task = Task.model_validate(state["task"])
+        query = state["query"]["input"]
+        record = ExpertReply(**reply.model_dump(exclude_none=True))  # type: ignore[typeddict-item]
+        notes = list(state.get("notes", []))
+        update: dict[str, Any] = {}
+        if reply.action == "accept":
+            chosen = state.get("candidates", [])[reply.candidate or 0]
+            candidates = [Candidate(answer=chosen["answer"], text="", votes=1, logprob=None)]
+            conf, message = 1.0, f"{reply.expert} accepted candidate {reply.candidate}"
+            usage = None
+        elif reply.action == "answer":
+            add_task_example(store, task.id, query, reply.answer, expert=reply.expert)
+            candidates = [Candidate(answer=reply.answer, text="", votes=1, logprob=None)]
+            conf, message = 1.0, f"{reply.expert} gave the answer; added to the task's examples"
+            usage = None
+        else:
+            note = (reply.note or "").strip()
+            add_task_notes(store, task.id, [note])
+            notes = list(dict.fromkeys([*notes, note]))
+            ctx = get_context(runtime)
+            candidates, gen = ICLPredictor(resolve_model(ctx, bound)).forward(
+                task,
+                query,
+                notes=notes,
+                samples=ctx.samples,
+                temperature=ctx.temperature,
+                max_demos=ctx.max_demos,
+                seed=ctx.seed,
+            )
+            conf, usage = confidence(candidates, len(gen.samples)), gen.usage
+            message = f"{reply.expert} added a note; predicted again with it (confidence {conf:.2f})"
+            update["notes"] = notes
+        return update | {
+            "candidates": candidates,
+            "answer": candidates[0]["answer"] if candidates else None,
+            "confidence": conf,
+            "strategy": "expert",
+            "expert": record,
+            "attempts": [attempt_entry("expert", candidates, conf, started, usage)],
+            "costs": [cost_entry("expert", started, usage)],
+            "trace": [{"node": "expert", "message": message}],
+        }
+
+    return expert
