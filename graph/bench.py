@@ -4,11 +4,23 @@ Example::
 
     python -m graph.bench --tasks ../shared/benchmarks/1d-arc --limit 10 --json bench.json
     python -m graph.bench --tasks ../shared/benchmarks/1d-arc --model embedded,random:embedded
+    python -m graph.bench --tasks DIR --strategy icl,ttt,ttt-noaug --json bench.json
+    python -m graph.bench --tasks DIR --strategy all --plot docs/router.png
 
 Every task file under ``--tasks`` (any supported format; sub-folders are task types) is run
-through the graph (for each model of a comma-separated ``--model`` list, side by side); the table
-shows per type: accuracy with a 95 % bootstrap interval over
-queries, seconds and tokens per query, and GPT-4's published score where one exists.
+through the graph (for each model of a comma-separated ``--model`` list and each strategy of a
+comma-separated ``--strategy`` list, side by side); the table shows per type: accuracy with a
+95 % bootstrap interval over queries, seconds and tokens per query, and GPT-4's published score
+where one exists. Besides the graph's strategies, ``--strategy`` takes bench-only *variants*
+(:data:`VARIANTS`): ``ttt-noaug`` is ``ttt`` with ``ttt_augment`` off (the "without augmentation
+and voting" arm). The JSON has every run and, per model, each run's accuracy and seconds relative
+to that model's ``icl`` run (``vs_icl``: the TTT/ICL ratio).
+
+``--strategy all`` runs every fixed strategy the model supports and the router (``auto``) on the
+same queries, adds the **oracle** (each query's cheapest correct fixed strategy in hindsight) and
+prints how the router stands against the best fixed strategy (:mod:`graph.bench_report`);
+``--plot PATH`` draws accuracy against seconds per query. The DG-DIFF column is the mean, over the
+run's tasks, of the selection-minus-generation accuracy the ``select`` node measured.
 """
 
 from __future__ import annotations
@@ -18,10 +30,12 @@ import json
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 from rich.table import Table
 
+from graph.bench_report import ALL_FIXED, Point, RouterStanding, expand_strategies, oracle, standing
 from graph.cli_common import add_context_flags, context_from_args, run_cli, setup_logging
 from graph.context import Context
 from graph.errors import SettingsError
@@ -36,6 +50,17 @@ GPT4_1DARC = {
     "1d_denoising_1c": 36.0, "1d_fill": 66.0, "1d_flip": 70.0, "1d_hollow": 56.0, "1d_move_1p": 66.0,
     "1d_move_2p": 26.0, "1d_move_dp": 22.0, "1d_pcopy_1c": 36.0, "1d_recolor_cnt": 28.0,
 }  # fmt: skip
+
+
+#: Bench-only strategy variants: name -> (graph strategy, Context fields it sets).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ttt-noaug": ("ttt", {"ttt_augment": False}),
+}
+
+
+def split_variant(name: str) -> tuple[str, dict[str, Any]]:
+    """The graph strategy and Context overrides of a ``--strategy`` entry (variants expanded)."""
+    return VARIANTS.get(name, (name, {}))
 
 
 class TypeRow(BaseModel):
@@ -57,10 +82,13 @@ class BenchReport(BaseModel):
 
     model: str
     strategy: str
+    variant: str = ""  # the --strategy entry (a bench variant such as ttt-noaug, else the strategy)
     tasks_dir: str
     rows: list[TypeRow]
     overall: TypeRow
     results: list[QueryResult]
+    dg_diff: float | None = None  # mean DG-DIFF over the tasks where this run measured one
+    dg_tasks: int = 0  # how many tasks that mean is over
 
 
 def summarize(name: str, results: list[QueryResult], gpt4: float | None = None) -> TypeRow:
@@ -89,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, help="at most this many tasks per type")
     parser.add_argument("--json", dest="json_out", help="write the numbers to this JSON file")
     parser.add_argument("--k-shot", type=int, default=3, help="demonstrations from BBH/CSV files")
+    parser.add_argument("--plot", help="with several strategies: write accuracy vs cost (PNG) here")
     add_context_flags(parser)
     return parser
 
@@ -111,9 +140,7 @@ def _bench(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise SettingsError(f"--limit: must be at least 1, got {args.limit}")
     specs = [s.strip() for s in (args.model or "").split(",") if s.strip()] or [None]
-    strategies = [s.strip() for s in (args.strategy or "").split(",") if s.strip()] or [None]
-    # every model with every strategy, in the order given: one table each, then side by side
-    contexts = [context_from_args(args, model=m, strategy=st) for m in specs for st in strategies]
+    requested = [s.strip() for s in (args.strategy or "").split(",") if s.strip()] or [None]
     tasks = load_any(Path(args.tasks), k_shot=args.k_shot)
     by_type: dict[str, list[Task]] = defaultdict(list)
     for t in tasks:
@@ -130,25 +157,133 @@ def _bench(args: argparse.Namespace) -> int:
     ]
     if not jobs:
         raise SettingsError(f"--tasks: no test queries with targets under {args.tasks}")
-    # Load every model first: a typo in the third spec fails before an hour of benchmarking.
-    models = [resolve_model(c, None) for c in contexts]
-    for model, c in zip(models, contexts, strict=True):
-        check_strategy(c.strategy, can_adapt=model.capabilities.adapt, model=model.name)
-    reports = [
-        bench_one(model, ctx, jobs, str(args.tasks)) for model, ctx in zip(models, contexts, strict=True)
-    ]
+    # Every model with every strategy, in the order given: one table each, then side by side.
+    # Models load first: a typo in the third spec fails before an hour of benchmarking.
+    runs: list[tuple[ModelBackend, Context, str]] = []
+    for m in specs:
+        model = resolve_model(context_from_args(args, model=m, strategy="icl"), None)
+        names = (
+            expand_strategies([s for s in requested if s], can_adapt=model.capabilities.adapt)
+            if any(requested)
+            else [None]
+        )
+        for st in names:
+            base, extra = split_variant(st) if st else (None, {})
+            if base == "expert":
+                raise SettingsError("--strategy expert: the bench has no one to ask; use graph.review")
+            ctx = context_from_args(args, model=m, strategy=base, **extra)
+            check_strategy(ctx.strategy, can_adapt=model.capabilities.adapt, model=model.name)
+            runs.append((model, ctx, st or ctx.strategy))
+    if args.plot and len(runs) < 2:
+        raise SettingsError("--plot: needs at least two strategies or models to compare")
+    reports = [bench_one(model, ctx, jobs, str(args.tasks), variant=st) for model, ctx, st in runs]
     console = Console()
     for report in reports:
         console.print(detail_table(report))
     if len(reports) > 1:
         console.print(comparison_table(reports))
+    points, standings = compare_strategies(reports)
+    if points:
+        console.print(strategy_table(points, reports))
+    for model_name, stand in standings.items():
+        console.print(standing_line(model_name, stand))
+    if args.plot:
+        from graph.bench_report import plot
+
+        many = len({r.model for r in reports}) > 1
+        drawn = [_point(f"{r.model} · {r.variant}" if many else r.variant, r.overall) for r in reports] + [
+            p["oracle"].model_copy(update={"label": f"{m} · oracle" if many else "oracle"})
+            for m, p in points.items()
+            if "oracle" in p
+        ]
+        plot(drawn, Path(args.plot), f"{', '.join(dict.fromkeys(r.model for r in reports))} · {args.tasks}")
+        console.print(f"plot: {args.plot}")
     if args.json_out:
-        payload = {"runs": [r.model_dump(mode="json") for r in reports]}
+        payload = {
+            "runs": [r.model_dump(mode="json") for r in reports],
+            "vs_icl": vs_icl(reports),
+            "strategies": {
+                m: {k: p.model_dump(mode="json") for k, p in pts.items()} for m, pts in points.items()
+            },
+            "router": {m: x.model_dump(mode="json") for m, x in standings.items()},
+        }
         Path(args.json_out).write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 
 
-def bench_one(model: ModelBackend, ctx: Context, jobs: list[tuple[Task, int]], tasks_dir: str) -> BenchReport:
+def _point(label: str, row: TypeRow) -> Point:
+    return Point(
+        label=label,
+        accuracy=row.accuracy,
+        ci_low=row.ci_low,
+        ci_high=row.ci_high,
+        seconds_per_query=row.seconds_per_query,
+        tokens_per_query=row.tokens_per_query,
+    )
+
+
+def compare_strategies(
+    reports: list[BenchReport],
+) -> tuple[dict[str, dict[str, Point]], dict[str, RouterStanding]]:
+    """Per model: each run's overall point, the oracle over its fixed strategies, the router's standing.
+
+    The oracle needs at least one fixed strategy (of :data:`ALL_FIXED`) and the standing also needs
+    an ``auto`` run; models with a single run get no entry (nothing to compare).
+    """
+    points: dict[str, dict[str, Point]] = {}
+    standings: dict[str, RouterStanding] = {}
+    for model_name in dict.fromkeys(r.model for r in reports):
+        mine = [r for r in reports if r.model == model_name]
+        if len(mine) < 2:
+            continue
+        pts = {r.variant or r.strategy: _point(r.variant or r.strategy, r.overall) for r in mine}
+        fixed = {r.variant: r.results for r in mine if r.variant in ALL_FIXED}
+        if fixed:
+            pts["oracle"] = oracle(fixed)
+        points[model_name] = pts
+        if "auto" in pts and fixed:
+            standings[model_name] = standing(
+                {k: p for k, p in pts.items() if k in fixed}, pts["auto"], pts["oracle"]
+            )
+    return points, standings
+
+
+def strategy_table(points: dict[str, dict[str, Point]], reports: list[BenchReport]) -> Table:
+    """Every strategy of every model, overall: accuracy [CI], seconds and tokens per query, DG-DIFF."""
+    dg = {(r.model, r.variant or r.strategy): r for r in reports}
+    table = Table(title="strategies compared (same queries; oracle = best fixed strategy in hindsight)")
+    for col in ["model", "strategy", "exact match", "95% CI", "s/query", "tokens/query", "DG-DIFF"]:
+        table.add_column(col, justify="left" if col in ("model", "strategy") else "right")
+    for model_name, pts in points.items():
+        for label, p in pts.items():
+            rep = dg.get((model_name, label))
+            table.add_row(
+                model_name,
+                label,
+                f"{p.accuracy:.1%}",
+                f"{p.ci_low:.0%}–{p.ci_high:.0%}",
+                f"{p.seconds_per_query:.2f}",
+                f"{p.tokens_per_query:.0f}",
+                "" if rep is None or rep.dg_diff is None else f"{rep.dg_diff:+.3f} (n={rep.dg_tasks})",
+                style="dim" if label == "oracle" else ("bold" if label == "auto" else None),
+            )
+    return table
+
+
+def standing_line(model_name: str, st: RouterStanding) -> str:
+    """One line: the router against the best fixed strategy and the oracle, and the target."""
+    verdict = "[green]meets[/green]" if st.meets_target else "[red]misses[/red]"
+    return (
+        f"router ({model_name}): {st.router_accuracy:.1%} vs best fixed {st.best_fixed} "
+        f"{st.best_accuracy:.1%} ({100 * st.accuracy_gap:+.1f} pts) at {st.compute_ratio:.0%} of its "
+        f"compute; {st.share_of_oracle:.0%} of the oracle ({st.oracle_accuracy:.1%}); {verdict} the "
+        "target (within 2 pts at <= 40 % compute)"
+    )
+
+
+def bench_one(
+    model: ModelBackend, ctx: Context, jobs: list[tuple[Task, int]], tasks_dir: str, *, variant: str = ""
+) -> BenchReport:
     """Run every job through a graph bound to ``model``; summarise per type and overall."""
     from langgraph.store.memory import InMemoryStore
     from rich.console import Console
@@ -156,12 +291,14 @@ def bench_one(model: ModelBackend, ctx: Context, jobs: list[tuple[Task, int]], t
 
     from graph.builder import build_graph
     from graph.runner import run_query
+    from nodes.common import task_evidence
 
     # No checkpointer: a benchmark is not resumed; an in-memory store keeps per-task evidence.
-    graph = build_graph(model=model, store=InMemoryStore())
+    store = InMemoryStore()
+    graph = build_graph(model=model, store=store)
     results: dict[str, list[QueryResult]] = defaultdict(list)
     with Progress(console=Console(stderr=True), transient=True) as progress:
-        bar = progress.add_task(f"{model.name} · {ctx.strategy}", total=len(jobs))
+        bar = progress.add_task(f"{model.name} · {variant or ctx.strategy}", total=len(jobs))
         for task, index in jobs:
             results[task.type or "untyped"].append(run_query(graph, task, index, context=ctx))
             progress.advance(bar)
@@ -171,9 +308,17 @@ def bench_one(model: ModelBackend, ctx: Context, jobs: list[tuple[Task, int]], t
     overall = summarize(
         "overall", everything, sum(gpt4_known) / len(gpt4_known) if len(gpt4_known) == len(rows) else None
     )
+    measured = [
+        float(ev["dg_diff"])
+        for tid in dict.fromkeys(t.id for t, _ in jobs)
+        if "dg_diff" in (ev := task_evidence(store, tid))
+    ]
     return BenchReport(
+        dg_diff=round(sum(measured) / len(measured), 4) if measured else None,
+        dg_tasks=len(measured),
         model=model.name,
         strategy=ctx.strategy,
+        variant=variant or ctx.strategy,
         tasks_dir=tasks_dir,
         rows=rows,
         overall=overall,
@@ -183,7 +328,7 @@ def bench_one(model: ModelBackend, ctx: Context, jobs: list[tuple[Task, int]], t
 
 def detail_table(report: BenchReport) -> Table:
     """Per type: accuracy with its interval, cost per query, GPT-4's score."""
-    table = Table(title=f"{report.model} · strategy {report.strategy} · {report.tasks_dir}")
+    table = Table(title=f"{report.model} · strategy {report.variant or report.strategy} · {report.tasks_dir}")
     for col in ["type", "n", "exact match", "95% CI", "s/query", "tokens/query", "GPT-4"]:
         table.add_column(col, justify="left" if col == "type" else "right")
     for row in [*report.rows, report.overall]:
@@ -201,17 +346,17 @@ def detail_table(report: BenchReport) -> Table:
 
 
 def comparison_table(reports: list[BenchReport]) -> Table:
-    """Models side by side (the ablation view): accuracy [95 % CI] per type."""
-    table = Table(title="side by side: exact match [95% CI]")
+    """Runs side by side (the ablation view): accuracy [95 % CI] and seconds per query, per type."""
+    table = Table(title="side by side: exact match [95% CI] · seconds per query")
     table.add_column("type")
     for report in reports:
-        table.add_column(f"{report.model} · {report.strategy}", justify="right")
+        table.add_column(f"{report.model} · {report.variant or report.strategy}", justify="right")
     table.add_column("GPT-4", justify="right")
     for i, row in enumerate([*reports[0].rows, reports[0].overall]):
         cells = []
         for report in reports:
             r = [*report.rows, report.overall][i]
-            cells.append(f"{r.accuracy:.0%} [{r.ci_low:.0%}, {r.ci_high:.0%}]")
+            cells.append(f"{r.accuracy:.0%} [{r.ci_low:.0%}, {r.ci_high:.0%}] · {r.seconds_per_query:.1f}s")
         table.add_row(
             row.type,
             *cells,
@@ -219,6 +364,36 @@ def comparison_table(reports: list[BenchReport]) -> Table:
             style="bold" if row.type == "overall" else None,
         )
     return table
+
+
+def vs_icl(reports: list[BenchReport]) -> list[dict[str, Any]]:
+    """Each run's overall accuracy and seconds per query over its model's ``icl`` run (same queries).
+
+    A ratio is ``None`` where the ICL figure is 0 (no ratio exists); runs of a model without an
+    ``icl`` run are left out.
+    """
+    icl = {r.model: r.overall for r in reports if (r.variant or r.strategy) == "icl"}
+    out = []
+    for r in reports:
+        base = icl.get(r.model)
+        if base is None or (r.variant or r.strategy) == "icl":
+            continue
+        out.append(
+            {
+                "model": r.model,
+                "variant": r.variant or r.strategy,
+                "accuracy": r.overall.accuracy,
+                "icl_accuracy": base.accuracy,
+                "accuracy_points": round(100 * (r.overall.accuracy - base.accuracy), 2),
+                "accuracy_ratio": round(r.overall.accuracy / base.accuracy, 3) if base.accuracy else None,
+                "seconds_ratio": (
+                    round(r.overall.seconds_per_query / base.seconds_per_query, 2)
+                    if base.seconds_per_query
+                    else None
+                ),
+            }
+        )
+    return out
 
 
 if __name__ == "__main__":

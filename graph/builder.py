@@ -1,7 +1,9 @@
 """The Mockingbird state machine.
 
-``prepare -> route -> {icl | ttt} -> finalize``. The router (``graph/router.py``) is the only place a
-strategy is chosen; later issues add strategy nodes behind the same conditional edge.
+``prepare -> route -> {icl | select | reflect | ttt} -> route -> ... -> finalize``: after every
+strategy the graph returns to ``route``, which either escalates to another strategy or stops
+(``finalize``); ``expert`` pauses the run for a person and then finalizes. The router
+(``graph/router.py``) is the only place a strategy is chosen.
 
 Exports ``builder`` and a checkpointer-free ``graph`` (for ``langgraph dev`` and for embedding
 in a parent graph, which brings its own checkpointer); :func:`build_graph` compiles a graph
@@ -19,13 +21,19 @@ from graph.context import Context
 from graph.router import next_node
 from graph.state import InputState, OutputState, State
 from models.base import ModelBackend
+from nodes.expert import make_expert_node
 from nodes.finalize import finalize
 from nodes.icl import make_icl_node
 from nodes.prepare import prepare
+from nodes.reflect import make_reflect_node
 from nodes.route import make_route_node
+from nodes.select import make_select_node
 from nodes.ttt import make_ttt_node
 
 GRAPH_NAME = "mockingbird"
+
+#: Model strategies; each returns to ``route`` when done.
+STRATEGY_NODES = ("icl", "select", "reflect", "ttt")
 
 
 def make_builder(model: ModelBackend | None = None) -> StateGraph[State, Context, InputState, OutputState]:
@@ -34,13 +42,17 @@ def make_builder(model: ModelBackend | None = None) -> StateGraph[State, Context
     b.add_node("prepare", prepare)
     b.add_node("route", make_route_node(model))
     b.add_node("icl", make_icl_node(model))
+    b.add_node("select", make_select_node(model))
+    b.add_node("reflect", make_reflect_node(model))
     b.add_node("ttt", make_ttt_node(model))
+    b.add_node("expert", make_expert_node(model))
     b.add_node("finalize", finalize)
     b.add_edge(START, "prepare")
     b.add_edge("prepare", "route")
-    b.add_conditional_edges("route", next_node, ["icl", "ttt"])
-    b.add_edge("icl", "finalize")
-    b.add_edge("ttt", "finalize")
+    b.add_conditional_edges("route", next_node, [*STRATEGY_NODES, "expert", "finalize"])
+    for name in STRATEGY_NODES:
+        b.add_edge(name, "route")  # back to the router: escalate or stop
+    b.add_edge("expert", "finalize")  # a person's answer ends the query
     b.add_edge("finalize", END)
     return b
 

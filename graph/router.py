@@ -1,20 +1,67 @@
 """The router: the one place where strategy decisions live.
 
-``decide`` is a pure function from measured evidence to a :class:`~graph.state.Decision`; the
-``route`` node gathers the evidence and records the decision; ``next_node`` is the conditional
-edge that follows it. Later issues add strategies (reflection, selection, test-time training,
-the human expert) and the evidence that chooses among them, here and nowhere else.
+``decide`` is a pure function from measured evidence (and the attempts made so far for this
+query) to a :class:`~graph.state.Decision`; the ``route`` node gathers the evidence, and
+``next_node`` is the conditional edge that follows the decision. The graph comes back to
+``route`` after every strategy, so escalation is a sequence of decisions, each in the trace.
+
+How ``auto`` decides (see the README for the measured result):
+
+1. **Expected accuracy** of each strategy on this task: ICL's is its leave-one-out accuracy on the
+   demonstrations (measured by ``route``, Laplace-smoothed with recorded outcomes); every other
+   strategy adds its *gain* over ICL, taken from the most specific evidence there is: measured on
+   this task (DG-DIFF for selection, reflection gain, recorded TTT outcomes), else the mean over
+   this model's other tasks averaged with a prior (:data:`PRIOR_GAIN`: selection 0, after
+   SELF-[IN]CORRECT; small for reflection; large for TTT, after Akyurek et al.) that counts as
+   :data:`PRIOR_WEIGHT` queries.
+2. **Expected cost** (seconds, tokens) of each strategy: measured means for this model, else
+   multiples of one measured ICL call.
+3. ICL goes first (it is cheap and its agreement among samples is evidence too). After each
+   attempt the router stops when the answer's confidence (the lower of the attempt's own
+   confidence and the strategy's expected accuracy) reaches the threshold, or the budget is
+   spent; otherwise it escalates to the **cheapest untried strategy whose expected accuracy is
+   within a margin of the best untried one** and above the current one, if the budget allows.
+   With ``expert_review`` on, a human expert is the last resort.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from graph.errors import SettingsError
-from graph.state import Decision, State
+from graph.state import Attempt, Decision, State
 
 #: Graph nodes a decision can lead to.
-Destination = Literal["icl", "ttt"]
+Destination = Literal["icl", "select", "reflect", "ttt", "expert", "finalize"]
+
+#: Model strategies, cheapest first (the escalation ladder).
+LADDER: tuple[str, ...] = ("icl", "select", "reflect", "ttt")
+
+#: Gain over ICL assumed before anything is measured. Selection: 0 (SELF-[IN]CORRECT: a model
+#: is usually no better at picking its own candidates than at generating one); reflection: a
+#: small gain (Mockingbird: reflection alone helps less than documents or experts); TTT: large
+#: (up to 6x ICL in Akyurek et al.), which measured outcomes then correct per task and model.
+PRIOR_GAIN: dict[str, float] = {"icl": 0.0, "select": 0.0, "reflect": 0.05, "ttt": 0.25}
+
+#: How many queries the prior counts as when averaged with this model's measured gains: one
+#: unlucky query should not switch a strategy off for every later task (nor one lucky one on).
+PRIOR_WEIGHT = 4
+
+#: Before TTT's cost is measured for a model: a LoRA run is never cheaper than this on CPU,
+#: however fast one ICL call is.
+MIN_TTT_SECONDS = 5.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouterSettings:
+    """The knobs of ``auto`` (from :class:`graph.context.Context`)."""
+
+    confidence_threshold: float = 0.6  # stop escalating once the answer is at least this sure
+    margin: float = 0.05  # a cheaper strategy within this of the best expected accuracy wins
+    budget_s: float = 0.0  # seconds per query; 0 = no limit
+    budget_tokens: int = 0  # tokens per query; 0 = no limit
+    expert_review: bool = False  # a human expert as the last resort
 
 
 def check_strategy(requested: str, *, can_adapt: bool, model: str) -> None:
@@ -26,45 +73,220 @@ def check_strategy(requested: str, *, can_adapt: bool, model: str) -> None:
         )
 
 
-def decide(*, requested: str, evidence: dict[str, Any]) -> Decision:
-    """Choose a strategy for one query.
+def unavailable(strategy: str, evidence: dict[str, Any]) -> str | None:
+    """Why ``strategy`` cannot run on this task and backend (``None`` when it can)."""
+    demos = int(evidence.get("demos", 0))
+    if strategy == "ttt":
+        if not evidence.get("can_adapt"):
+            return f"model {evidence.get('model', '?')} cannot adapt"
+        if demos < 2:
+            return f"{demos} demonstration(s) leave nothing to hold out"
+    if strategy == "reflect" and demos < 2:
+        return f"{demos} demonstration(s): nothing to reflect on"
+    return None
+
+
+def expected_accuracy(evidence: dict[str, Any]) -> dict[str, float]:
+    """Expected exact-match accuracy of each model strategy on this task (see module doc)."""
+    loo, n_loo = evidence.get("loo_icl"), int(evidence.get("loo_n", 0))
+    outcomes = evidence.get("outcomes") or {}
+    n = n_loo + int(outcomes.get("n", 0))
+    hits = (loo or 0.0) * n_loo + int(outcomes.get("correct", 0))
+    icl = (hits + 0.5) / (n + 1)  # smoothed: 0.5 with no evidence, never exactly 0 or 1
+    task_gain = evidence.get("gains") or {}
+    model_gain = evidence.get("model_gains") or {}
+    model_n = evidence.get("model_gain_n") or {}
+    out = {"icl": icl}
+    for s in LADDER[1:]:
+        if s in task_gain:
+            gain = float(task_gain[s])
+        elif s in model_gain and s in model_n:  # shrunk towards the prior by its weight
+            k, n = PRIOR_WEIGHT, int(model_n[s])
+            gain = (PRIOR_GAIN[s] * k + float(model_gain[s]) * n) / (k + n)
+        else:
+            gain = float(model_gain.get(s, PRIOR_GAIN[s]))
+        out[s] = min(1.0, max(0.0, icl + float(gain)))
+    return out
+
+
+def expected_cost(evidence: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """Expected (seconds, tokens) of each model strategy: measured means, else ICL multiples."""
+    call_s = float(evidence.get("icl_call_s") or 0.5)
+    call_tokens = float(evidence.get("icl_call_tokens") or 200.0)
+    samples = max(2, int(evidence.get("samples", 4)))
+    demos = max(1, int(evidence.get("demos", 1)))
+    rounds = max(1, int(evidence.get("reflect_rounds", 2)))
+    calls = {"icl": 1.0, "select": samples + 1.0, "reflect": demos * rounds + 1.0}
+    out = {s: (call_s * c, call_tokens * c) for s, c in calls.items()}
+    views = max(1, int(evidence.get("ttt_views", 4)))
+    out["ttt"] = (max(MIN_TTT_SECONDS, 100 * call_s), call_tokens * views)
+    measured = evidence.get("costs") or {}
+    for s, pair in measured.items():
+        if s in out and pair:
+            out[s] = (float(pair[0]), float(pair[1]))
+    return out
+
+
+def _remaining(evidence: dict[str, Any], settings: RouterSettings) -> tuple[float, float]:
+    spent_s, spent_t = float(evidence.get("spent_s", 0.0)), float(evidence.get("spent_tokens", 0))
+    left_s = settings.budget_s - spent_s if settings.budget_s else float("inf")
+    left_t = settings.budget_tokens - spent_t if settings.budget_tokens else float("inf")
+    return left_s, left_t
+
+
+def _budget_text(settings: RouterSettings) -> str:
+    parts = []
+    if settings.budget_s:
+        parts.append(f"{settings.budget_s:g} s")
+    if settings.budget_tokens:
+        parts.append(f"{settings.budget_tokens} tokens")
+    return "budget " + " / ".join(parts) if parts else "no budget"
+
+
+def decide(
+    *,
+    requested: str,
+    evidence: dict[str, Any],
+    attempts: list[Attempt] | None = None,
+    settings: RouterSettings | None = None,
+) -> Decision:
+    """Choose what runs next for one query.
 
     Args:
         requested: The strategy the caller asked for (``"auto"`` lets the router choose).
-        evidence: What was measured before deciding: ``demos`` (number of demonstrations),
-            ``can_adapt`` / ``can_score`` (backend capabilities), ``outcomes`` (recorded results
-            of earlier queries of the task: ``n`` and ``correct``), ``samples``.
+        evidence: What was measured: ``demos``, ``samples``, ``can_adapt``/``can_score``,
+            ``model``, ``outcomes`` (``n``/``correct`` of earlier queries of the task),
+            ``loo_icl``/``loo_n`` (leave-one-out ICL accuracy on the demonstrations),
+            ``gains``/``model_gains`` (measured gain over ICL per strategy, this task / this
+            model), ``costs`` (measured (seconds, tokens) per strategy), ``icl_call_s``,
+            ``icl_call_tokens``, ``spent_s``/``spent_tokens`` (this query so far).
+        attempts: The strategies already tried for this query, in order.
+        settings: The router's knobs.
 
     Returns:
-        The decision, with a one-line reason that quotes the numbers.
+        The decision (a strategy name or ``finalize``), with a one-line reason quoting the numbers.
+
+    Raises:
+        SettingsError: A strategy was asked for that the backend cannot run (one line).
     """
+    attempts = list(attempts or [])
+    settings = settings or RouterSettings()
+    tried = [a["strategy"] for a in attempts]
+    if requested != "auto":
+        return _fixed(requested, evidence, tried)
+    return _auto(evidence, attempts, settings)
+
+
+def _decision(strategy: str, reason: str, evidence: dict[str, Any]) -> Decision:
+    return Decision(strategy=strategy, reason=reason, evidence=dict(evidence))
+
+
+def _fixed(requested: str, evidence: dict[str, Any], tried: list[str]) -> Decision:
+    """An explicitly requested strategy: run it once (the expert after an ICL attempt), then stop."""
     demos = int(evidence.get("demos", 0))
-    outcomes = evidence.get("outcomes") or {}
-    history = ""
-    if outcomes.get("n"):
-        history = f"; ICL so far {outcomes['correct']}/{outcomes['n']} on this task"
     if requested == "ttt":
         check_strategy(
             "ttt", can_adapt=bool(evidence.get("can_adapt")), model=str(evidence.get("model", "?"))
         )
-        if demos >= 2:
-            reason = f"asked for TTT; {demos} demonstrations give {demos} leave-one-out episodes"
-            return Decision(strategy="ttt", reason=reason, evidence=dict(evidence))
-        reason = f"asked for TTT, but {demos} demonstration(s) leave nothing to hold out; fell back to ICL"
-    elif requested == "icl":
-        reason = f"asked for ICL; {demos} demonstrations in context{history}"
-    else:
-        # Until strategies are compared on measured evidence (a later issue), auto takes the
-        # cheapest strategy, which every backend supports.
-        reason = f"ICL is the cheapest strategy; {demos} demonstrations in context{history}"
-    return Decision(strategy="icl", reason=reason, evidence=dict(evidence))
+    if tried:
+        if requested == "expert" and "expert" not in tried:
+            reason = f"asked for an expert; the reviewer sees the {tried[-1]} candidates"
+            return _decision("expert", reason, evidence)
+        return _decision("finalize", f"asked for {requested}; done after {', '.join(tried)}", evidence)
+    if requested == "expert":
+        return _decision("icl", "asked for an expert; ICL first, so the reviewer has candidates", evidence)
+    why = unavailable(requested, evidence)
+    if why:
+        return _decision("icl", f"asked for {requested}, but {why}; fell back to ICL", evidence)
+    outcomes = evidence.get("outcomes") or {}
+    history = f"; ICL so far {outcomes['correct']}/{outcomes['n']} on this task" if outcomes.get("n") else ""
+    reasons = {
+        "icl": f"asked for ICL; {demos} demonstrations in context{history}",
+        "select": f"asked for selection among {max(2, int(evidence.get('samples', 4)))} candidates",
+        "reflect": f"asked for reflection on {demos} demonstrations",
+        "ttt": f"asked for TTT; {demos} demonstrations give {demos} leave-one-out episodes",
+    }
+    return _decision(requested, reasons[requested], evidence)
+
+
+def _auto(evidence: dict[str, Any], attempts: list[Attempt], settings: RouterSettings) -> Decision:
+    acc = expected_accuracy(evidence)
+    cost = expected_cost(evidence)
+    tried = [a["strategy"] for a in attempts]
+    loo = evidence.get("loo_icl")
+    loo_text = f"LOO-ICL {loo:.2f} on {evidence.get('loo_n', 0)} demos" if loo is not None else "no LOO-ICL"
+    budget = _budget_text(settings)
+    if not attempts:
+        reason = f"ICL first (cheapest, {cost['icl'][0]:.2f} s expected); {loo_text}; {budget}"
+        return _decision("icl", reason, evidence)
+    last = attempts[-1]
+    if last["strategy"] == "expert":
+        return _decision("finalize", "the expert answered", evidence)
+    # Confidence of the current answer: the attempt's own (agreement, vote share) capped by how
+    # often this strategy is right on this task, so a confident but usually-wrong strategy escalates.
+    sure = min(float(last["confidence"]), acc.get(last["strategy"], 1.0))
+    now = (
+        f"{last['strategy']} confidence {last['confidence']:.2f}, expected {acc.get(last['strategy'], 0):.2f}"
+    )
+    if sure >= settings.confidence_threshold:
+        return _decision(
+            "finalize", f"{now} >= {settings.confidence_threshold:.2f}; no escalation needed", evidence
+        )
+    left_s, left_t = _remaining(evidence, settings)
+    if left_s <= 0 or left_t <= 0:
+        return _decision("finalize", f"{now}; {budget} spent", evidence)
+    current = acc.get(last["strategy"], 0.0)
+    options = {}
+    skipped = []
+    for s in LADDER:
+        if s in tried:
+            continue
+        if why := unavailable(s, evidence):
+            skipped.append(f"{s}: {why}")
+            continue
+        if cost[s][0] > left_s or cost[s][1] > left_t:
+            skipped.append(f"{s}: ~{cost[s][0]:.1f} s over the {left_s:.1f} s left")
+            continue
+        if acc[s] > current:
+            options[s] = acc[s]
+    if options:
+        best = max(options.values())
+        choice = min((s for s, a in options.items() if a >= best - settings.margin), key=lambda s: cost[s][0])
+        gain = acc[choice] - acc["icl"]
+        reason = (
+            f"chose {choice}: {now} < {settings.confidence_threshold:.2f}; {loo_text}; "
+            f"{choice} expected {acc[choice]:.2f} ({gain:+.2f} over ICL, {_gain_source(choice, evidence)}), "
+            f"~{cost[choice][0]:.1f} s; {budget}"
+        )
+        return _decision(choice, reason, evidence)
+    tail = f" ({'; '.join(skipped)})" if skipped else ""
+    if settings.expert_review and "expert" not in tried:
+        return _decision("expert", f"{now}; no model strategy left that is expected to do better{tail}; "
+                         "asking a human expert", evidence)  # fmt: skip
+    return _decision("finalize", f"{now}; no strategy left expected to do better{tail}", evidence)
+
+
+def _gain_source(strategy: str, evidence: dict[str, Any]) -> str:
+    if strategy in (evidence.get("gains") or {}):
+        return "measured on this task"
+    if strategy in (evidence.get("model_gains") or {}):
+        return "mean over this model's tasks"
+    return "prior"
 
 
 def next_node(state: State) -> Destination:
-    """Conditional edge after ``route``: the node that runs the chosen strategy."""
+    """Conditional edge after ``route``: the node that runs the chosen strategy, or ``finalize``."""
     strategy = state.get("decision", {}).get("strategy", "icl")
     if strategy == "icl":
         return "icl"
+    if strategy == "select":
+        return "select"
+    if strategy == "reflect":
+        return "reflect"
     if strategy == "ttt":
         return "ttt"
+    if strategy == "expert":
+        return "expert"
+    if strategy == "finalize":
+        return "finalize"
     raise ValueError(f"router chose an unknown strategy {strategy!r}")  # a bug, not a user error

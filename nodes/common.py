@@ -20,6 +20,7 @@ NOTES_NS = ("mockingbird", "notes")
 OUTCOMES_NS = ("mockingbird", "outcomes")
 EVIDENCE_NS = ("mockingbird", "evidence")
 EXAMPLES_NS = ("mockingbird", "examples")
+MODEL_EVIDENCE_NS = ("mockingbird", "model_evidence")
 
 
 def get_context(runtime: Runtime[Context] | None) -> Context:
@@ -57,13 +58,21 @@ def task_notes(store: BaseStore | None, task_id: str) -> list[str]:
     return list(item.value.get("notes", [])) if item else []
 
 
-def task_outcomes(store: BaseStore | None, task_id: str) -> dict[str, int]:
-    """How earlier queries of a task went: ``{"n": ..., "correct": ...}`` over scored queries."""
+def task_outcomes(store: BaseStore | None, task_id: str, strategy: str | None = None) -> dict[str, int]:
+    """How earlier queries of a task went: ``{"n": ..., "correct": ...}`` over scored queries.
+
+    With ``strategy``, how that strategy's own attempts went (also when the router escalated past
+    it); without, how the final answers went.
+    """
     if store is None:
         return {"n": 0, "correct": 0}
     items = store.search((*OUTCOMES_NS, task_id), limit=1000)
-    scored = [i.value for i in items if i.value.get("correct") is not None]
-    return {"n": len(scored), "correct": sum(1 for v in scored if v["correct"])}
+    if strategy is None:
+        marks = [i.value.get("correct") for i in items]
+    else:
+        marks = [(i.value.get("attempts") or {}).get(strategy) for i in items]
+    scored = [m for m in marks if m is not None]
+    return {"n": len(scored), "correct": sum(1 for m in scored if m)}
 
 
 def cost_entry(node: str, started: float, usage: Usage | None = None) -> Cost:
@@ -137,3 +146,37 @@ def add_task_example(store: BaseStore | None, task_id: str, value: Any, output: 
     """Record a labelled example for the task (keyed by its input, so a later answer replaces it)."""
     if store is not None:
         store.put((*EXAMPLES_NS, task_id), query_key(value), {"input": value, "output": output, **meta})
+
+
+def model_evidence(store: BaseStore | None, model: str) -> dict[str, dict[str, Any]]:
+    """This model's mean gain over ICL (and how many queries it is over) and mean (seconds, tokens)
+    per strategy, over all tasks."""
+    item = store.get(MODEL_EVIDENCE_NS, model) if store is not None else None
+    raw = item.value if item else {}
+    gains = {s: round(total / n, 4) for s, (n, total) in (raw.get("gains") or {}).items() if n}
+    gain_n = {s: int(n) for s, (n, _) in (raw.get("gains") or {}).items() if n}
+    costs = {
+        s: [round(sec / n, 4), round(tok / n, 1)]
+        for s, (n, sec, tok) in (raw.get("costs") or {}).items()
+        if n
+    }
+    return {"gains": gains, "gain_n": gain_n, "costs": costs}
+
+
+def record_model_evidence(
+    store: BaseStore | None, model: str, *, gains: dict[str, float], costs: dict[str, tuple[float, int]]
+) -> None:
+    """Add one query's observed gains and costs per strategy to the model's running sums."""
+    if store is None:
+        return
+    item = store.get(MODEL_EVIDENCE_NS, model)
+    raw = dict(item.value) if item else {}
+    sums_g = dict(raw.get("gains") or {})
+    for s, gain in gains.items():
+        n, total = sums_g.get(s, [0, 0.0])
+        sums_g[s] = [n + 1, total + gain]
+    sums_c = dict(raw.get("costs") or {})
+    for s, (seconds, tokens) in costs.items():
+        n, sec, tok = sums_c.get(s, [0, 0.0, 0])
+        sums_c[s] = [n + 1, sec + seconds, tok + tokens]
+    store.put(MODEL_EVIDENCE_NS, model, {"gains": sums_g, "costs": sums_c})

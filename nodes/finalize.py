@@ -10,7 +10,14 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.state import State
-from nodes.common import OUTCOMES_NS, cost_entry, query_key
+from nodes.common import (
+    OUTCOMES_NS,
+    cost_entry,
+    query_key,
+    record_model_evidence,
+    task_evidence,
+    update_evidence,
+)
 from tasks.scoring import exact_match
 
 
@@ -30,13 +37,46 @@ def finalize(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             {
                 "strategy": state.get("strategy"),
                 "correct": correct,
+                # each strategy tried, scored on its own, so ICL's record is not hidden by escalation
+                "attempts": {
+                    a["strategy"]: None if target is None else exact_match(task["kind"], a["answer"], target)
+                    for a in state.get("attempts", [])
+                },
                 "confidence": state.get("confidence"),
                 "at": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )
+        _learn(store, state, target)
     verdict = "no target" if correct is None else ("correct" if correct else "wrong")
     return {
         "correct": correct,
         "costs": [cost_entry("finalize", started)],
         "trace": [{"node": "finalize", "message": f"answer {verdict}"}],
     }
+
+
+def _learn(store: Any, state: State, target: Any) -> None:
+    """Update the router's evidence from this query: each strategy's gain over ICL and its cost.
+
+    A strategy's observed gain is its exact match minus ICL's on the same query (ICL's
+    leave-one-out accuracy when ICL did not run), so TTT chosen directly still teaches the router.
+    """
+    task, evidence = state["task"], state.get("evidence") or {}
+    attempts = [a for a in state.get("attempts", []) if a["strategy"] != "expert"]
+    model = evidence.get("model")
+    if not attempts or not model:
+        return
+    costs = {a["strategy"]: (a["seconds"], a["tokens"]) for a in attempts}
+    gains: dict[str, float] = {}
+    if target is not None:
+        hit = {a["strategy"]: float(exact_match(task["kind"], a["answer"], target)) for a in attempts}
+        baseline = hit.get("icl", evidence.get("loo_icl"))
+        if baseline is not None:
+            gains = {s: h - float(baseline) for s, h in hit.items() if s != "icl"}
+    if gains:
+        observed = dict(task_evidence(store, task["id"]).get("observed") or {})
+        for s, gain in gains.items():
+            n, total = observed.get(s, [0, 0.0])
+            observed[s] = [n + 1, total + gain]
+        update_evidence(store, task["id"], observed=observed)
+    record_model_evidence(store, model, gains=gains, costs=costs)

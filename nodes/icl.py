@@ -16,7 +16,7 @@ from graph.context import Context
 from graph.state import Candidate, State
 from models.base import Generation, ModelBackend, PromptParts
 from nodes.candidates import aggregate, confidence
-from nodes.common import cost_entry, get_context, resolve_model
+from nodes.common import attempt_entry, cost_entry, get_context, resolve_model
 from tasks.schema import Task
 
 
@@ -80,6 +80,7 @@ def make_icl_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph node
             "candidates": candidates,
             "answer": top["answer"] if top else None,
             "confidence": conf,
+            "attempts": [attempt_entry("icl", candidates, conf, started, gen.usage)],
             "costs": [cost_entry("icl", started, gen.usage)],
             "trace": [
                 {

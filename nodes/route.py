@@ -1,4 +1,11 @@
-"""``route``: gather evidence and let the router decide the strategy for this query."""
+"""``route``: gather evidence and let the router decide what runs next for this query.
+
+The graph comes back here after every strategy. The first visit measures what the router needs
+and keeps it in the state: leave-one-out ICL accuracy on the demonstrations (``auto`` only;
+cached per task, model and demonstrations in the store), the task's stored gains (DG-DIFF,
+reflection gain, recorded TTT outcomes), this model's mean gains and costs over other tasks, and
+the backend's capabilities. Every visit adds what the query has spent so far.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +13,28 @@ import time
 from typing import Any
 
 from langgraph.runtime import Runtime
+from langgraph.store.base import BaseStore
 
 from graph.context import Context
-from graph.router import decide
+from graph.router import RouterSettings, decide
 from graph.state import State
-from models.base import ModelBackend
-from nodes.common import cost_entry, get_context, resolve_model, task_outcomes
+from models.base import ModelBackend, Usage
+from nodes.common import (
+    cost_entry,
+    get_context,
+    model_evidence,
+    query_key,
+    resolve_model,
+    task_evidence,
+    task_outcomes,
+    update_evidence,
+)
+from nodes.icl import ICLPredictor
+from tasks.schema import Task
+from tasks.scoring import exact_match
+
+#: Leave-one-out predictions at most (their cost grows with the number of demonstrations).
+LOO_MAX = 8
 
 
 def make_route_node(
@@ -26,24 +49,137 @@ def make_route_node(
     return route
 
 
+def measure_loo_icl(
+    model: ModelBackend, task: Task, notes: list[str], *, max_demos: int = 0, seed: int = 0
+) -> tuple[dict[str, Any], Usage]:
+    """Leave-one-out ICL accuracy on the demonstrations (greedy, one sample each).
+
+    Returns:
+        ``{"acc", "n", "call_s", "call_tokens"}`` and the usage spent measuring it.
+    """
+    held = task.train[:LOO_MAX]
+    usage, seconds, hits = Usage(), 0.0, 0
+    for i, example in enumerate(held):
+        rest = task.model_copy(update={"train": [e for j, e in enumerate(task.train) if j != i]})
+        candidates, gen = ICLPredictor(model).forward(
+            rest, example.input, notes=notes, samples=1, max_demos=max_demos, seed=seed
+        )
+        usage, seconds = usage + gen.usage, seconds + gen.seconds
+        answer = candidates[0]["answer"] if candidates else None
+        hits += int(exact_match(task.kind, answer, example.output))
+    n = len(held)
+    return {
+        "acc": hits / n if n else 0.0,
+        "n": n,
+        "call_s": seconds / n if n else 0.0,
+        "call_tokens": usage.total_tokens / n if n else 0.0,
+    }, usage
+
+
+def _loo(
+    store: BaseStore | None, model: ModelBackend, task: Task, notes: list[str], ctx: Context
+) -> tuple[dict[str, Any] | None, Usage]:
+    """LOO-ICL for this task and model, from the store when the same demonstrations were measured."""
+    if len(task.train) < 2:
+        return None, Usage()
+    key = query_key([model.name, [e.model_dump(mode="json") for e in task.train], notes, ctx.max_demos])
+    cached = task_evidence(store, task.id).get("loo") or {}
+    if cached.get("key") == key:
+        return cached, Usage()
+    measured, usage = measure_loo_icl(model, task, notes, max_demos=ctx.max_demos, seed=ctx.seed)
+    update_evidence(store, task.id, loo=measured | {"key": key})
+    return measured, usage
+
+
+def _spent(state: State) -> tuple[float, int]:
+    costs = state.get("costs", [])
+    return (
+        round(sum(c["seconds"] for c in costs), 4),
+        sum(c["prompt_tokens"] + c["completion_tokens"] for c in costs),
+    )
+
+
 def _route(state: State, runtime: Runtime[Context], bound: ModelBackend | None) -> dict[str, Any]:
     started = time.perf_counter()
     ctx = get_context(runtime)
     model = resolve_model(ctx, bound)
-    task = state["task"]
-    evidence = {
-        "demos": len(task.get("train", [])),
-        "samples": ctx.samples,
-        "outcomes": task_outcomes(runtime.store if runtime else None, task["id"]),
-        "model": model.name,
-        "can_adapt": model.capabilities.adapt,
-        "can_score": model.capabilities.score,
+    store = runtime.store if runtime else None
+    task = Task.model_validate(state["task"])
+    update: dict[str, Any] = {}
+    usage = Usage()
+    evidence = dict(state.get("evidence") or {})
+    if not evidence:  # first visit: measure once per query
+        stored = task_evidence(store, task.id)
+        per_model = model_evidence(store, model.name)
+        evidence = {
+            "demos": len(task.train),
+            "samples": ctx.samples,
+            "reflect_rounds": ctx.reflect_rounds,
+            "ttt_views": ctx.ttt_views,
+            "outcomes": task_outcomes(store, task.id, "icl"),
+            "model": model.name,
+            "can_adapt": model.capabilities.adapt,
+            "can_score": model.capabilities.score,
+            "gains": task_gains(stored),
+            "model_gains": per_model["gains"],
+            "model_gain_n": per_model["gain_n"],
+            "costs": per_model["costs"],
+        }
+        if ctx.strategy == "auto":
+            loo, usage = _loo(store, model, task, state.get("notes", []), ctx)
+            if loo is not None:
+                evidence |= {
+                    "loo_icl": round(loo["acc"], 4),
+                    "loo_n": loo["n"],
+                    "icl_call_s": round(loo["call_s"], 4),
+                    "icl_call_tokens": round(loo["call_tokens"], 1),
+                }
+    own = cost_entry("route", started, usage)
+    spent_s, spent_tokens = _spent(state)
+    evidence |= {
+        "spent_s": round(spent_s + own["seconds"], 4),
+        "spent_tokens": spent_tokens + usage.total_tokens,
     }
-    decision = decide(requested=ctx.strategy, evidence=evidence)
-    return {
+    settings = RouterSettings(
+        confidence_threshold=ctx.confidence_threshold,
+        margin=ctx.margin,
+        budget_s=ctx.budget_s,
+        budget_tokens=ctx.budget_tokens,
+        expert_review=ctx.expert_review,
+    )
+    decision = decide(
+        requested=ctx.strategy, evidence=evidence, attempts=state.get("attempts", []), settings=settings
+    )
+    if decision["strategy"] != "finalize":
+        update |= {"strategy": decision["strategy"], "reason": decision["reason"]}
+    elif ctx.strategy == "auto":  # say why the escalation stopped, after why it went where it did
+        update["reason"] = f"{state.get('reason', '')}; then {decision['reason']}"
+    return update | {
         "decision": decision,
-        "strategy": decision["strategy"],
-        "reason": decision["reason"],
-        "costs": [cost_entry("route", started)],
-        "trace": [{"node": "route", "message": f"chose {decision['strategy']}: {decision['reason']}"}],
+        "decisions": [decision],
+        "evidence": evidence,
+        "costs": [own],
+        "trace": [{"node": "route", "message": f"{_verb(decision['strategy'])}: {decision['reason']}"}],
     }
+
+
+def _verb(strategy: str) -> str:
+    return "stop" if strategy == "finalize" else f"chose {strategy}"
+
+
+def task_gains(stored: dict[str, Any]) -> dict[str, float]:
+    """This task's measured gain over ICL per strategy (see ``graph.router``).
+
+    Selection: DG-DIFF measured on the demonstrations, else recorded outcomes; reflection: the
+    held-out accuracy gain of its notes, else recorded outcomes; TTT: recorded outcomes.
+    """
+    gains: dict[str, float] = {}
+    observed = stored.get("observed") or {}
+    for strategy, (n, total) in observed.items():
+        if n:
+            gains[strategy] = round(total / n, 4)
+    if stored.get("dg_diff") is not None:
+        gains["select"] = float(stored["dg_diff"])
+    if stored.get("reflect_gain") is not None:
+        gains["reflect"] = float(stored["reflect_gain"])
+    return gains

@@ -85,32 +85,14 @@ class ChatRenderer:
             Two chat messages; no stop strings (chat models end their turn themselves) and a token
             budget proportional to the size of the values.
         """
-        fn = parts.function
-        docstring_block = (
-            load_template("roleplay_docstring").substitute(docstring=fn.docstring.strip())
-            if fn.docstring.strip()
-            else "\n"
-        )
+        fields = _fields(parts)
         system = load_template("roleplay_system").substitute(
-            name=fn.name, signature=fn.signature, docstring_block=docstring_block
-        )
-        notes_block = (
-            load_template("roleplay_notes").substitute(
-                notes="\n".join(f"- {_one_line(n)}" for n in parts.notes)
-            )
-            + "\n"
-            if parts.notes
-            else ""
-        )
-        demo = load_template("roleplay_demo")
-        demos_block = "\n".join(
-            demo.substitute(
-                input=encode_value(d.input, parts.kind), output=encode_value(d.output, parts.kind)
-            )
-            for d in parts.demos
+            name=fields["name"], signature=fields["signature"], docstring_block=fields["docstring_block"]
         )
         user = load_template("roleplay_user").substitute(
-            notes_block=notes_block, demos_block=demos_block, query=encode_value(parts.query, parts.kind)
+            notes_block=fields["notes_block"],
+            demos_block=fields["demos_block"],
+            query=encode_value(parts.query, parts.kind),
         )
         # Room for an answer a few times the size of the largest value seen, in (roughly) tokens.
         sizes = [len(encode_value(parts.query, parts.kind))]
@@ -153,6 +135,111 @@ class ChatRenderer:
     def format_value(self, value: Any, kind: TaskKind) -> str:
         """An answer as the model is asked to write it (used to score candidates)."""
         return encode_value(value, kind)
+
+
+def _fields(parts: PromptParts) -> dict[str, str]:
+    """The template fields every chat prompt shares: the function, the notes and the demonstrations."""
+    fn = parts.function
+    docstring_block = (
+        load_template("roleplay_docstring").substitute(docstring=fn.docstring.strip())
+        if fn.docstring.strip()
+        else "\n"
+    )
+    notes_block = (
+        load_template("roleplay_notes").substitute(notes="\n".join(f"- {_one_line(n)}" for n in parts.notes))
+        + "\n"
+        if parts.notes
+        else ""
+    )
+    demo = load_template("roleplay_demo")
+    demos_block = "\n".join(
+        demo.substitute(input=encode_value(d.input, parts.kind), output=encode_value(d.output, parts.kind))
+        for d in parts.demos
+    )
+    return {
+        "name": fn.name,
+        "signature": fn.signature,
+        "docstring_block": docstring_block,
+        "notes_block": notes_block,
+        "demos_block": demos_block,
+    }
+
+
+def render_reflection(parts: PromptParts, mistakes: list[tuple[Any, Any, Any]]) -> RenderedPrompt:
+    """The reflection prompt (``reflect.txt``): the model reads its mistakes and writes one note.
+
+    Args:
+        parts: Function, current notes and the demonstrations (``parts.query`` is not shown).
+        mistakes: ``(input, wrong answer or raw text, right output)`` per wrong prediction.
+
+    Returns:
+        One user message; the reply is a short note (a sentence or two).
+    """
+    kind = parts.kind
+    blocks = [
+        f"{INPUT_MARK} {encode_value(inp, parts.kind)}\n"
+        f"Your prediction: {_one_line(wrong) if isinstance(wrong, str) else encode_value(wrong, kind)}\n"
+        f"Correct output: {encode_value(out, parts.kind)}"
+        for inp, wrong, out in mistakes
+    ]
+    user = load_template("reflect").substitute(**_fields(parts), mistakes_block="\n\n".join(blocks))
+    return RenderedPrompt(messages=[ChatMessage(role="user", content=user.strip())], max_new_tokens=160)
+
+
+#: Letters naming the options of the multiple-choice selection prompt.
+OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def render_selection(parts: PromptParts, options: list[Any]) -> RenderedPrompt:
+    """The multiple-choice selection prompt (``select.txt``): pick the right candidate output.
+
+    Args:
+        parts: Function, notes, demonstrations and the query.
+        options: Candidate outputs (at most 26), shown as ``(A) <value>``.
+
+    Returns:
+        One user message; the reply names a letter (see :func:`parse_choice`).
+
+    Raises:
+        ValueError: With more than 26 options.
+    """
+    if len(options) > len(OPTION_LETTERS):
+        raise ValueError(f"at most {len(OPTION_LETTERS)} options, got {len(options)}")
+    options_block = "\n".join(
+        f"({OPTION_LETTERS[i]}) {encode_value(v, parts.kind)}" for i, v in enumerate(options)
+    )
+    user = load_template("select").substitute(
+        **_fields(parts), query=encode_value(parts.query, parts.kind), options_block=options_block
+    )
+    return RenderedPrompt(messages=[ChatMessage(role="user", content=user.strip())], max_new_tokens=16)
+
+
+_CHOICE_PATTERNS = (
+    re.compile(r"\(([A-Z])\)"),  # "(B)"
+    re.compile(r"\b(?i:answer|option|candidate|choice)\s*(?:is\s*)?:?\s*\(?([A-Z])\b"),
+    re.compile(r"^\W*([A-Z])\W*$"),  # a bare letter, maybe with punctuation
+    re.compile(r"^\s*([A-Z])[\).:]"),  # "B) ...", "B. ...", "B: ..."
+)
+
+
+def parse_choice(text: str, options: list[Any], kind: TaskKind) -> int | None:
+    """The option a selection reply names, as an index into ``options``; ``None`` if unclear.
+
+    Reads, in order: a parenthesised letter, "answer/option B", a bare letter, a leading
+    "B)"; then, if the model wrote a value instead of a letter, the one option whose value it is.
+    """
+    text = (text or "").strip()
+    if not text:
+        return None
+    for pattern in _CHOICE_PATTERNS:
+        found = {m.upper() for m in pattern.findall(text)} & set(OPTION_LETTERS[: len(options)])
+        if len(found) == 1:
+            return OPTION_LETTERS.index(found.pop())
+        if len(found) > 1:
+            return None  # the reply names several options: no choice
+    value = ChatRenderer().parse(text, kind)
+    matches = [i for i, v in enumerate(options) if v is not None and v == value]
+    return matches[0] if len(matches) == 1 else None
 
 
 def _strip_fences(text: str) -> str:

@@ -8,9 +8,15 @@ only, one character per cell::
 
 Grids write each row as digits, rows separated by ``/``; lists as comma-separated items; text as
 is (newlines become spaces); tabular inputs as ``name=value`` pairs separated by ``;``. The role-play
-description and notes are not part of this format: the embedded model was never trained on prose.
-The training script (``models/train.py``) uses exactly these functions, so what the model sees at
-inference is what it saw in training.
+description and prose notes are not part of this format: the embedded model was never trained on
+prose. The training script (``models/train.py``) uses exactly these functions, so what the model
+sees at inference is what it saw in training.
+
+One kind of note does reach the compact prompt: a *correction* (:func:`correction_note`), which
+reflection writes for models that cannot write prose (the input, the right output and the wrong
+answer the model gave). The renderer shows each correction as one more demonstration line, placed
+after the task's demonstrations, nearest the query: the format the model was trained on, so a
+prompt without corrections is byte-for-byte what it was before.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import string
 from typing import Any
 
 from models.base import PromptParts, RenderedPrompt
-from tasks.schema import TaskKind
+from tasks.schema import TaskKind, check_value
 
 INPUT_MARK = "I"
 OUTPUT_MARK = "O"
@@ -88,6 +94,66 @@ def encode_pair(inp: Any, out: Any, kind: TaskKind, indexed: bool = False) -> st
     )
 
 
+#: How a correction note starts; the rest is JSON, so it reads as prose and parses back exactly.
+CORRECTION_PREFIX = "Correction: input "
+_GIVES = " gives "
+_NOT = ", not "
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def correction_note(inp: Any, output: Any, wrong: Any = None) -> str:
+    """A note recording a mistake: ``Correction: input [[0,1]] gives [[1,0]], not [[0,0]]``.
+
+    Args:
+        inp: The input the model got wrong.
+        output: The right output.
+        wrong: What the model answered (its raw text when unparseable); omitted when ``None``.
+
+    Returns:
+        One line of prose a chat model can read; :func:`parse_correction` reads it back exactly.
+    """
+    note = f"{CORRECTION_PREFIX}{_json(inp)}{_GIVES}{_json(output)}"
+    return note + (f"{_NOT}{_json(wrong)}" if wrong is not None else "")
+
+
+def parse_correction(note: str) -> tuple[Any, Any] | None:
+    """The ``(input, output)`` of a correction note; ``None`` for any other note."""
+    if not note.startswith(CORRECTION_PREFIX):
+        return None
+    decoder = json.JSONDecoder()
+    try:
+        inp, end = decoder.raw_decode(note, len(CORRECTION_PREFIX))
+        if not note.startswith(_GIVES, end):
+            return None
+        output, end = decoder.raw_decode(note, end + len(_GIVES))
+    except ValueError:
+        return None
+    if end != len(note) and not note.startswith(_NOT, end):
+        return None
+    return inp, output
+
+
+def corrections(notes: list[str], kind: TaskKind) -> list[tuple[Any, Any]]:
+    """The corrections among ``notes`` whose values are valid for ``kind`` (others are skipped)."""
+    pairs = []
+    for note in notes:
+        pair = parse_correction(note)
+        if pair is None:
+            continue
+        try:  # a note from another task kind must not break rendering
+            check_value(kind, pair[0], "correction.input")
+            check_value(kind, pair[1], "correction.output")
+        except ValueError:
+            continue
+        if kind == "tabular" and not isinstance(pair[0], dict):
+            continue
+        pairs.append(pair)
+    return pairs
+
+
 def encode_query(inp: Any, kind: TaskKind, indexed: bool = False) -> str:
     """The query line, open for the model to complete."""
     return f"{INPUT_MARK}{encode_value(inp, kind, indexed)}{OUTPUT_MARK}"
@@ -102,8 +168,9 @@ class CompactRenderer:
         self.indexed = indexed
 
     def render(self, parts: PromptParts) -> RenderedPrompt:
-        """Demonstrations then the open query; generation stops at the newline."""
-        text = "".join(encode_pair(d.input, d.output, parts.kind, self.indexed) for d in parts.demos)
+        """Demonstrations, corrections from the notes, then the open query; stops at the newline."""
+        pairs = [(d.input, d.output) for d in parts.demos] + corrections(parts.notes, parts.kind)
+        text = "".join(encode_pair(i, o, parts.kind, self.indexed) for i, o in pairs)
         text += encode_query(parts.query, parts.kind, self.indexed)
         max_new = max(8, len(encode_value(parts.query, parts.kind, self.indexed)) * 3 + 8)
         return RenderedPrompt(text=text, stop=[END], max_new_tokens=max_new)

@@ -115,6 +115,8 @@ def test_json_results_and_resume_by_thread(task_file, tiny_checkpoint, tmp_path)
         f"hf:{tiny_checkpoint}",
         "--samples",
         "2",
+        "--strategy",
+        "icl",
         "--json",
         "--db",
         str(tmp_path / "db"),

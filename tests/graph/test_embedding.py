@@ -34,7 +34,7 @@ def test_compiled_graph_added_directly_as_a_node(task):
     out = app.invoke(
         {"task": task.model_dump(mode="json"), "query": {"input": task.test[0].input}},
         {"configurable": {"thread_id": "p1"}},
-        context=Context(samples=1),
+        context=Context(strategy="icl", samples=1),
         version="v2",
     ).value
     assert out["answer"] == [[9, 8, 0, 7]]
@@ -53,7 +53,7 @@ def test_parent_with_its_own_keys_maps_them_explicitly(task):
     def ask(state: OtherState) -> dict[str, Any]:
         out = child.invoke(
             {"task": state["problem"], "query": {"input": state["x"]}},
-            context=Context(samples=1),
+            context=Context(strategy="icl", samples=1),
             version="v2",
         ).value
         return {"solution": out["answer"]}

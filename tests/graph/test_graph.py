@@ -18,7 +18,7 @@ from tests.graph.conftest import ScriptedBackend, reverse_task
 def test_one_query_correct_with_full_agreement(task):
     model = ScriptedBackend(["9807\n"])
     g = build_graph(model=model)
-    result = run_query(g, task, 0, context=Context(samples=3))
+    result = run_query(g, task, 0, context=Context(strategy="icl", samples=3))
     assert result.answer == [[9, 8, 0, 7]]
     assert result.correct is True
     assert result.confidence == 1.0
@@ -31,7 +31,7 @@ def test_one_query_correct_with_full_agreement(task):
 
 def test_prompt_holds_demonstrations_and_query(task):
     model = ScriptedBackend(["9807\n"])
-    run_query(build_graph(model=model), task, 0, context=Context(samples=1, max_demos=2))
+    run_query(build_graph(model=model), task, 0, context=Context(strategy="icl", samples=1, max_demos=2))
     text = model.prompts[0].text
     assert text == "I0120O0210\nI3004O4003\nI7089O"
     assert model.prompts[0].stop == ["\n"]
@@ -40,7 +40,7 @@ def test_prompt_holds_demonstrations_and_query(task):
 def test_agreement_is_the_confidence_and_parse_failures_never_win(task):
     # greedy says A; then B, A, garbage: A has 2 of 4 votes
     model = ScriptedBackend(["9807\n", "1111\n", "9807\n", "oops\n"])
-    result = run_query(build_graph(model=model), task, 0, context=Context(samples=4))
+    result = run_query(build_graph(model=model), task, 0, context=Context(strategy="icl", samples=4))
     assert result.answer == [[9, 8, 0, 7]]
     assert result.confidence == 0.5
     votes = [(c["answer"], c["votes"]) for c in result.candidates]
@@ -50,14 +50,16 @@ def test_agreement_is_the_confidence_and_parse_failures_never_win(task):
 def test_wrong_answer_and_query_without_target(task):
     model = ScriptedBackend(["0000\n"])
     g = build_graph(model=model)
-    wrong = run_query(g, task, 0, context=Context(samples=1))
+    wrong = run_query(g, task, 0, context=Context(strategy="icl", samples=1))
     assert wrong.correct is False
-    untargeted = run_query(g, task, 1, context=Context(samples=1))
+    untargeted = run_query(g, task, 1, context=Context(strategy="icl", samples=1))
     assert untargeted.correct is None and untargeted.target is None
 
 
 def test_single_sample_confidence_comes_from_logprob(task):
-    result = run_query(build_graph(model=ScriptedBackend(["9807\n"])), task, 0, context=Context(samples=1))
+    result = run_query(
+        build_graph(model=ScriptedBackend(["9807\n"])), task, 0, context=Context(strategy="icl", samples=1)
+    )
     assert result.confidence == pytest.approx(0.9048, abs=1e-4)  # exp(-0.1)
 
 
@@ -65,10 +67,10 @@ def test_costs_cover_every_node(task):
     g = build_graph(model=ScriptedBackend(["9807\n"]))
     out = g.invoke(
         {"task": task.model_dump(mode="json"), "query": {"input": task.test[0].input}},
-        context=Context(samples=1),
+        context=Context(strategy="icl", samples=1),
         version="v2",
     ).value
-    assert [c["node"] for c in out["costs"]] == ["prepare", "route", "icl", "finalize"]
+    assert [c["node"] for c in out["costs"]] == ["prepare", "route", "icl", "route", "finalize"]
     assert set(out) <= {
         "answer", "confidence", "correct", "strategy", "reason", "candidates", "costs",
         "attempts", "decisions", "expert",
@@ -85,7 +87,7 @@ def test_store_notes_reach_the_state_and_outcomes_are_recorded(task):
                 "task": task.model_dump(mode="json"),
                 "query": {"input": task.test[0].input, "target": task.test[0].target},
             },
-            context=Context(samples=1),
+            context=Context(strategy="icl", samples=1),
             stream_mode="values",
             version="v2",
         )
@@ -94,14 +96,14 @@ def test_store_notes_reach_the_state_and_outcomes_are_recorded(task):
     records = store.search(("mockingbird", "outcomes", task.id))
     assert [r.value["correct"] for r in records] == [True]
     # the next query of the same task sees that outcome as evidence
-    again = run_query(g, task, 0, context=Context(samples=1))
+    again = run_query(g, task, 0, context=Context(strategy="icl", samples=1))
     assert "ICL so far 1/1 on this task" in again.reason
 
 
 def test_invalid_query_is_a_one_line_error(task):
     g = build_graph(model=ScriptedBackend(["9807\n"]))
     with pytest.raises(InvalidInputError, match=r"query.input: cell \[0\]\[1\] is 12"):
-        run_query(g, task, 0, context=Context(samples=1), query_input=[[1, 12]])
+        run_query(g, task, 0, context=Context(strategy="icl", samples=1), query_input=[[1, 12]])
 
 
 def test_module_graph_has_no_checkpointer_and_explicit_schemas():
@@ -115,7 +117,9 @@ def test_graph_resolves_model_from_context_when_none_is_bound(tiny_checkpoint: P
     from models.factory import clear_model_cache
 
     clear_model_cache()
-    result = run_query(graph, task, 0, context=Context(model=f"hf:{tiny_checkpoint}", samples=2))
+    result = run_query(
+        graph, task, 0, context=Context(model=f"hf:{tiny_checkpoint}", strategy="icl", samples=2)
+    )
     assert result.strategy == "icl" and result.requests >= 1
     assert result.correct in (True, False)
 
@@ -124,8 +128,8 @@ def test_two_tasks_keep_separate_memory():
     store = InMemoryStore()
     g = build_graph(model=ScriptedBackend(["9807\n"]), store=store)
     a, b = reverse_task("a"), reverse_task("b")
-    run_query(g, a, 0, context=Context(samples=1))
-    result_b = run_query(g, b, 0, context=Context(samples=1))
+    run_query(g, a, 0, context=Context(strategy="icl", samples=1))
+    result_b = run_query(g, b, 0, context=Context(strategy="icl", samples=1))
     assert "so far" not in result_b.reason
 
 

@@ -18,26 +18,26 @@ def test_run_stopped_before_icl_resumes_in_a_new_graph(task, db):
         store=open_store(db),
         interrupt_before=["icl"],
     )
-    partial = run_query(first, task, 0, context=Context(samples=1), thread_id="t1")
+    partial = run_query(first, task, 0, context=Context(strategy="icl", samples=1), thread_id="t1")
     assert partial.answer is None  # stopped before the model ran
 
     # A new process would build a new graph on the same file: simulate it with new connections.
     model = ScriptedBackend(["9807\n"])
     second = build_graph(model=model, checkpointer=open_checkpointer(db), store=open_store(db))
-    resumed = run_query(second, task, 0, context=Context(samples=1), thread_id="t1")
+    resumed = run_query(second, task, 0, context=Context(strategy="icl", samples=1), thread_id="t1")
     assert resumed.resumed == "resumed"
     assert resumed.correct is True
     assert len(model.calls) == 1
     nodes = [c["node"] for c in second.get_state({"configurable": {"thread_id": "t1"}}).values["costs"]]
-    assert nodes == ["prepare", "route", "icl", "finalize"]  # prepare/route were not run again
+    assert nodes == ["prepare", "route", "icl", "route", "finalize"]  # prepare/route not run again
 
 
 def test_finished_thread_returns_its_result_without_calling_the_model(task, db):
     model = ScriptedBackend(["9807\n"])
     g = build_graph(model=model, checkpointer=open_checkpointer(db), store=open_store(db))
-    first = run_query(g, task, 0, context=Context(samples=2), thread_id="done")
+    first = run_query(g, task, 0, context=Context(strategy="icl", samples=2), thread_id="done")
     calls = len(model.calls)
-    again = run_query(g, task, 0, context=Context(samples=2), thread_id="done")
+    again = run_query(g, task, 0, context=Context(strategy="icl", samples=2), thread_id="done")
     assert again.resumed == "finished earlier"
     assert len(model.calls) == calls
     assert again.model_dump(exclude={"resumed"}) == first.model_dump(exclude={"resumed"})
@@ -45,7 +45,7 @@ def test_finished_thread_returns_its_result_without_calling_the_model(task, db):
 
 def test_checkpointed_state_round_trips_exactly(task, db):
     g = build_graph(model=ScriptedBackend(["9807\n", "1111\n"]), checkpointer=open_checkpointer(db))
-    run_query(g, task, 0, context=Context(samples=2), thread_id="rt")
+    run_query(g, task, 0, context=Context(strategy="icl", samples=2), thread_id="rt")
     cfg = {"configurable": {"thread_id": "rt"}}
     before = g.get_state(cfg).values
     reloaded = (

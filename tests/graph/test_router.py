@@ -8,9 +8,9 @@ from graph.errors import SettingsError
 from graph.router import check_strategy, decide, next_node
 
 
-def test_auto_chooses_icl_and_quotes_the_numbers():
-    d = decide(requested="auto", evidence={"demos": 3, "outcomes": {"n": 4, "correct": 1}})
-    assert d["strategy"] == "icl"
+def test_auto_starts_with_icl_and_explicit_icl_quotes_the_history():
+    assert decide(requested="auto", evidence={"demos": 3})["strategy"] == "icl"
+    d = decide(requested="icl", evidence={"demos": 3, "outcomes": {"n": 4, "correct": 1}})
     assert "3 demonstrations" in d["reason"] and "1/4" in d["reason"]
     assert d["evidence"]["demos"] == 3
 
@@ -42,3 +42,122 @@ def test_ttt_on_a_backend_that_cannot_adapt_is_refused_in_one_line():
     assert "\n" not in str(err.value)
     check_strategy("icl", can_adapt=False, model="openai:gpt-4o")  # ICL needs nothing special
     assert next_node({"decision": {"strategy": "ttt", "reason": "", "evidence": {}}}) == "ttt"
+
+
+# --- auto: the evidence-driven router ----------------------------------------------------------
+
+from graph.router import PRIOR_WEIGHT, RouterSettings, expected_accuracy, expected_cost  # noqa: E402
+
+
+def _attempt(strategy, confidence, answer=None):
+    return {"strategy": strategy, "answer": answer, "confidence": confidence, "seconds": 0.1, "tokens": 10}
+
+
+LOCAL = {"demos": 4, "samples": 4, "can_adapt": True, "can_score": True, "model": "embedded",
+         "icl_call_s": 0.1, "icl_call_tokens": 200}  # fmt: skip
+
+
+def test_auto_starts_with_icl_and_quotes_loo_and_budget():
+    d = decide(requested="auto", evidence=LOCAL | {"loo_icl": 0.25, "loo_n": 4},
+               settings=RouterSettings(budget_s=60))  # fmt: skip
+    assert d["strategy"] == "icl"
+    assert "LOO-ICL 0.25 on 4 demos" in d["reason"] and "budget 60 s" in d["reason"]
+
+
+def test_auto_stops_when_icl_is_sure_and_usually_right():
+    ev = LOCAL | {"loo_icl": 1.0, "loo_n": 4}
+    d = decide(requested="auto", evidence=ev, attempts=[_attempt("icl", 1.0)])
+    assert d["strategy"] == "finalize" and "no escalation needed" in d["reason"]
+
+
+def test_a_confident_answer_from_a_strategy_that_fails_its_demos_escalates_to_ttt():
+    ev = LOCAL | {"loo_icl": 0.0, "loo_n": 4}  # sure of itself, wrong on every held-out demo
+    d = decide(requested="auto", evidence=ev, attempts=[_attempt("icl", 1.0)])
+    assert d["strategy"] == "ttt"
+    assert "chose ttt" in d["reason"] and "prior" in d["reason"] and "LOO-ICL 0.00" in d["reason"]
+
+
+def test_measured_gains_beat_priors_and_the_cheapest_within_the_margin_wins():
+    # selection measured +0.30 on this task, TTT +0.32: within the 0.05 margin, selection is cheaper
+    ev = LOCAL | {"loo_icl": 0.25, "loo_n": 4, "gains": {"select": 0.30, "ttt": 0.32}}
+    d = decide(requested="auto", evidence=ev, attempts=[_attempt("icl", 0.25)])
+    assert d["strategy"] == "select" and "measured on this task" in d["reason"]
+    # a negative DG-DIFF (SELF-[IN]CORRECT's usual finding) rules selection out
+    ev["gains"] = {"select": -0.1, "ttt": -0.2, "reflect": -0.05}
+    d = decide(requested="auto", evidence=ev, attempts=[_attempt("icl", 0.25)])
+    assert d["strategy"] == "finalize" and "no strategy left expected to do better" in d["reason"]
+
+
+def test_model_level_gains_fill_in_for_an_unmeasured_task():
+    ev = LOCAL | {"loo_icl": 0.0, "loo_n": 4, "model_gains": {"ttt": -0.1, "reflect": 0.2}}
+    acc = expected_accuracy(ev)
+    assert acc["reflect"] > acc["ttt"]
+    d = decide(requested="auto", evidence=ev, attempts=[_attempt("icl", 0.5)])
+    assert d["strategy"] == "reflect" and "mean over this model's tasks" in d["reason"]
+
+
+def test_few_model_level_outcomes_are_averaged_with_the_prior():
+    # one failed TTT query on another task: the prior (+0.25) still counts as PRIOR_WEIGHT queries
+    base = LOCAL | {"loo_icl": 0.0, "loo_n": 4}
+    icl = expected_accuracy(base)["icl"]
+    one = expected_accuracy(base | {"model_gains": {"ttt": 0.0}, "model_gain_n": {"ttt": 1}})["ttt"]
+    assert one == pytest.approx(icl + 0.25 * PRIOR_WEIGHT / (PRIOR_WEIGHT + 1))
+    # many failures outweigh the prior
+    many = expected_accuracy(base | {"model_gains": {"ttt": 0.0}, "model_gain_n": {"ttt": 96}})["ttt"]
+    assert many == pytest.approx(icl + 0.25 * PRIOR_WEIGHT / 100)
+
+
+def test_budget_exhaustion_stops_and_an_unaffordable_strategy_is_skipped():
+    ev = LOCAL | {"loo_icl": 0.0, "loo_n": 4, "spent_s": 2.0}
+    d = decide(
+        requested="auto", evidence=ev, attempts=[_attempt("icl", 0.2)], settings=RouterSettings(budget_s=2)
+    )
+    assert d["strategy"] == "finalize" and "spent" in d["reason"]
+    # 3 s left: TTT (>= 5 s) does not fit, reflection (~0.9 s) does
+    d = decide(
+        requested="auto", evidence=ev, attempts=[_attempt("icl", 0.2)], settings=RouterSettings(budget_s=5)
+    )
+    assert d["strategy"] == "reflect"
+    assert expected_cost(ev)["ttt"][0] >= 5
+
+
+def test_a_backend_without_adapt_never_gets_ttt():
+    ev = LOCAL | {"can_adapt": False, "model": "openai:gpt-4o", "loo_icl": 0.0, "loo_n": 4}
+    d = decide(requested="auto", evidence=ev, attempts=[_attempt("icl", 0.1)])
+    assert d["strategy"] == "reflect"
+    d = decide(requested="auto", evidence=ev, attempts=[_attempt("icl", 0.1), _attempt("reflect", 0.1)])
+    assert d["strategy"] == "finalize" and "ttt: model openai:gpt-4o cannot adapt" in d["reason"]
+
+
+def test_the_expert_is_the_last_resort_only_when_enabled():
+    ev = LOCAL | {"can_adapt": False, "loo_icl": 0.0, "loo_n": 4}
+    tried = [_attempt("icl", 0.1), _attempt("reflect", 0.1)]
+    assert decide(requested="auto", evidence=ev, attempts=tried)["strategy"] == "finalize"
+    d = decide(requested="auto", evidence=ev, attempts=tried, settings=RouterSettings(expert_review=True))
+    assert d["strategy"] == "expert"
+    d = decide(requested="auto", evidence=ev, attempts=[*tried, _attempt("expert", 1.0)],
+               settings=RouterSettings(expert_review=True))  # fmt: skip
+    assert d["strategy"] == "finalize"
+
+
+def test_fixed_strategies_run_once_and_the_expert_sees_icl_candidates_first():
+    assert decide(requested="select", evidence=LOCAL)["strategy"] == "select"
+    assert (
+        decide(requested="select", evidence=LOCAL, attempts=[_attempt("select", 0.1)])["strategy"]
+        == "finalize"
+    )
+    assert decide(requested="expert", evidence=LOCAL)["strategy"] == "icl"
+    assert decide(requested="expert", evidence=LOCAL, attempts=[_attempt("icl", 0.9)])["strategy"] == "expert"
+    d = decide(requested="reflect", evidence=LOCAL | {"demos": 1})
+    assert d["strategy"] == "icl" and "nothing to reflect on" in d["reason"]
+
+
+def test_expected_accuracy_is_smoothed_and_counts_recorded_outcomes():
+    acc = expected_accuracy({"loo_icl": 1.0, "loo_n": 3, "outcomes": {"n": 1, "correct": 0}})
+    assert acc["icl"] == (3 + 0.5) / 5
+    assert expected_accuracy({})["icl"] == 0.5  # nothing measured: undecided
+
+
+def test_next_node_knows_every_destination():
+    for s in ["icl", "select", "reflect", "ttt", "expert", "finalize"]:
+        assert next_node({"decision": {"strategy": s, "reason": "", "evidence": {}}}) == s

@@ -1,0 +1,355 @@
+"""``select``: self-selection among sampled answers (SELF-[IN]CORRECT, Jiang et al. 2024).
+
+The model samples ``n`` answers in context (at least two), then picks one of the distinct
+answers itself:
+
+* by **log-likelihood** where the backend can score (``capabilities.score``): each candidate,
+  written as the model writes answers, is scored as the continuation of the same prompt; the
+  highest wins and the confidence is its softmax share over the candidates;
+* else, for chat models, by a **multiple-choice** prompt (``prompts/select.txt``) whose reply is
+  parsed into an option; the confidence is the chosen answer's share of the samples. An
+  unparseable reply (or a backend with neither) falls back to the majority vote, said in the trace.
+
+Whether selection pays is an empirical question per model and task (the paper's point: models
+often discriminate no better than they generate). :func:`measure_dg_diff` measures it on the
+task's own demonstrations, leave-one-out: DG-DIFF = selection accuracy - generation accuracy. The
+node stores it with the task once, for the router.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any, Literal
+
+from langgraph.runtime import Runtime
+from pydantic import BaseModel, Field
+
+from graph.context import Context
+from graph.state import Candidate, State
+from models.base import ModelBackend, PromptParts, Usage
+from nodes.common import (
+    attempt_entry,
+    cost_entry,
+    get_context,
+    resolve_model,
+    task_evidence,
+    task_notes,
+    update_evidence,
+)
+from nodes.icl import ICLPredictor
+from nodes.reflect import held_out_notes
+from tasks.schema import Task
+from tasks.scoring import exact_match
+
+logger = logging.getLogger(__name__)
+
+#: How the candidate was chosen.
+Method = Literal["score", "choice", "vote", "single", "none"]
+
+
+class SelectionResult(BaseModel):
+    """The candidates, the one chosen and how."""
+
+    candidates: list[Candidate]
+    """Distinct answers, the chosen one first (then by score or votes); unparseable last."""
+    chosen: Candidate | None
+    """The chosen candidate (``None`` when no sample parsed)."""
+    method: Method
+    confidence: float
+    scores: list[float] | None = None
+    """Log-likelihood of each parseable candidate (sampled order), when scored."""
+    greedy: Any = None
+    """The greedy sample's answer: plain generation's answer, for DG-DIFF."""
+    samples: int = 0
+    message: str = ""
+    usage: Usage = Field(default_factory=Usage)
+
+    @property
+    def answer(self) -> Any:
+        """The chosen answer (``None`` when nothing parsed)."""
+        return self.chosen["answer"] if self.chosen is not None else None
+
+
+class DGDiff(BaseModel):
+    """Generation vs selection accuracy on a task's demonstrations (leave-one-out)."""
+
+    gen_acc: float
+    select_acc: float
+    dg_diff: float
+    """``select_acc - gen_acc``: positive when the model picks better than it generates."""
+    n: int
+    usage: Usage = Field(default_factory=Usage)
+
+
+def softmax_share(scores: list[float], index: int) -> float:
+    """``exp(scores[index])`` normalised over all scores (numerically stable)."""
+    top = max(scores)
+    weights = [math.exp(s - top) for s in scores]
+    return weights[index] / sum(weights)
+
+
+class Selector:
+    """Sample candidates, then let the model pick one (DSPy-style module)."""
+
+    def __init__(self, model: ModelBackend) -> None:
+        self.model = model
+
+    def forward(
+        self,
+        task: Task,
+        query: Any,
+        *,
+        notes: list[str],
+        n: int = 4,
+        temperature: float = 0.7,
+        max_demos: int = 0,
+        seed: int = 0,
+    ) -> SelectionResult:
+        """Sample ``max(n, 2)`` answers to ``query`` and select one.
+
+        Raises:
+            ModelError: If a model call fails (from the backend).
+        """
+        candidates, gen = ICLPredictor(self.model).forward(
+            task,
+            query,
+            notes=notes,
+            samples=max(n, 2),
+            temperature=temperature,
+            max_demos=max_demos,
+            seed=seed,
+        )
+        renderer = self.model.renderer
+        greedy = renderer.parse(gen.samples[0].text, task.kind) if gen.samples else None
+        total = len(gen.samples)
+        options = [i for i, c in enumerate(candidates) if c["answer"] is not None]
+        base: dict[str, Any] = {"greedy": greedy, "samples": total, "usage": gen.usage}
+        if not options:
+            return SelectionResult(
+                candidates=candidates,
+                chosen=None,
+                method="none",
+                confidence=0.0,
+                message="no sample could be parsed",
+                **base,
+            )
+        if len(options) == 1:
+            only = candidates[options[0]]
+            return SelectionResult(
+                candidates=_chosen_first(candidates, options[0]),
+                chosen=only,
+                method="single",
+                confidence=round(only["votes"] / total, 4),
+                message="one distinct answer: nothing to select",
+                **base,
+            )
+        demos = task.train[:max_demos] if max_demos else task.train
+        parts = PromptParts(kind=task.kind, function=task.function, notes=notes, demos=demos, query=query)
+        if self.model.capabilities.score:
+            return self._by_score(candidates, options, parts, base)
+        if renderer.name == "chat":
+            return self._by_choice(candidates, options, parts, base)
+        return _by_vote(candidates, options, base, f"{self.model.name} can neither score nor read prose")
+
+    def _by_score(
+        self, candidates: list[Candidate], options: list[int], parts: PromptParts, base: dict[str, Any]
+    ) -> SelectionResult:
+        renderer = self.model.renderer
+        prompt = renderer.render(parts)
+        texts = [renderer.format_value(candidates[i]["answer"], parts.kind) for i in options]
+        scores = self.model.score(prompt, texts)
+        best = max(range(len(options)), key=lambda k: (scores[k], -k))  # ties: more votes first
+        order = sorted(range(len(options)), key=lambda k: (-scores[k], k))
+        ranked = [candidates[options[k]] for k in order]
+        ranked += [c for c in candidates if c["answer"] is None]
+        usage = base["usage"] + Usage(requests=1)
+        return SelectionResult(
+            candidates=ranked,
+            chosen=candidates[options[best]],
+            method="score",
+            confidence=round(softmax_share(scores, best), 4),
+            scores=[round(s, 4) for s in scores],
+            message=f"scored {len(options)} candidates; best log-likelihood {scores[best]:.2f}",
+            **(base | {"usage": usage}),
+        )
+
+    def _by_choice(
+        self, candidates: list[Candidate], options: list[int], parts: PromptParts, base: dict[str, Any]
+    ) -> SelectionResult:
+        from prompts.chat import OPTION_LETTERS, parse_choice, render_selection
+
+        options = options[: len(OPTION_LETTERS)]
+        values = [candidates[i]["answer"] for i in options]
+        gen = self.model.generate(render_selection(parts, values), n=1, temperature=0.0)
+        usage = base["usage"] + gen.usage
+        reply = gen.samples[0].text if gen.samples else ""
+        pick = parse_choice(reply, values, parts.kind)
+        if pick is None:
+            short = " ".join(reply.split())[:60]
+            return _by_vote(
+                candidates, options, base | {"usage": usage}, f"unparseable choice {short!r}: majority vote"
+            )
+        chosen = options[pick]
+        return SelectionResult(
+            candidates=_chosen_first(candidates, chosen),
+            chosen=candidates[chosen],
+            method="choice",
+            confidence=round(candidates[chosen]["votes"] / base["samples"], 4),
+            message=f"chose ({OPTION_LETTERS[pick]}) of {len(options)} candidates",
+            **(base | {"usage": usage}),
+        )
+
+
+def _chosen_first(candidates: list[Candidate], chosen: int) -> list[Candidate]:
+    return [candidates[chosen], *(c for i, c in enumerate(candidates) if i != chosen)]
+
+
+def _by_vote(
+    candidates: list[Candidate], options: list[int], base: dict[str, Any], why: str
+) -> SelectionResult:
+    """The majority answer (candidates are already sorted by votes, unparseable last)."""
+    top = options[0]
+    return SelectionResult(
+        candidates=_chosen_first(candidates, top),
+        chosen=candidates[top],
+        method="vote",
+        confidence=round(candidates[top]["votes"] / base["samples"], 4),
+        message=f"{why}; took the majority answer",
+        **base,
+    )
+
+
+def measure_dg_diff(
+    model: ModelBackend,
+    task: Task,
+    *,
+    notes: list[str] | None = None,
+    n: int = 4,
+    temperature: float = 0.7,
+    max_demos: int = 0,
+    seed: int = 0,
+) -> DGDiff:
+    """DG-DIFF on the task's demonstrations, each held out from its own prompt.
+
+    For each demonstration: generation is correct when the greedy answer matches its output;
+    selection is correct when the selected candidate (among ``n`` samples) matches.
+
+    Returns:
+        Both accuracies, their difference and the number of demonstrations (0 when there are none).
+    """
+    selector = Selector(model)
+    usage = Usage()
+    gen_ok = sel_ok = 0
+    for i, demo in enumerate(task.train):
+        rest = task.model_copy(update={"train": task.train[:i] + task.train[i + 1 :]})
+        result = selector.forward(
+            rest,
+            demo.input,
+            notes=held_out_notes(notes or [], demo.input),
+            n=n,
+            temperature=temperature,
+            max_demos=max_demos,
+            seed=seed + i,
+        )
+        usage += result.usage
+        gen_ok += exact_match(task.kind, result.greedy, demo.output)
+        sel_ok += exact_match(task.kind, result.answer, demo.output)
+    total = len(task.train)
+    gen_acc = gen_ok / total if total else 0.0
+    sel_acc = sel_ok / total if total else 0.0
+    return DGDiff(gen_acc=gen_acc, select_acc=sel_acc, dg_diff=sel_acc - gen_acc, n=total, usage=usage)
+
+
+def _stored_dg(evidence: dict[str, Any], task: Task, model: ModelBackend) -> bool:
+    """Whether DG-DIFF was measured for this task with this model and these demonstrations."""
+    return (
+        "dg_diff" in evidence
+        and evidence.get("dg_n") == len(task.train)
+        and evidence.get("dg_model") == model.name
+    )
+
+
+def make_select_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph node
+    """Build the ``select`` node; ``bound`` fixes the model for this graph (else the context's)."""
+
+    def select(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        started = time.perf_counter()
+        ctx = get_context(runtime)
+        model = resolve_model(ctx, bound)
+        task = Task.model_validate(state["task"])
+        store = runtime.store if runtime is not None else None
+        notes = list(dict.fromkeys([*state.get("notes", []), *task_notes(store, task.id)]))
+        samples = max(ctx.samples, 2)
+        usage = Usage()
+        trace: list[dict[str, Any]] = []
+        evidence = task_evidence(store, task.id)
+        if _stored_dg(evidence, task, model):
+            trace.append(
+                {
+                    "node": "select",
+                    "message": f"DG-DIFF measured earlier: {evidence['dg_diff']:+.2f} "
+                    f"(selection {evidence['select_acc']:.2f}, generation {evidence['gen_acc']:.2f})",
+                    "tokens": 0,
+                }
+            )
+        elif task.train:
+            runtime.stream_writer({"node": "select", "message": f"measuring DG-DIFF with {model.name}"})
+            dg = measure_dg_diff(
+                model,
+                task,
+                notes=notes,
+                n=samples,
+                temperature=ctx.temperature,
+                max_demos=ctx.max_demos,
+                seed=ctx.seed,
+            )
+            usage += dg.usage
+            update_evidence(
+                store,
+                task.id,
+                dg_diff=round(dg.dg_diff, 4),
+                select_acc=round(dg.select_acc, 4),
+                gen_acc=round(dg.gen_acc, 4),
+                dg_n=dg.n,
+                dg_model=model.name,
+            )
+            trace.append(
+                {
+                    "node": "select",
+                    "message": f"DG-DIFF {dg.dg_diff:+.2f} on {dg.n} held-out demonstrations "
+                    f"(selection {dg.select_acc:.2f}, generation {dg.gen_acc:.2f})",
+                    "tokens": dg.usage.total_tokens,
+                }
+            )
+        runtime.stream_writer({"node": "select", "message": f"sampling {samples} with {model.name}"})
+        result = Selector(model).forward(
+            task,
+            state["query"]["input"],
+            notes=notes,
+            n=samples,
+            temperature=ctx.temperature,
+            max_demos=ctx.max_demos,
+            seed=ctx.seed,
+        )
+        usage += result.usage
+        trace.append(
+            {
+                "node": "select",
+                "message": f"{len(result.candidates)} distinct answers from {result.samples} samples; "
+                f"{result.method}: {result.message}; confidence {result.confidence:.2f}",
+                "tokens": result.usage.total_tokens,
+            }
+        )
+        candidates = result.candidates
+        return {
+            "candidates": candidates,
+            "answer": result.answer,
+            "confidence": result.confidence,
+            "costs": [cost_entry("select", started, usage)],
+            "trace": trace,
+            "attempts": [attempt_entry("select", candidates, result.confidence, started, usage)],
+        }
+
+    return select

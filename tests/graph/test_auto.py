@@ -1,0 +1,67 @@
+"""The router in the graph: leave-one-out evidence, escalation, budget, and learning from outcomes."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+from langgraph.store.memory import InMemoryStore
+
+from graph.builder import build_graph
+from graph.context import Context
+from graph.runner import run_query
+from models.base import Capabilities, Generation, ModelBackend, RenderedPrompt, Sample, Usage
+from nodes.common import MODEL_EVIDENCE_NS, task_evidence
+from prompts.compact import CompactRenderer
+
+
+class RuleBackend(ModelBackend):
+    """Answers the prompt's last (query) row with ``rule``: a model whose accuracy we choose."""
+
+    capabilities = Capabilities()
+
+    def __init__(self, rule: Callable[[list[int]], list[int]]) -> None:
+        self.rule, self.name, self.renderer, self.calls = rule, "rule", CompactRenderer(), 0
+
+    def generate(self, prompt: RenderedPrompt, *, n: int = 1, temperature: float = 0.0,
+                 max_new_tokens: int | None = None, seed: int | None = None) -> Generation:  # fmt: skip
+        started = time.perf_counter()
+        self.calls += 1
+        row = [int(c) for c in re.findall(r"I(\d+)O$", (prompt.text or "").rstrip("\n"))[-1]]
+        text = "".join(map(str, self.rule(row))) + "\n"
+        return Generation(
+            samples=[Sample(text=text, logprob=-0.05) for _ in range(n)],
+            usage=Usage(prompt_tokens=len(prompt.text or ""), completion_tokens=len(text) * n, requests=1),
+            seconds=time.perf_counter() - started,
+        )
+
+
+def test_icl_right_on_its_demonstrations_is_not_escalated(task):
+    result = run_query(build_graph(model=RuleBackend(lambda r: r[::-1])), task, 0, context=Context(samples=1))
+    assert result.strategy == "icl" and result.correct is True
+    assert "LOO-ICL 1.00 on 3 demos" in result.reason and "no escalation needed" in result.reason
+
+
+def test_icl_wrong_on_its_demonstrations_escalates_and_says_why(task):
+    store = InMemoryStore()
+    g = build_graph(model=RuleBackend(lambda r: r), store=store)  # copies the input: always wrong
+    result = run_query(g, task, 0, context=Context(samples=1))
+    # no adapter, selection has no measured gain (prior 0): reflection is the one step up
+    assert result.strategy == "reflect" and result.correct is False
+    assert "chose reflect" in result.reason and "LOO-ICL 0.00" in result.reason
+    assert "no strategy left expected to do better" in result.reason
+    # the outcome teaches the router: reflection's gain on this task and the model's costs
+    assert task_evidence(store, task.id)["observed"]["reflect"] == [1, 0.0]
+    costs = store.get(MODEL_EVIDENCE_NS, "rule").value["costs"]
+    assert set(costs) == {"icl", "reflect"}
+    # next query of the same task: the measured gain (0, not the prior) keeps it at ICL
+    again = run_query(g, task, 0, context=Context(samples=1))
+    assert again.strategy == "icl" and "no strategy left expected to do better" in again.reason
+
+
+def test_a_spent_token_budget_stops_escalation(task):
+    model = RuleBackend(lambda r: r)
+    result = run_query(build_graph(model=model), task, 0, context=Context(samples=1, budget_tokens=50))
+    assert result.strategy == "icl" and "budget 50 tokens spent" in result.reason
+    assert model.calls == 3 + 1  # three leave-one-out predictions and the query, nothing more
