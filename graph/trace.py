@@ -21,6 +21,10 @@ NODE_STYLE = {
     "prepare": "cyan",
     "route": "magenta",
     "icl": "green",
+    "select": "bright_green",
+    "reflect": "bright_cyan",
+    "ttt": "bright_magenta",
+    "expert": "bold yellow",
     "finalize": "blue",
     "checkpoint": "yellow",
 }
@@ -70,7 +74,7 @@ class TraceView:
         node = str(event.get("node", "?"))
         style = NODE_STYLE.get(node, "white")
         line = Text.assemble(
-            ("  ▸ " if event.get("kind") == "progress" else "  ● ", style), (f"{node:<9}", style)
+            ("  ▸ " if event.get("kind") == "progress" else "  ● ", style), (f"{node:<10} ", style)
         )
         line.append(message)
         if event.get("seconds"):
@@ -119,6 +123,8 @@ class TraceView:
             table.add_column(col, justify=justify)  # type: ignore[arg-type]
         for r in results:
             mark = {True: "[green]correct[/]", False: "[red]wrong[/]", None: "[dim]—[/]"}[r.correct]
+            if r.status == "waiting":  # paused for an expert: no answer yet
+                mark = "[yellow]waiting[/]"
             table.add_row(
                 r.task_id,
                 str(r.query_index),

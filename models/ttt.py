@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from models.adapter_cache import ADAPTERS, CachedAdapter, adapter_key
-from models.base import CapabilityError, ModelBackend, PromptParts
+from models.base import CapabilityError, ModelBackend, PromptParts, Usage
 from tasks.augment import Augmenter, Identity, augment_task, hierarchical_vote, sample_views
 from tasks.schema import Example, Task
 
@@ -106,6 +106,8 @@ class TTTResult:
     held_back_losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss) per evaluation
     reused: bool = False  # a cached adapter answered; nothing was trained
     views: int = 0  # predictions voted on
+    tokens_trained: int = 0  # tokens run forward and backward in training (held-back evaluations too)
+    usage: Usage = field(default_factory=Usage)  # the predictions' token accounting
 
 
 def leave_one_out(task: Task, rng: random.Random) -> list[tuple[list[Example], Example]]:
@@ -319,7 +321,7 @@ def _adapt_and_predict(
                     capacity=cfg.cache, directory=cfg.cache_dir,
                 )  # fmt: skip
         peft_model.eval()
-        result.answers = _predict(model, task, query, predict_views)
+        result.answers, result.usage = _predict(model, task, query, predict_views)
     return result
 
 
@@ -380,6 +382,7 @@ def _train(
             group["lr"] = cfg.lr * scale
         picked = [sequences[(step * cfg.batch_size + i) % len(sequences)] for i in range(cfg.batch_size)]
         batch = {k: v.to(device) for k, v in _batch(tokenizer, picked, pad_id).items()}
+        result.tokens_trained += int(batch["attention_mask"].sum())
         loss = peft_model(**batch).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -391,6 +394,7 @@ def _train(
         if held_out is None or best is None or (step + 1) % cfg.eval_every:
             continue
         score = _eval_loss(peft_model, held_out)
+        result.tokens_trained += int(held_out["attention_mask"].sum())
         result.held_back_losses.append((step + 1, round(score, 4)))
         if score < best[0] - 1e-4:
             best, bad = (score, step + 1, _lora_weights(peft_model)), 0
@@ -454,8 +458,11 @@ def _lora_weights(peft_model: Any) -> dict[str, Any]:
     return {k: v.detach().clone() for k, v in get_peft_model_state_dict(peft_model).items()}
 
 
-def _predict(model: ModelBackend, task: Task, query: Any, views: list[Augmenter]) -> list[tuple[Any, float]]:
-    """Greedy answers under each view, mapped back by its inverse, hierarchically voted.
+def _predict(
+    model: ModelBackend, task: Task, query: Any, views: list[Augmenter]
+) -> tuple[list[tuple[Any, float]], Usage]:
+    """Greedy answers under each view, mapped back by its inverse, hierarchically voted (and the
+    generations' token accounting).
 
     With one view there is nothing to vote on, and a share of 1 would say nothing: the answer's
     confidence is then its sequence probability under the model (``exp`` of its log-probability),
@@ -463,6 +470,7 @@ def _predict(model: ModelBackend, task: Task, query: Any, views: list[Augmenter]
     """
     votes: list[tuple[str, Any]] = []
     logprob: float | None = None
+    usage = Usage()
     for view in views:
         seen = augment_task(task.model_copy(update={"test": []}), view)
         shown = view.apply(query) if task.kind == "grid" else query
@@ -470,6 +478,7 @@ def _predict(model: ModelBackend, task: Task, query: Any, views: list[Augmenter]
             kind=task.kind, function=task.function, notes=task.notes, demos=seen.train, query=shown
         )
         gen = model.generate(model.renderer.render(parts), n=1, temperature=0.0)
+        usage += gen.usage
         logprob = gen.samples[0].logprob
         answer = model.renderer.parse(gen.samples[0].text, task.kind)
         if answer is not None and task.kind == "grid":
@@ -481,4 +490,4 @@ def _predict(model: ModelBackend, task: Task, query: Any, views: list[Augmenter]
     ranked = hierarchical_vote(votes)
     if len(views) == 1 and ranked and logprob is not None:
         ranked = [(ranked[0][0], round(math.exp(min(0.0, logprob)), 4))]
-    return ranked
+    return ranked, usage

@@ -16,7 +16,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.state import Candidate, State
-from models.base import ModelBackend
+from models.base import ModelBackend, Usage
 from models.ttt import TTTConfig, TTTResult, run_ttt
 from nodes.common import attempt_entry, cost_entry, get_context, resolve_model
 from tasks.schema import Task
@@ -61,12 +61,14 @@ def make_ttt_node(
             for a, share in result.answers
         ]
         conf = result.answers[0][1] if result.answers else 0.0
+        # Tokens a local model ran: training (forward and backward) plus the voted predictions.
+        usage = result.usage + Usage(prompt_tokens=result.tokens_trained)
         return {
             "candidates": candidates,
             "answer": candidates[0]["answer"] if candidates else None,
             "confidence": conf,
-            "attempts": [attempt_entry("ttt", candidates, conf, started)],
-            "costs": [cost_entry("ttt", started)],
+            "attempts": [attempt_entry("ttt", candidates, conf, started, usage)],
+            "costs": [cost_entry("ttt", started, usage)],
             "trace": [{"node": "ttt", "message": summary(cfg, result, conf)}],
         }
 

@@ -60,6 +60,10 @@ def test_the_node_votes_and_a_second_query_reuses_the_cached_adapter(tiny):
     assert "30/30 steps" in line["message"] and "3 views voted" in line["message"]
     assert update["attempts"][0]["strategy"] == "ttt"
     assert update["candidates"] and update["answer"] == update["candidates"][0]["answer"]
+    # 30 steps of batch >= 1 ran at least 30 sequences' tokens, plus the 3 predictions
+    cost = update["costs"][0]
+    assert cost["prompt_tokens"] > 30 and cost["requests"] == 3
+    assert update["attempts"][0]["tokens"] == cost["prompt_tokens"] + cost["completion_tokens"]
     again, events = run_ttt_node(tiny, task, ctx)
     assert not [e for e in events if "step" in e]  # nothing trained
     assert "reused cached adapter" in again["trace"][0]["message"]
@@ -108,3 +112,31 @@ def test_bench_runs_the_no_augmentation_variant_beside_icl(tiny_checkpoint, tmp_
     assert ratio["variant"] == "ttt-noaug" and ratio["seconds_ratio"] > 0
     printed = capsys.readouterr().out
     assert "ttt-noaug" in printed and "side by side" in printed
+
+
+def test_bench_all_runs_every_strategy_the_router_and_the_oracle(tiny_checkpoint, tmp_path: Path, capsys):
+    from graph.bench import main
+
+    folder = tmp_path / "tasks" / "toy"
+    folder.mkdir(parents=True)
+    for name in ("a", "b"):
+        (folder / f"{name}.json").write_text(reverse_task(name).model_dump_json())
+    out, png = tmp_path / "bench.json", tmp_path / "router.png"
+    argv = ["--tasks", str(tmp_path / "tasks"), "--model", f"hf:{tiny_checkpoint}", "--samples", "2"]
+    argv += ["--strategy", "all", "--ttt-steps", "2", "--json", str(out), "--plot", str(png)]
+    assert main(argv) == 0
+    payload = json.loads(out.read_text())
+    assert [r["variant"] for r in payload["runs"]] == ["icl", "select", "reflect", "ttt", "auto"]
+    [(model, points)] = payload["strategies"].items()
+    assert set(points) == {"icl", "select", "reflect", "ttt", "auto", "oracle"}
+    # the oracle is at least as accurate as every fixed strategy on the same queries
+    assert all(
+        points["oracle"]["accuracy"] >= points[s]["accuracy"] for s in ("icl", "select", "reflect", "ttt")
+    )
+    standing = payload["router"][model]
+    assert standing["best_fixed"] in ("icl", "select", "reflect", "ttt") and standing["compute_ratio"] > 0
+    select_run = next(r for r in payload["runs"] if r["variant"] == "select")
+    assert select_run["dg_tasks"] == 2 and -1.0 <= select_run["dg_diff"] <= 1.0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = capsys.readouterr().out
+    assert "strategies compared" in printed and "router (" in printed and "oracle" in printed
