@@ -22,10 +22,15 @@ How ``auto`` decides (see the README for the measured result):
    spent; otherwise it escalates to the **cheapest untried strategy whose expected accuracy is
    within a margin of the best untried one** and above the current one, if the budget allows.
    With ``expert_review`` on, a human expert is the last resort.
+4. When it stops after several strategies, the answer is not simply the last one:
+   :func:`best_answer` weighs each attempt's answer by its confidence times its strategy's
+   expected accuracy, summed over the attempts that agree, so an escalation that comes back
+   less sure does not overwrite a well-supported earlier answer.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -264,6 +269,46 @@ def _auto(evidence: dict[str, Any], attempts: list[Attempt], settings: RouterSet
         return _decision("expert", f"{now}; no model strategy left that is expected to do better{tail}; "
                          "asking a human expert", evidence)  # fmt: skip
     return _decision("finalize", f"{now}; no strategy left expected to do better{tail}", evidence)
+
+
+def best_answer(attempts: list[Attempt], evidence: dict[str, Any]) -> tuple[int, str]:
+    """The attempt whose answer has the most support, and a one-line account of the weighing.
+
+    An answer's support is the sum, over the attempts that gave it, of the attempt's confidence
+    times its strategy's expected accuracy on this task (:func:`expected_accuracy`): agreement
+    within a strategy and between strategies both count. On a tie the later (costlier) attempt
+    wins. The expert's answer always wins.
+
+    Returns:
+        ``(index into attempts, reason)``; ``(-1, "")`` when there are no attempts.
+    """
+    if not attempts:
+        return -1, ""
+    for i in range(len(attempts) - 1, -1, -1):
+        if attempts[i]["strategy"] == "expert":
+            return i, "the expert's answer"
+    acc = expected_accuracy(evidence)
+    support: dict[str, float] = {}
+    latest: dict[str, int] = {}
+    parts = []
+    for i, a in enumerate(attempts):
+        weight = float(a["confidence"]) * acc.get(a["strategy"], 0.5)
+        parts.append(f"{a['strategy']} {a['confidence']:.2f} x {acc.get(a['strategy'], 0.5):.2f}")
+        if a["answer"] is None:
+            continue
+        key = json.dumps(a["answer"], sort_keys=True, default=str)
+        support[key] = support.get(key, 0.0) + weight
+        latest[key] = i
+    if not support:
+        return len(attempts) - 1, "no attempt gave a parseable answer"
+    top = max(support.values())
+    winner = max((k for k, v in support.items() if v >= top - 1e-9), key=lambda k: latest[k])
+    i = latest[winner]
+    agree = [a["strategy"] for a in attempts if a["answer"] is not None and
+             json.dumps(a["answer"], sort_keys=True, default=str) == winner]  # fmt: skip
+    return i, (
+        f"answer of {'+'.join(agree)} (support {top:.2f}; confidence x expected accuracy: {', '.join(parts)})"
+    )
 
 
 def _gain_source(strategy: str, evidence: dict[str, Any]) -> str:

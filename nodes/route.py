@@ -16,8 +16,8 @@ from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 
 from graph.context import Context
-from graph.router import RouterSettings, decide
-from graph.state import State
+from graph.router import RouterSettings, best_answer, decide
+from graph.state import Decision, State
 from models.base import ModelBackend, Usage
 from nodes.common import (
     cost_entry,
@@ -154,6 +154,22 @@ def _route(state: State, runtime: Runtime[Context], bound: ModelBackend | None) 
         update |= {"strategy": decision["strategy"], "reason": decision["reason"]}
     elif ctx.strategy == "auto":  # say why the escalation stopped, after why it went where it did
         update["reason"] = f"{state.get('reason', '')}; then {decision['reason']}"
+        attempts = state.get("attempts", [])
+        if len(attempts) > 1:
+            i, why = best_answer(attempts, evidence)
+            chosen = attempts[i]
+            if i != len(attempts) - 1:  # an earlier strategy's answer is better supported: keep it
+                update |= {
+                    "answer": chosen["answer"],
+                    "confidence": chosen["confidence"],
+                    "strategy": chosen["strategy"],
+                }
+            update["reason"] += f"; kept the {why}"
+            decision = Decision(
+                strategy="finalize",
+                reason=f"{decision['reason']}; kept the {why}",
+                evidence=decision["evidence"],
+            )
     return update | {
         "decision": decision,
         "decisions": [decision],

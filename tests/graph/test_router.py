@@ -46,7 +46,7 @@ def test_ttt_on_a_backend_that_cannot_adapt_is_refused_in_one_line():
 
 # --- auto: the evidence-driven router ----------------------------------------------------------
 
-from graph.router import PRIOR_WEIGHT, RouterSettings, expected_accuracy, expected_cost  # noqa: E402
+from graph.router import PRIOR_WEIGHT, RouterSettings, best_answer, expected_accuracy, expected_cost  # noqa: E402
 
 
 def _attempt(strategy, confidence, answer=None):
@@ -161,3 +161,33 @@ def test_expected_accuracy_is_smoothed_and_counts_recorded_outcomes():
 def test_next_node_knows_every_destination():
     for s in ["icl", "select", "reflect", "ttt", "expert", "finalize"]:
         assert next_node({"decision": {"strategy": s, "reason": "", "evidence": {}}}) == s
+
+
+def test_best_answer_keeps_a_well_supported_earlier_answer():
+    # LOO-ICL 2/4 -> expected ICL 0.5, TTT 0.75 (prior +0.25)
+    ev = LOCAL | {"loo_icl": 0.5, "loo_n": 4}
+    acc = expected_accuracy(ev)
+    assert acc["icl"] == pytest.approx(0.5) and acc["ttt"] == pytest.approx(0.75)
+    # all ICL samples agree (1.0 x 0.5 = 0.5) vs a split TTT vote (0.5 x 0.75 = 0.375): ICL's answer stays
+    attempts = [_attempt("icl", 1.0, [[1, 2]]), _attempt("ttt", 0.5, [[2, 1]])]
+    i, why = best_answer(attempts, ev)
+    assert i == 0 and "answer of icl (support 0.50" in why
+    # a sure TTT vote (1.0 x 0.75) beats it
+    i, _ = best_answer([attempts[0], _attempt("ttt", 1.0, [[2, 1]])], ev)
+    assert i == 1
+
+
+def test_best_answer_adds_up_agreement_between_strategies_and_the_expert_wins():
+    ev = LOCAL | {"loo_icl": 0.5, "loo_n": 4}
+    attempts = [
+        _attempt("icl", 0.5, [[7]]),  # 0.25
+        _attempt("select", 0.9, [[8]]),  # 0.45 (selection's prior gain is 0)
+        _attempt("ttt", 0.3, [[7]]),  # 0.225, with ICL's 0.25: 0.475 > 0.45
+    ]
+    i, why = best_answer(attempts, ev)
+    assert i == 2 and "answer of icl+ttt" in why
+    i, why = best_answer([*attempts, _attempt("expert", 1.0, [[9]])], ev)
+    assert i == 3 and why == "the expert's answer"
+    # unparseable answers carry no support; an empty list has no winner
+    assert best_answer([_attempt("icl", 1.0, None), _attempt("ttt", 0.2, [[1]])], ev)[0] == 1
+    assert best_answer([], ev) == (-1, "")
