@@ -121,15 +121,18 @@ def plot(points: list[Point], path: Path, title: str) -> Path:
 
         raise SettingsError(f"--plot {path}: needs matplotlib (pip install -e '.[plot]')") from None
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    from matplotlib.ticker import FuncFormatter
+
     for p in points:
-        err = [[p.accuracy - p.ci_low], [p.ci_high - p.accuracy]]
-        ax.errorbar(
-            p.seconds_per_query, p.accuracy * 100, yerr=[[e[0] * 100] for e in err], fmt="o", capsize=3
-        )
-        ax.annotate(
-            p.label, (p.seconds_per_query, p.accuracy * 100), textcoords="offset points", xytext=(6, 4)
-        )
-    ax.set_xscale("symlog", linthresh=0.1)
+        x = max(p.seconds_per_query, 1e-3)  # a log axis has no 0
+        lo, hi = (p.accuracy - p.ci_low) * 100, (p.ci_high - p.accuracy) * 100
+        ax.errorbar(x, p.accuracy * 100, yerr=[[lo], [hi]], fmt="o", capsize=3)
+        ax.annotate(p.label, (x, p.accuracy * 100), textcoords="offset points", xytext=(6, 4))
+    ax.set_xscale("log")
+    ticks = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(ticks)
+    ax.xaxis.set_minor_formatter(ticks)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("seconds per query (log)")
     ax.set_ylabel("exact match, % (95 % CI)")
     ax.set_title(title, fontsize=9)
