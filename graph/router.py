@@ -13,14 +13,16 @@ How ``auto`` decides (see the README for the measured result):
    this task (DG-DIFF for selection, reflection gain, recorded TTT outcomes), else the mean over
    this model's other tasks averaged with a prior (:data:`PRIOR_GAIN`: selection 0, after
    SELF-[IN]CORRECT; small for reflection; large for TTT, after Akyurek et al.) that counts as
-   :data:`PRIOR_WEIGHT` queries.
+   :data:`PRIOR_WEIGHT` queries; where tasks of the same *type* were seen, their mean gain is
+   averaged in, with the model-level estimate counting as :data:`TYPE_WEIGHT` queries.
 2. **Expected cost** (seconds, tokens) of each strategy: measured means for this model, else
    multiples of one measured ICL call.
 3. ICL goes first (it is cheap and its agreement among samples is evidence too). After each
    attempt the router stops when the answer's confidence (the lower of the attempt's own
    confidence and the strategy's expected accuracy) reaches the threshold, or the budget is
    spent; otherwise it escalates to the **cheapest untried strategy whose expected accuracy is
-   within a margin of the best untried one** and above the current one, if the budget allows.
+   within a margin of the best untried one**, among those expected to beat the current answer by
+   at least that margin (the answer in hand is already paid for), if the budget allows.
    With ``expert_review`` on, a human expert is the last resort.
 4. When it stops after several strategies, the answer is not simply the last one:
    :func:`best_answer` weighs each attempt's answer by its confidence times its strategy's
@@ -52,6 +54,10 @@ PRIOR_GAIN: dict[str, float] = {"icl": 0.0, "select": 0.0, "reflect": 0.05, "ttt
 #: How many queries the prior counts as when averaged with this model's measured gains: one
 #: unlucky query should not switch a strategy off for every later task (nor one lucky one on).
 PRIOR_WEIGHT = 4
+
+#: How many queries the model-level estimate counts as when averaged with the gains measured on
+#: tasks of the same type: a type's own record takes over after a few of its tasks.
+TYPE_WEIGHT = 2
 
 #: Before TTT's cost is measured for a model: a LoRA run is never cheaper than this on CPU,
 #: however fast one ICL call is.
@@ -99,19 +105,28 @@ def expected_accuracy(evidence: dict[str, Any]) -> dict[str, float]:
     hits = (loo or 0.0) * n_loo + int(outcomes.get("correct", 0))
     icl = (hits + 0.5) / (n + 1)  # smoothed: 0.5 with no evidence, never exactly 0 or 1
     task_gain = evidence.get("gains") or {}
-    model_gain = evidence.get("model_gains") or {}
-    model_n = evidence.get("model_gain_n") or {}
+    model_gain, model_n = evidence.get("model_gains") or {}, evidence.get("model_gain_n") or {}
+    type_gain, type_n = evidence.get("type_gains") or {}, evidence.get("type_gain_n") or {}
     out = {"icl": icl}
     for s in LADDER[1:]:
         if s in task_gain:
             gain = float(task_gain[s])
-        elif s in model_gain and s in model_n:  # shrunk towards the prior by its weight
-            k, n = PRIOR_WEIGHT, int(model_n[s])
-            gain = (PRIOR_GAIN[s] * k + float(model_gain[s]) * n) / (k + n)
-        else:
-            gain = float(model_gain.get(s, PRIOR_GAIN[s]))
+            out[s] = min(1.0, max(0.0, icl + gain))
+            continue
+        gain = PRIOR_GAIN[s]
+        if s in model_gain and s in model_n:  # the model's mean, averaged with the prior
+            gain = _shrunk(gain, PRIOR_WEIGHT, float(model_gain[s]), int(model_n[s]))
+        elif s in model_gain:
+            gain = float(model_gain[s])
+        if s in type_gain and s in type_n:  # tasks of this type, averaged with the model's estimate
+            gain = _shrunk(gain, TYPE_WEIGHT, float(type_gain[s]), int(type_n[s]))
         out[s] = min(1.0, max(0.0, icl + float(gain)))
     return out
+
+
+def _shrunk(prior: float, weight: int, mean: float, n: int) -> float:
+    """``mean`` of ``n`` observations averaged with ``prior`` counted as ``weight`` observations."""
+    return (prior * weight + mean * n) / (weight + n)
 
 
 def expected_cost(evidence: dict[str, Any]) -> dict[str, tuple[float, float]]:
@@ -252,7 +267,8 @@ def _auto(evidence: dict[str, Any], attempts: list[Attempt], settings: RouterSet
         if cost[s][0] > left_s or cost[s][1] > left_t:
             skipped.append(f"{s}: ~{cost[s][0]:.1f} s over the {left_s:.1f} s left")
             continue
-        if acc[s] > current:
+        # Worth its cost only if it beats the answer in hand (already paid for) by the margin.
+        if acc[s] >= current + settings.margin - 1e-9:
             options[s] = acc[s]
     if options:
         best = max(options.values())
@@ -268,7 +284,8 @@ def _auto(evidence: dict[str, Any], attempts: list[Attempt], settings: RouterSet
     if settings.expert_review and "expert" not in tried:
         return _decision("expert", f"{now}; no model strategy left that is expected to do better{tail}; "
                          "asking a human expert", evidence)  # fmt: skip
-    return _decision("finalize", f"{now}; no strategy left expected to do better{tail}", evidence)
+    better = f"no strategy left expected to do better by the {settings.margin:.2f} margin"
+    return _decision("finalize", f"{now}; {better}{tail}", evidence)
 
 
 def best_answer(attempts: list[Attempt], evidence: dict[str, Any]) -> tuple[int, str]:
@@ -314,6 +331,8 @@ def best_answer(attempts: list[Attempt], evidence: dict[str, Any]) -> tuple[int,
 def _gain_source(strategy: str, evidence: dict[str, Any]) -> str:
     if strategy in (evidence.get("gains") or {}):
         return "measured on this task"
+    if strategy in (evidence.get("type_gains") or {}):
+        return "this task type's record"
     if strategy in (evidence.get("model_gains") or {}):
         return "mean over this model's tasks"
     return "prior"

@@ -21,6 +21,8 @@ OUTCOMES_NS = ("mockingbird", "outcomes")
 EVIDENCE_NS = ("mockingbird", "evidence")
 EXAMPLES_NS = ("mockingbird", "examples")
 MODEL_EVIDENCE_NS = ("mockingbird", "model_evidence")
+#: Per (model, task type): gains over ICL on tasks of that type (the router's middle level).
+TYPE_EVIDENCE_NS = ("mockingbird", "type_evidence")
 
 
 def get_context(runtime: Runtime[Context] | None) -> Context:
@@ -148,35 +150,77 @@ def add_task_example(store: BaseStore | None, task_id: str, value: Any, output: 
         store.put((*EXAMPLES_NS, task_id), query_key(value), {"input": value, "output": output, **meta})
 
 
-def model_evidence(store: BaseStore | None, model: str) -> dict[str, dict[str, Any]]:
-    """This model's mean gain over ICL (and how many queries it is over) and mean (seconds, tokens)
-    per strategy, over all tasks."""
+def model_evidence(
+    store: BaseStore | None, model: str, task_type: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """This model's mean gain over ICL per strategy (``gains``, over ``gain_n`` queries) and mean
+    (seconds, tokens) per strategy (``costs``), over all tasks; with ``task_type``, also the mean
+    gains over the tasks of that type (``type_gains``, ``type_gain_n``)."""
     item = store.get(MODEL_EVIDENCE_NS, model) if store is not None else None
     raw = item.value if item else {}
-    gains = {s: round(total / n, 4) for s, (n, total) in (raw.get("gains") or {}).items() if n}
-    gain_n = {s: int(n) for s, (n, _) in (raw.get("gains") or {}).items() if n}
+    gains, gain_n = _means(raw.get("gains") or {})
     costs = {
         s: [round(sec / n, 4), round(tok / n, 1)]
         for s, (n, sec, tok) in (raw.get("costs") or {}).items()
         if n
     }
-    return {"gains": gains, "gain_n": gain_n, "costs": costs}
+    typed = item_type = None
+    if store is not None and task_type:
+        item_type = store.get(TYPE_EVIDENCE_NS, _type_key(model, task_type))
+        typed = item_type.value.get("gains") if item_type else None
+    type_gains, type_gain_n = _means(typed or {})
+    return {
+        "gains": gains,
+        "gain_n": gain_n,
+        "costs": costs,
+        "type_gains": type_gains,
+        "type_gain_n": type_gain_n,
+    }
+
+
+def _means(sums: dict[str, Any]) -> tuple[dict[str, float], dict[str, int]]:
+    """Running ``[n, total]`` sums per strategy as means and counts (strategies with n > 0)."""
+    means = {s: round(total / n, 4) for s, (n, total) in sums.items() if n}
+    return means, {s: int(n) for s, (n, _) in sums.items() if n}
+
+
+def _type_key(model: str, task_type: str) -> str:
+    return f"{model}|{task_type}"
+
+
+def _add_gains(sums: dict[str, Any], gains: dict[str, float]) -> dict[str, Any]:
+    out = dict(sums)
+    for s, gain in gains.items():
+        n, total = out.get(s, [0, 0.0])
+        out[s] = [n + 1, total + gain]
+    return out
 
 
 def record_model_evidence(
-    store: BaseStore | None, model: str, *, gains: dict[str, float], costs: dict[str, tuple[float, int]]
+    store: BaseStore | None,
+    model: str,
+    *,
+    gains: dict[str, float],
+    costs: dict[str, tuple[float, int]],
+    task_type: str | None = None,
 ) -> None:
-    """Add one query's observed gains and costs per strategy to the model's running sums."""
+    """Add one query's observed gains and costs per strategy to the model's running sums (and its
+    gains to the sums of the task's type, when it has one)."""
     if store is None:
         return
     item = store.get(MODEL_EVIDENCE_NS, model)
     raw = dict(item.value) if item else {}
-    sums_g = dict(raw.get("gains") or {})
-    for s, gain in gains.items():
-        n, total = sums_g.get(s, [0, 0.0])
-        sums_g[s] = [n + 1, total + gain]
+    sums_g = _add_gains(raw.get("gains") or {}, gains)
     sums_c = dict(raw.get("costs") or {})
     for s, (seconds, tokens) in costs.items():
         n, sec, tok = sums_c.get(s, [0, 0.0, 0])
         sums_c[s] = [n + 1, sec + seconds, tok + tokens]
     store.put(MODEL_EVIDENCE_NS, model, {"gains": sums_g, "costs": sums_c})
+    if task_type and gains:
+        key = _type_key(model, task_type)
+        typed = store.get(TYPE_EVIDENCE_NS, key)
+        store.put(
+            TYPE_EVIDENCE_NS,
+            key,
+            {"gains": _add_gains((typed.value if typed else {}).get("gains") or {}, gains)},
+        )

@@ -79,4 +79,4 @@ def _learn(store: Any, state: State, target: Any) -> None:
             n, total = observed.get(s, [0, 0.0])
             observed[s] = [n + 1, total + gain]
         update_evidence(store, task["id"], observed=observed)
-    record_model_evidence(store, model, gains=gains, costs=costs)
+    record_model_evidence(store, model, gains=gains, costs=costs, task_type=task.get("type"))

@@ -110,7 +110,7 @@ def _route(state: State, runtime: Runtime[Context], bound: ModelBackend | None) 
     evidence = dict(state.get("evidence") or {})
     if not evidence:  # first visit: measure once per query
         stored = task_evidence(store, task.id)
-        per_model = model_evidence(store, model.name)
+        per_model = model_evidence(store, model.name, task.type)
         evidence = {
             "demos": len(task.train),
             "samples": ctx.samples,
@@ -123,6 +123,8 @@ def _route(state: State, runtime: Runtime[Context], bound: ModelBackend | None) 
             "gains": task_gains(stored),
             "model_gains": per_model["gains"],
             "model_gain_n": per_model["gain_n"],
+            "type_gains": per_model["type_gains"],
+            "type_gain_n": per_model["type_gain_n"],
             "costs": per_model["costs"],
         }
         if ctx.strategy == "auto":

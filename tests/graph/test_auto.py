@@ -12,7 +12,7 @@ from graph.builder import build_graph
 from graph.context import Context
 from graph.runner import run_query
 from models.base import Capabilities, Generation, ModelBackend, RenderedPrompt, Sample, Usage
-from nodes.common import MODEL_EVIDENCE_NS, task_evidence
+from nodes.common import MODEL_EVIDENCE_NS, TYPE_EVIDENCE_NS, task_evidence
 from prompts.compact import CompactRenderer
 
 
@@ -55,6 +55,8 @@ def test_icl_wrong_on_its_demonstrations_escalates_and_says_why(task):
     assert task_evidence(store, task.id)["observed"]["reflect"] == [1, 0.0]
     costs = store.get(MODEL_EVIDENCE_NS, "rule").value["costs"]
     assert set(costs) == {"icl", "reflect"}
+    # ... and the record of the task's type, which later tasks of the type read
+    assert store.get(TYPE_EVIDENCE_NS, "rule|toy").value["gains"] == {"reflect": [1, 0.0]}
     # next query of the same task: the measured gain (0, not the prior) keeps it at ICL
     again = run_query(g, task, 0, context=Context(samples=1))
     assert again.strategy == "icl" and "no strategy left expected to do better" in again.reason

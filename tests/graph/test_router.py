@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from graph.errors import SettingsError
-from graph.router import check_strategy, decide, next_node
+from graph.router import (
+    PRIOR_WEIGHT,
+    TYPE_WEIGHT,
+    RouterSettings,
+    best_answer,
+    check_strategy,
+    decide,
+    expected_accuracy,
+    expected_cost,
+    next_node,
+)
 
 
 def test_auto_starts_with_icl_and_explicit_icl_quotes_the_history():
@@ -45,8 +55,6 @@ def test_ttt_on_a_backend_that_cannot_adapt_is_refused_in_one_line():
 
 
 # --- auto: the evidence-driven router ----------------------------------------------------------
-
-from graph.router import PRIOR_WEIGHT, RouterSettings, best_answer, expected_accuracy, expected_cost  # noqa: E402
 
 
 def _attempt(strategy, confidence, answer=None):
@@ -191,3 +199,33 @@ def test_best_answer_adds_up_agreement_between_strategies_and_the_expert_wins():
     # unparseable answers carry no support; an empty list has no winner
     assert best_answer([_attempt("icl", 1.0, None), _attempt("ttt", 0.2, [[1]])], ev)[0] == 1
     assert best_answer([], ev) == (-1, "")
+
+
+def test_a_task_types_record_refines_the_model_level_estimate():
+    base = LOCAL | {"loo_icl": 0.0, "loo_n": 4, "model_gains": {"ttt": 0.1}, "model_gain_n": {"ttt": 36}}
+    base["gains"] = {"reflect": -0.1}  # measured on this task: reflection is out
+    icl = expected_accuracy(base)["icl"]
+    model_level = (0.25 * PRIOR_WEIGHT + 0.1 * 36) / (PRIOR_WEIGHT + 36)
+    assert expected_accuracy(base)["ttt"] == pytest.approx(icl + model_level)
+    # three tasks of this type where TTT gained nothing pull the estimate towards 0
+    typed = base | {"type_gains": {"ttt": 0.0}, "type_gain_n": {"ttt": 3}}
+    assert expected_accuracy(typed)["ttt"] == pytest.approx(
+        icl + model_level * TYPE_WEIGHT / (TYPE_WEIGHT + 3)
+    )
+    # ... below the margin over the answer in hand: not worth TTT's cost any more
+    d = decide(requested="auto", evidence=typed, attempts=[_attempt("icl", 0.2)])
+    assert d["strategy"] == "finalize" and "better by the 0.05 margin" in d["reason"]
+    # while tasks of a type where TTT paid raise it, and the reason says where the gain comes from
+    paid = base | {"type_gains": {"ttt": 0.5}, "type_gain_n": {"ttt": 3}}
+    d = decide(requested="auto", evidence=paid, attempts=[_attempt("icl", 0.2)])
+    assert d["strategy"] == "ttt" and "this task type's record" in d["reason"]
+
+
+def test_a_gain_smaller_than_the_margin_is_not_worth_escalating():
+    ev = LOCAL | {"loo_icl": 0.0, "loo_n": 4, "gains": {"select": 0.03, "reflect": 0.04, "ttt": -0.1}}
+    d = decide(requested="auto", evidence=ev, attempts=[_attempt("icl", 0.2)])
+    assert d["strategy"] == "finalize"
+    d = decide(
+        requested="auto", evidence=ev, attempts=[_attempt("icl", 0.2)], settings=RouterSettings(margin=0.02)
+    )
+    assert d["strategy"] == "select"  # both pass the 0.02 bar; selection is the cheaper of the two within it
