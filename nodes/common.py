@@ -111,6 +111,16 @@ def update_evidence(store: BaseStore | None, task_id: str, **values: Any) -> dic
     return evidence
 
 
+def measured_before(evidence: dict[str, Any], field: str, prefix: str, task_train: int, model: str) -> bool:
+    """Whether ``evidence[field]`` was measured with this model and this many demonstrations
+    (stored beside it as ``<prefix>_model`` and ``<prefix>_n``): reusable, not to measure again."""
+    return (
+        field in evidence
+        and evidence.get(f"{prefix}_n") == task_train
+        and evidence.get(f"{prefix}_model") == model
+    )
+
+
 def add_task_notes(store: BaseStore | None, task_id: str, notes: list[str]) -> list[str]:
     """Append ``notes`` (deduplicated, order kept) to the task's stored notes; returns them all."""
     kept = task_notes(store, task_id)

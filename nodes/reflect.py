@@ -39,6 +39,7 @@ from nodes.common import (
     attempt_entry,
     cost_entry,
     get_context,
+    measured_before,
     resolve_model,
     task_evidence,
     task_notes,
@@ -233,11 +234,7 @@ def _clean_note(text: str) -> str:
 
 def _stored_reflection(evidence: dict[str, Any], task: Task, model: ModelBackend) -> bool:
     """Whether this task was already reflected on with this model and these demonstrations."""
-    return (
-        "reflect_acc_after" in evidence
-        and evidence.get("reflect_n") == len(task.train)
-        and evidence.get("reflect_model") == model.name
-    )
+    return measured_before(evidence, "reflect_acc_after", "reflect", len(task.train), model.name)
 
 
 def make_reflect_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph node

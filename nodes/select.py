@@ -33,6 +33,7 @@ from nodes.common import (
     attempt_entry,
     cost_entry,
     get_context,
+    measured_before,
     resolve_model,
     task_evidence,
     task_notes,
@@ -264,11 +265,7 @@ def measure_dg_diff(
 
 def _stored_dg(evidence: dict[str, Any], task: Task, model: ModelBackend) -> bool:
     """Whether DG-DIFF was measured for this task with this model and these demonstrations."""
-    return (
-        "dg_diff" in evidence
-        and evidence.get("dg_n") == len(task.train)
-        and evidence.get("dg_model") == model.name
-    )
+    return measured_before(evidence, "dg_diff", "dg", len(task.train), model.name)
 
 
 def make_select_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph node

@@ -65,3 +65,22 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_chat_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same tiny model without the compact marker: rendered with the chat prompt."""
     return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "chat", compact=False)
+
+
+@pytest.fixture
+def tiny(tiny_checkpoint: Path):
+    """The tiny compact checkpoint loaded as a backend, fresh (the model cache cleared first)."""
+    from models.factory import clear_model_cache, load_model
+
+    clear_model_cache()
+    return load_model(f"hf:{tiny_checkpoint}")
+
+
+@pytest.fixture
+def no_cached_adapters():
+    """The TTT adapter cache is process-wide and keyed on weights: keep tests independent."""
+    from models.adapter_cache import ADAPTERS
+
+    ADAPTERS.clear()
+    yield
+    ADAPTERS.clear()

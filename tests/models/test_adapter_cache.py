@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from models.adapter_cache import ADAPTERS, AdapterCache, CachedAdapter, adapter_key, backend_key
-from models.factory import clear_model_cache, load_model
+from models.factory import load_model
 from models.ttt import TTTConfig, run_ttt
 from tasks.generators import sample_task
 
@@ -26,17 +26,7 @@ def adapter(value: float) -> CachedAdapter:
     return CachedAdapter(weights={"lora_A": torch.full((2, 2), value)}, meta={"value": value})
 
 
-@pytest.fixture(autouse=True)
-def _no_cached_adapters():
-    ADAPTERS.clear()
-    yield
-    ADAPTERS.clear()
-
-
-@pytest.fixture
-def tiny(tiny_checkpoint):
-    clear_model_cache()
-    return load_model(f"hf:{tiny_checkpoint}")
+pytestmark = pytest.mark.usefixtures("no_cached_adapters")
 
 
 def small_cfg(**kw) -> TTTConfig:

@@ -7,9 +7,7 @@ import random
 
 import pytest
 
-from models.adapter_cache import ADAPTERS
 from models.base import CapabilityError
-from models.factory import clear_model_cache, load_model
 from models.ttt import (
     TTTConfig,
     _batch,
@@ -22,19 +20,7 @@ from prompts.compact import encode_pair, encode_value
 from tasks.augment import Identity
 from tasks.generators import sample_task
 
-
-@pytest.fixture(autouse=True)
-def _no_cached_adapters():
-    # The adapter cache is process-wide and keyed on weights: keep tests independent of each other.
-    ADAPTERS.clear()
-    yield
-    ADAPTERS.clear()
-
-
-@pytest.fixture
-def tiny(tiny_checkpoint):
-    clear_model_cache()
-    return load_model(f"hf:{tiny_checkpoint}")
+pytestmark = pytest.mark.usefixtures("no_cached_adapters")
 
 
 def state_hash(model) -> str:

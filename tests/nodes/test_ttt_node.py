@@ -12,24 +12,11 @@ from langgraph.graph import END, START, StateGraph
 
 from graph.context import Context
 from graph.state import State
-from models.adapter_cache import ADAPTERS
-from models.factory import clear_model_cache, load_model
 from nodes.ttt import make_ttt_node
 from tasks.schema import Task
 from tests.graph.conftest import reverse_task
 
-
-@pytest.fixture(autouse=True)
-def _no_cached_adapters():
-    ADAPTERS.clear()
-    yield
-    ADAPTERS.clear()
-
-
-@pytest.fixture
-def tiny(tiny_checkpoint):
-    clear_model_cache()
-    return load_model(f"hf:{tiny_checkpoint}")
+pytestmark = pytest.mark.usefixtures("no_cached_adapters")
 
 
 def run_ttt_node(model: Any, task: Task, context: Context) -> tuple[dict[str, Any], list[dict[str, Any]]]:
