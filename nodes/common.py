@@ -174,11 +174,10 @@ def model_evidence(
         for s, (n, sec, tok) in (raw.get("costs") or {}).items()
         if n
     }
-    typed = item_type = None
-    if store is not None and task_type:
-        item_type = store.get(TYPE_EVIDENCE_NS, _type_key(model, task_type))
-        typed = item_type.value.get("gains") if item_type else None
-    type_gains, type_gain_n = _means(typed or {})
+    typed = (
+        store.get(TYPE_EVIDENCE_NS, _type_key(model, task_type)) if store is not None and task_type else None
+    )
+    type_gains, type_gain_n = _means((typed.value if typed else {}).get("gains") or {})
     return {
         "gains": gains,
         "gain_n": gain_n,

@@ -14,7 +14,7 @@ from graph.context import Context
 from graph.state import State
 from models.base import Capabilities, RenderedPrompt
 from prompts.chat import ChatRenderer
-from tasks.schema import Task
+from tasks.schema import Example, MockFunction, Query, Task
 from tests.graph.conftest import ScriptedBackend, reverse_task
 
 
@@ -67,3 +67,15 @@ def run_node(
 @pytest.fixture
 def task() -> Task:
     return reverse_task()
+
+
+@pytest.fixture
+def upper_task() -> Task:
+    """A text task (upper-casing) for the real tiny model, which gets it all wrong."""
+    return Task(
+        id="upper",
+        kind="text",
+        function=MockFunction(name="upper", signature="upper(s) -> str"),
+        train=[Example(input=a, output=a.upper()) for a in ("ab", "cd", "ef")],
+        test=[Query(input="gh", target="GH")],
+    )

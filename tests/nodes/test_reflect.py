@@ -16,7 +16,7 @@ from nodes.icl import make_icl_node
 from nodes.prepare import prepare
 from nodes.reflect import Reflector, held_out_notes, make_reflect_node
 from prompts.compact import correction_note, parse_correction
-from tasks.schema import Example, MockFunction, Query, Task
+from tasks.schema import Task
 from tests.nodes.conftest import ScriptedBackend, ScriptedChat, run_node
 
 # The reverse task's demonstrations, as the compact model writes their outputs.
@@ -161,16 +161,9 @@ def test_other_model_or_demonstrations_measure_again(task):
     assert "no mistakes left" in out["trace"][-2]["message"]
 
 
-def test_reflect_on_a_real_tiny_model(tiny_checkpoint, tmp_path: Path):
+def test_reflect_on_a_real_tiny_model(tiny_checkpoint, upper_task: Task, tmp_path: Path):
     """A random tiny model gets everything wrong: its corrections are stored and prompted."""
-    model = HFBackend(tiny_checkpoint)
-    task = Task(
-        id="upper",
-        kind="text",
-        function=MockFunction(name="upper", signature="upper(s) -> str"),
-        train=[Example(input=a, output=a.upper()) for a in ("ab", "cd", "ef")],
-        test=[Query(input="gh", target="GH")],
-    )
+    model, task = HFBackend(tiny_checkpoint), upper_task
     store = open_store(tmp_path / "m.sqlite")
     out = run_node(make_reflect_node(model), task, store=store, context=Context(samples=2, reflect_rounds=1))
     evidence = task_evidence(store, task.id)

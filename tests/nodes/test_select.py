@@ -15,7 +15,7 @@ from models.hf_backend import HFBackend
 from nodes.common import task_evidence, update_evidence
 from nodes.select import Selector, make_select_node, measure_dg_diff, softmax_share
 from prompts.chat import parse_choice
-from tasks.schema import Example, MockFunction, Query, Task
+from tasks.schema import Task
 from tests.nodes.conftest import ScriptedBackend, ScriptedChat, ScriptedScorer, run_node
 
 # Per held-out demonstration of the reverse task: the greedy sample, then one sample at temperature.
@@ -125,16 +125,9 @@ def test_a_backend_that_neither_scores_nor_reads_prose_votes(task):
     assert "can neither score nor read prose" in out["trace"][-1]["message"]
 
 
-def test_select_on_a_real_tiny_model(tiny_checkpoint, tmp_path: Path):
+def test_select_on_a_real_tiny_model(tiny_checkpoint, upper_task: Task, tmp_path: Path):
     """A random tiny model writes arbitrary text; selection must pick its most likely candidate."""
-    model = HFBackend(tiny_checkpoint)
-    task = Task(
-        id="upper",
-        kind="text",
-        function=MockFunction(name="upper", signature="upper(s) -> str"),
-        train=[Example(input=a, output=a.upper()) for a in ("ab", "cd", "ef")],
-        test=[Query(input="gh", target="GH")],
-    )
+    model, task = HFBackend(tiny_checkpoint), upper_task
     store = open_store(tmp_path / "m.sqlite")
     out = run_node(make_select_node(model), task, store=store, context=Context(samples=3, temperature=1.5))
     ev = task_evidence(store, task.id)
