@@ -35,7 +35,16 @@ from typing import Any
 from pydantic import BaseModel
 from rich.table import Table
 
-from graph.bench_report import ALL_FIXED, Point, RouterStanding, expand_strategies, oracle, standing
+from graph.bench_report import (
+    ALL_FIXED,
+    Calibration,
+    Point,
+    RouterStanding,
+    calibration,
+    expand_strategies,
+    oracle,
+    standing,
+)
 from graph.cli_common import add_context_flags, context_from_args, run_cli, setup_logging
 from graph.context import Context
 from graph.errors import SettingsError
@@ -55,6 +64,7 @@ GPT4_1DARC = {
 #: Bench-only strategy variants: name -> (graph strategy, Context fields it sets).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ttt-noaug": ("ttt", {"ttt_augment": False}),
+    "ttt-trial": ("ttt", {"ttt_recipe": "trial"}),
 }
 
 
@@ -89,6 +99,7 @@ class BenchReport(BaseModel):
     results: list[QueryResult]
     dg_diff: float | None = None  # mean DG-DIFF over the tasks where this run measured one
     dg_tasks: int = 0  # how many tasks that mean is over
+    calibration: Calibration | None = None  # how often an answer at the router's threshold was wrong
 
 
 def summarize(name: str, results: list[QueryResult], gpt4: float | None = None) -> TypeRow:
@@ -180,6 +191,7 @@ def _bench(args: argparse.Namespace) -> int:
     console = Console()
     for report in reports:
         console.print(detail_table(report))
+    console.print(calibration_table(reports))
     if len(reports) > 1:
         console.print(comparison_table(reports))
     points, standings = compare_strategies(reports)
@@ -323,7 +335,32 @@ def bench_one(
         rows=rows,
         overall=overall,
         results=everything,
+        calibration=calibration(everything, ctx.confidence_threshold),
     )
+
+
+def calibration_table(reports: list[BenchReport]) -> Table:
+    """Per run: how often an answer at or above the router's threshold was wrong."""
+    table = Table(title="calibration: answers at or above the confidence threshold that were wrong")
+    for col in ["model", "strategy", "threshold", "sure", "sure & wrong", "wrong rate", "wrong >= 0.9",
+                "conf right", "conf wrong"]:  # fmt: skip
+        table.add_column(col, justify="left" if col in ("model", "strategy") else "right")
+    for r in reports:
+        c = r.calibration
+        if c is None:
+            continue
+        table.add_row(
+            r.model,
+            r.variant or r.strategy,
+            f"{c.threshold:.2f}",
+            f"{c.confident}/{c.queries}",
+            str(c.confident_wrong),
+            "" if c.wrong_rate is None else f"{c.wrong_rate:.0%}",
+            str(c.very_sure_wrong),
+            "" if c.mean_conf_correct is None else f"{c.mean_conf_correct:.2f}",
+            "" if c.mean_conf_wrong is None else f"{c.mean_conf_wrong:.2f}",
+        )
+    return table
 
 
 def detail_table(report: BenchReport) -> Table:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
 
 from graph.errors import SettingsError
+from models.ttt import RECIPES
 
 #: Strategies the router knows. ``auto`` lets the router decide.
 Strategy = Literal["auto", "icl", "select", "reflect", "ttt", "expert"]
@@ -52,6 +53,12 @@ class Context:
     ttt_early_stop: bool = field(
         default=True,
         metadata={"help": "test-time training: stop when a held-back demonstration stops improving"},
+    )
+    ttt_recipe: str = field(
+        default="default",
+        metadata={
+            "help": "test-time training: recipe (default, or trial: loss on every output, no early stop)"
+        },
     )
     ttt_cache: int = field(
         default=4, metadata={"help": "test-time training: adapters kept per task id (0 = no cache)"}
@@ -113,6 +120,9 @@ class Context:
         for name in ("confidence_threshold", "margin"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise SettingsError(f"{name}: must be between 0 and 1, got {getattr(self, name)}")
+        if self.ttt_recipe not in RECIPES:
+            known = ", ".join(RECIPES)
+            raise SettingsError(f"ttt_recipe: unknown recipe {self.ttt_recipe!r}; expected one of {known}")
         if self.ttt_lr <= 0:
             raise SettingsError(f"ttt_lr: must be positive, got {self.ttt_lr}")
         if not self.model.strip():

@@ -170,6 +170,10 @@ def test_bench_prints_a_table_and_writes_json(tiny_checkpoint, tmp_path):
     assert [r["type"] for r in report["rows"]] == ["alpha", "beta"]
     assert report["overall"]["queries"] == 4  # 2 types x 2 tasks x the one query with a target
     assert "overall" in proc.stdout and "95% CI" in proc.stdout
+    cal = report["calibration"]
+    wrong = sum(1 for r in report["results"] if not r["correct"] and r["confidence"] >= cal["threshold"])
+    assert cal["queries"] == 4 and cal["confident_wrong"] == wrong
+    assert "calibration" in proc.stdout
 
 
 def test_bench_compares_models_side_by_side_including_the_random_control(tiny_checkpoint, tmp_path):
