@@ -150,6 +150,45 @@ def exact_match_rates(model: Any, sets: dict[str, list[Task]], vocab: dict[str, 
     return out
 
 
+def ttt_tasks(held_out: list[Task], per_family: int) -> list[Task]:
+    """The first ``per_family`` tasks of each held-out family."""
+    by_family: dict[str, list[Task]] = {}
+    for task in held_out:
+        by_family.setdefault(task.type or "?", []).append(task)
+    return [t for tasks in by_family.values() for t in tasks[:per_family]]
+
+
+def ttt_rates(
+    checkpoint: Path, tasks: list[Task], recipes: tuple[str, ...] = ("default", "trial")
+) -> dict[str, Any]:
+    """TTT + vote exact match on ``tasks`` (first query each) per recipe, with seconds per task.
+
+    Uses the product's path (:class:`models.hf_backend.HFBackend`, :func:`models.ttt.run_ttt`)
+    with the product's defaults (early stopping on a held-back demonstration, four views voted),
+    the named recipe applied on top; this is slow (seconds per task), so training runs it once
+    per leg on a few tasks per held-out family.
+    """
+    import time
+
+    from models.hf_backend import HFBackend
+    from models.ttt import TTTConfig, run_ttt, with_recipe
+    from tasks.scoring import exact_match
+
+    backend = HFBackend(checkpoint)
+    out: dict[str, Any] = {"tasks": len(tasks)}
+    for recipe in recipes:
+        cfg = with_recipe(TTTConfig(early_stop=True), recipe)
+        hits, started = 0, time.perf_counter()
+        for task in tasks:
+            query = task.test[0]
+            result = run_ttt(backend, task, query.input, cfg)
+            best = result.answers[0][0] if result.answers else None
+            hits += bool(exact_match(task.kind, best, query.target))
+        out[recipe] = round(hits / max(len(tasks), 1), 4)
+        out[f"{recipe}_seconds_per_task"] = round((time.perf_counter() - started) / max(len(tasks), 1), 2)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, help="a checkpoint folder (HF format)")
@@ -160,16 +199,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--arc-per-type", type=int, default=50, help="1D-ARC tasks per type (default 50: all)"
     )
+    parser.add_argument("--ttt", type=int, default=0, help="also TTT + vote on N held-out tasks per family")
     args = parser.parse_args(argv)
     if not (args.checkpoint / "config.json").exists():
         parser.exit(2, f"error: {args.checkpoint}: not a checkpoint folder (no config.json)\n")
+    import torch
     from transformers import AutoModelForCausalLM
 
     from models.tokenizer import vocabulary
 
-    model = AutoModelForCausalLM.from_pretrained(args.checkpoint, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(args.checkpoint, local_files_only=True, dtype=torch.float32)
     sets = evaluation_sets(per_family=args.per_family, arc_dir=args.eval_arc, arc_per_type=args.arc_per_type)
-    print(json.dumps(exact_match_rates(model, sets, vocabulary()), indent=2))
+    report = exact_match_rates(model, sets, vocabulary())
+    if args.ttt > 0:
+        report["held_out_ttt"] = ttt_rates(args.checkpoint, ttt_tasks(sets["held_out"], args.ttt))
+    print(json.dumps(report, indent=2))
     return 0
 
 

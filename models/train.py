@@ -77,6 +77,7 @@ class TrainConfig:
     pool: int = 8  # batches drawn together and sorted by length (less padding)
     save_minutes: float = 15.0  # save + measure this often (a session stop kills the process)
     eval_per_family: int = 30  # held-out tasks per family in each measurement
+    ttt_per_family: int = 1  # held-out tasks per family for TTT + vote at the end of each leg (slow)
     threads: int = 2  # torch CPU threads
     seed: int = 0  # everything random derives from this
 
@@ -298,8 +299,10 @@ def read_marker(out: Path) -> dict[str, Any]:
 
 
 def write_shipped(run: Run, marker: dict[str, Any]) -> None:
-    """The shipped checkpoint: the averaged weights, the tokenizer and ``mockingbird.json``."""
-    save_checkpoint(run.ema_model(), run.out, extra={k: v for k, v in marker.items() if k != "format"})
+    """The shipped checkpoint: the averaged weights in fp16 (half the bytes in git; backends load
+    them as fp32), the tokenizer and ``mockingbird.json``."""
+    shipped = run.ema_model().half()
+    save_checkpoint(shipped, run.out, extra={k: v for k, v in marker.items() if k != "format"})
 
 
 def measure(run: Run, marker: dict[str, Any], arc_dir: Path | None) -> dict[str, Any]:
@@ -354,7 +357,9 @@ def train_leg(
         if total_steps is not None:
             cfg.total_steps = total_steps
         run = Run(cfg, out)
-        weights = AutoModelForCausalLM.from_pretrained(out, local_files_only=True).state_dict()
+        weights = AutoModelForCausalLM.from_pretrained(
+            out, local_files_only=True, dtype=torch.float32
+        ).state_dict()
         run.model.load_state_dict(weights)
         run.ema = [p.detach().clone() for p in run.model.parameters()]
         if ledger:
@@ -423,6 +428,11 @@ def train_leg(
         "warm_start": warm_start,
         **{k: v for k, v in point.items() if k not in ("step", "tokens", "cpu_hours")},
     }
+    if cfg.ttt_per_family > 0:
+        from models.evaluate import evaluation_sets, ttt_rates, ttt_tasks
+
+        held_out = evaluation_sets(per_family=cfg.eval_per_family, arc_dir=None)["held_out"]
+        entry["held_out_ttt"] = ttt_rates(out, ttt_tasks(held_out, cfg.ttt_per_family))
     marker.setdefault("ledger", []).append(entry)
     write_shipped(run, marker)
     return entry
@@ -441,7 +451,14 @@ def smoke_config() -> TrainConfig:
     """A tiny model and a few steps: exercises every line in seconds."""
     tiny = EmbeddedConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=1024)
     return TrainConfig(
-        model=tiny, batch_size=4, warmup_steps=2, total_steps=6, pool=2, curriculum_steps=4, eval_per_family=2
+        model=tiny,
+        batch_size=4,
+        warmup_steps=2,
+        total_steps=6,
+        pool=2,
+        curriculum_steps=4,
+        eval_per_family=2,
+        ttt_per_family=0,
     )
 
 
