@@ -36,7 +36,13 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from graph.bench_report import ALL_FIXED, Point, RouterStanding, expand_strategies, oracle, standing
-from graph.cli_common import add_context_flags, context_from_args, run_cli, setup_logging
+from graph.cli_common import (
+    add_context_flags,
+    check_output_file,
+    context_from_args,
+    run_cli,
+    setup_logging,
+)
 from graph.context import Context
 from graph.errors import SettingsError
 from graph.runner import QueryResult
@@ -139,6 +145,9 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise SettingsError(f"--limit: must be at least 1, got {args.limit}")
+    # Outputs are checked before the run: a missing folder must not cost a whole benchmark.
+    json_out = check_output_file(args.json_out, "--json")
+    plot_out = check_output_file(args.plot, "--plot")
     specs = [s.strip() for s in (args.model or "").split(",") if s.strip()] or [None]
     requested = [s.strip() for s in (args.strategy or "").split(",") if s.strip()] or [None]
     tasks = load_any(Path(args.tasks), k_shot=args.k_shot)
@@ -196,9 +205,10 @@ def _bench(args: argparse.Namespace) -> int:
             for m, p in points.items()
             if "oracle" in p
         ]
-        plot(drawn, Path(args.plot), f"{', '.join(dict.fromkeys(r.model for r in reports))} · {args.tasks}")
+        title = f"{', '.join(dict.fromkeys(r.model for r in reports))} · {args.tasks}"
+        plot(drawn, plot_out or Path(args.plot), title)
         console.print(f"plot: {args.plot}")
-    if args.json_out:
+    if json_out is not None:
         payload = {
             "runs": [r.model_dump(mode="json") for r in reports],
             "vs_icl": vs_icl(reports),
@@ -207,7 +217,10 @@ def _bench(args: argparse.Namespace) -> int:
             },
             "router": {m: x.model_dump(mode="json") for m, x in standings.items()},
         }
-        Path(args.json_out).write_text(json.dumps(payload, indent=2) + "\n")
+        try:
+            json_out.write_text(json.dumps(payload, indent=2) + "\n")
+        except OSError as exc:
+            raise SettingsError(f"--json: cannot write {json_out}: {exc.strerror}") from None
     return 0
 
 

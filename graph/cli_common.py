@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from graph.context import STRATEGIES, Context
@@ -123,6 +125,25 @@ def parse_json_flag(raw: str | None, flag: str) -> Any:
         raise SettingsError(
             f"{flag}: not valid JSON ({exc.msg} at column {exc.colno}): {raw[:60]!r}"
         ) from None
+
+
+def check_output_file(raw: str | None, flag: str) -> Path | None:
+    """Where ``flag`` will write a file, checked before any work starts (``None`` when not given).
+
+    Raises:
+        SettingsError: The folder is missing or not writable, or the path is a folder.
+    """
+    if raw is None:
+        return None
+    path = Path(raw)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise SettingsError(f"{flag}: {path} is a folder; give a file name")
+    if not folder.is_dir():
+        raise SettingsError(f"{flag}: folder {folder} does not exist (create it first)")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise SettingsError(f"{flag}: cannot write {path} (permission denied)")
+    return path
 
 
 def run_cli(main: Callable[[], int]) -> int:

@@ -204,6 +204,19 @@ def test_bench_fails_fast_on_a_bad_model_in_the_list(tmp_path):
     assert_user_error(proc, "nonsense")
 
 
+def test_bench_checks_its_output_paths_before_running(tiny_checkpoint, tmp_path):
+    folder = tmp_path / "tasks" / "toy"
+    folder.mkdir(parents=True)
+    (folder / "a.json").write_text(reverse_task("a").model_dump_json())
+    common = ("--tasks", str(tmp_path / "tasks"), "--model", f"hf:{tiny_checkpoint}", "--samples", "1")
+    proc = run_cli(*common, "--json", str(tmp_path / "missing" / "x.json"), module="graph.bench")
+    assert_user_error(proc, "--json", "does not exist")
+    assert "overall" not in proc.stdout  # refused before the run, not after it
+    proc = run_cli(*common, "--strategy", "icl,select", "--plot", str(tmp_path), module="graph.bench")
+    assert_user_error(proc, "--plot", "is a folder")
+    assert not (tmp_path / "missing").exists()
+
+
 def test_ttt_on_an_openai_model_is_refused_before_any_request(task_file, tmp_path):
     proc = run_cli(
         "--task",
