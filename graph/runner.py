@@ -82,6 +82,25 @@ class QueryResult(BaseModel):
         return self.prompt_tokens + self.completion_tokens
 
 
+def check_thread_owner(thread_id: str, values: dict[str, Any], task: Task, query_input: Any) -> None:
+    """A thread belongs to one task and one query: refuse to answer another one on it.
+
+    Raises:
+        InvalidInputError: ``values`` (the thread's checkpointed state) hold another task or query.
+    """
+    if not values or "task" not in values or "query" not in values:
+        return  # a new thread
+    from nodes.common import query_key
+
+    theirs = values["task"]
+    if theirs.get("id") != task.id or query_key(values["query"].get("input")) != query_key(query_input):
+        what = "task" if theirs.get("id") != task.id else "query"
+        raise InvalidInputError(
+            f"--thread {thread_id}: belongs to task {theirs.get('id')} and another {what}; "
+            "give a new --thread (or none) for this query"
+        )
+
+
 def run_query(
     graph: CompiledStateGraph[Any, Any, Any, Any],
     task: Task,
@@ -117,6 +136,7 @@ def run_query(
     waiting = False
     if thread_id and graph.checkpointer is not None:
         snapshot = graph.get_state(config)
+        check_thread_owner(thread_id, snapshot.values, task, query_input)
         waiting = bool(snapshot.interrupts)
         if resume is not None:
             if not waiting:

@@ -256,3 +256,11 @@ def test_ttt_run_shows_training_progress(task_file, tiny_checkpoint, tmp_path):
     [result] = json.loads(proc.stdout)
     assert result["strategy"] == "ttt" and "leave-one-out" in result["reason"]
     assert "training adapter" in proc.stderr and "8/8" in proc.stderr
+
+
+def test_a_reused_thread_refuses_another_query(task_file, tiny_checkpoint, tmp_path):
+    common = ("--task", str(task_file), "--model", f"hf:{tiny_checkpoint}", "--strategy", "icl")
+    common += ("--samples", "1", "--db", str(tmp_path / "db"), "--thread", "X", "--json", "--quiet")
+    first = run_cli(*common, "--query", "[[1, 2, 0, 0]]")
+    assert first.returncode == 0, first.stderr
+    assert_user_error(run_cli(*common, "--query", "[[3, 4, 0, 0]]"), "--thread X", "another query")
