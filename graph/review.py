@@ -45,6 +45,7 @@ from rich.text import Text
 from graph.cli_common import run_cli, setup_logging
 from graph.errors import SettingsError
 from graph.settings import db_path, load_dotenv_file
+from models.base import ModelError
 from nodes.prepare import InvalidInputError
 
 if TYPE_CHECKING:
@@ -347,6 +348,10 @@ def review_session(
             result = reviewer.resume(run.thread, reply)
         except InvalidInputError as exc:  # e.g. answered meanwhile from another terminal or the page
             console.print(Text(f"✘ {exc}", style="red"))
+            counts["skipped"] += 1
+            continue
+        except ModelError as exc:  # re-predicting after a note failed: the run keeps waiting
+            console.print(Text(f"✘ model call failed: {exc}; the run still waits", style="red"))
             counts["skipped"] += 1
             continue
         show_result(console, result, run.task_kind)

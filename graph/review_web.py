@@ -36,6 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from graph.errors import SettingsError
 from graph.trace import ARC_COLOURS
+from models.base import ModelError
 from nodes.prepare import InvalidInputError
 
 if TYPE_CHECKING:
@@ -254,6 +255,20 @@ class ReviewHandler(BaseHTTPRequestHandler):
             result = self.server.reviewer.resume(thread, reply)
         except InvalidInputError as exc:
             self._send(HTTPStatus.BAD_REQUEST, self._list_page(error=str(exc)))
+            return
+        except ModelError as exc:  # e.g. re-predicting after a note: the run keeps waiting
+            log.warning("thread %s: model call failed while resuming: %s", thread, exc)
+            self._send(
+                HTTPStatus.BAD_GATEWAY,
+                self._list_page(error=f"model call failed: {exc}; the run still waits, try again"),
+            )
+            return
+        except Exception as exc:  # never an empty response: say what failed, keep the run
+            log.exception("thread %s: resuming failed", thread)
+            self._send(
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                self._list_page(error=f"resuming failed ({type(exc).__name__}: {exc}); the run still waits"),
+            )
             return
         with self.server.results_lock:
             self.server.results[thread] = result

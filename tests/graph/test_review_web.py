@@ -136,6 +136,34 @@ def test_a_bad_reply_is_one_line_and_the_run_keeps_waiting(serve):
     assert [r.thread for r in server.reviewer.waiting()] == ["w1"]
 
 
+class DownBackend(ScriptedBackend):
+    """A model whose server is down: every call fails the way a backend reports it."""
+
+    def generate(self, prompt: Any, **kwargs: Any) -> Any:
+        from models.base import ModelError
+
+        raise ModelError("server at http://127.0.0.1:9 refused the connection")
+
+
+def test_a_model_error_after_a_note_is_shown_and_the_run_keeps_waiting(db):
+    make_waiting(db)
+    server = ReviewServer(Reviewer(db, model=DownBackend(["x"])), port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        note = {"thread": "w1", "action": "note", "note": "mirror the row", "expert": "ada"}
+        status, _, body = request(server, "POST", "/resume", form=note)
+        assert status == 502
+        assert "model call failed: server at http://127.0.0.1:9 refused" in body and "still waits" in body
+        assert [r.thread for r in server.reviewer.waiting()] == ["w1"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    # nothing lost: with the model back, the same reply resumes the run
+    again = Reviewer(db, model=ScriptedBackend(["9807\n"]))
+    result = again.resume("w1", {k: v for k, v in note.items() if k != "thread"})
+    assert result.status == "done" and result.answer == [[9, 8, 0, 7]] and result.strategy == "expert"
+
+
 def test_a_token_is_required_when_set_and_compared_exactly(serve):
     server = serve(token=TOKEN)
     assert request(server, "GET", "/")[0] == 401
