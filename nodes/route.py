@@ -30,6 +30,7 @@ from nodes.common import (
     update_evidence,
 )
 from nodes.icl import ICLPredictor
+from nodes.loo import leave_one_out
 from tasks.schema import Task
 from tasks.scoring import exact_match
 
@@ -52,22 +53,20 @@ def make_route_node(
 def measure_loo_icl(
     model: ModelBackend, task: Task, notes: list[str], *, max_demos: int = 0, seed: int = 0
 ) -> tuple[dict[str, Any], Usage]:
-    """Leave-one-out ICL accuracy on the demonstrations (greedy, one sample each).
+    """Leave-one-out ICL accuracy on the demonstrations (greedy, one sample each); a held-out
+    demonstration's own correction notes are not in its prompt (:mod:`nodes.loo`).
 
     Returns:
         ``{"acc", "n", "call_s", "call_tokens"}`` and the usage spent measuring it.
     """
-    held = task.train[:LOO_MAX]
-    usage, seconds, hits = Usage(), 0.0, 0
-    for i, example in enumerate(held):
-        rest = task.model_copy(update={"train": [e for j, e in enumerate(task.train) if j != i]})
+    usage, seconds, hits, n = Usage(), 0.0, 0, 0
+    for _, example, rest, seen in leave_one_out(task, notes, limit=LOO_MAX):
         candidates, gen = ICLPredictor(model).forward(
-            rest, example.input, notes=notes, samples=1, max_demos=max_demos, seed=seed
+            rest, example.input, notes=seen, samples=1, max_demos=max_demos, seed=seed
         )
-        usage, seconds = usage + gen.usage, seconds + gen.seconds
+        usage, seconds, n = usage + gen.usage, seconds + gen.seconds, n + 1
         answer = candidates[0]["answer"] if candidates else None
         hits += int(exact_match(task.kind, answer, example.output))
-    n = len(held)
     return {
         "acc": hits / n if n else 0.0,
         "n": n,

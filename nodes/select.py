@@ -40,7 +40,7 @@ from nodes.common import (
     update_evidence,
 )
 from nodes.icl import ICLPredictor
-from nodes.reflect import held_out_notes
+from nodes.loo import leave_one_out
 from tasks.schema import Task
 from tasks.scoring import exact_match
 
@@ -243,12 +243,11 @@ def measure_dg_diff(
     selector = Selector(model)
     usage = Usage()
     gen_ok = sel_ok = 0
-    for i, demo in enumerate(task.train):
-        rest = task.model_copy(update={"train": task.train[:i] + task.train[i + 1 :]})
+    for i, demo, rest, seen in leave_one_out(task, notes or []):
         result = selector.forward(
             rest,
             demo.input,
-            notes=held_out_notes(notes or [], demo.input),
+            notes=seen,
             n=n,
             temperature=temperature,
             max_demos=max_demos,

@@ -13,8 +13,9 @@ from graph.storage import open_store
 from models.hf_backend import HFBackend
 from nodes.common import NOTES_NS, task_evidence, task_notes, update_evidence
 from nodes.icl import make_icl_node
+from nodes.loo import held_out_notes
 from nodes.prepare import prepare
-from nodes.reflect import Reflector, held_out_notes, make_reflect_node
+from nodes.reflect import Reflector, make_reflect_node
 from prompts.compact import correction_note, parse_correction
 from tasks.schema import Task
 from tests.nodes.conftest import ScriptedBackend, ScriptedChat, run_node
