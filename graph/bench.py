@@ -10,7 +10,7 @@ Example::
 Every task file under ``--tasks`` (any supported format; sub-folders are task types) is run
 through the graph (for each model of a comma-separated ``--model`` list and each strategy of a
 comma-separated ``--strategy`` list, side by side); the table shows per type: accuracy with a
-95 % bootstrap interval over queries, seconds and tokens per query, and GPT-4's published score
+95 % Wilson interval over queries, seconds and tokens per query, and GPT-4's published score
 where one exists. Besides the graph's strategies, ``--strategy`` takes bench-only *variants*
 (:data:`VARIANTS`): ``ttt-noaug`` is ``ttt`` with ``ttt_augment`` off (the "without augmentation
 and voting" arm). The JSON has every run and, per model, each run's accuracy and seconds relative
@@ -98,11 +98,11 @@ class BenchReport(BaseModel):
 
 
 def summarize(name: str, results: list[QueryResult], gpt4: float | None = None) -> TypeRow:
-    """Accuracy, bootstrap interval and costs over ``results``."""
-    from tasks.scoring import bootstrap_ci
+    """Accuracy, Wilson interval and costs over ``results``."""
+    from tasks.scoring import proportion_ci
 
     flags = [bool(r.correct) for r in results]
-    lo, hi = bootstrap_ci(flags)
+    lo, hi = proportion_ci(flags)
     n = max(len(results), 1)
     return TypeRow(
         type=name,
