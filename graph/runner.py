@@ -8,7 +8,6 @@ resumes where it stopped (or returns the finished result) instead of starting ag
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,17 +36,12 @@ def run_record(graph: CompiledStateGraph[Any, Any, Any, Any], thread_id: str) ->
 
 
 def context_from_record(record: dict[str, Any] | None, **override: Any) -> Context:
-    """The :class:`Context` a run was started with (unknown fields dropped), with ``override``."""
-    known = {f.name for f in fields(Context)}
-    ctx = Context()
-    for name, value in ((record or {}).get("context") or {}).items():
-        if name in known:
-            setattr(ctx, name, value)  # stored values win over this process's environment
-    for name, value in override.items():
-        if value is not None:
-            setattr(ctx, name, value)
-    ctx.validate()
-    return ctx
+    """The :class:`Context` a run was started with (unknown fields dropped), with ``override``.
+
+    Stored values are explicit, so they win over this process's environment.
+    """
+    stored = {k: v for k, v in ((record or {}).get("context") or {}).items() if k in Context.model_fields}
+    return Context(**(stored | {k: v for k, v in override.items() if v is not None}))
 
 
 class QueryResult(BaseModel):
@@ -156,7 +150,7 @@ def run_query(
                 {
                     "task_id": task.id,
                     "query_index": query_index,
-                    "context": asdict(context),
+                    "context": context.model_dump(mode="json"),
                     "started": datetime.now(UTC).isoformat(timespec="seconds"),
                 },
             )

@@ -19,7 +19,7 @@ from tasks.schema import Example, Task
 class HeldOut(NamedTuple):
     """One leave-one-out split: the held-out demonstration, the rest, and the notes it may see."""
 
-    index: int
+    i: int
     demo: Example
     rest: Task
     notes: list[str]

@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+
+#: Variables that configure runs: a developer's shell (or CI) must not change what tests see.
+SETTINGS_ENV = ("MOCKINGBIRD_", "OPENAI_API_KEY", "OPENAI_BASE_URL")
+
+
+@pytest.fixture(autouse=True)
+def _no_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clear ``MOCKINGBIRD_*`` and the OpenAI variables; a test that needs one sets it itself.
+
+    ``.env`` files never reach tests either: library code does not read them (only the CLIs do,
+    from their working directory, and the CLI tests run in a fresh temporary one).
+    """
+    for name in list(os.environ):
+        if name.startswith(SETTINGS_ENV):
+            monkeypatch.delenv(name)
 
 
 def build_tiny_checkpoint(path: Path, *, compact: bool = True, seed: int = 0) -> Path:

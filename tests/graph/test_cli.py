@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ def run_cli(
         capture_output=True,
         text=True,
         env=full_env,
-        cwd=cwd or ROOT,
+        cwd=cwd or tempfile.mkdtemp(prefix="mb-cli-"),  # never the checkout: its .env must not leak in
         timeout=timeout,
         check=False,
     )

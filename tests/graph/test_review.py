@@ -12,6 +12,7 @@ import os
 import re
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +47,13 @@ def final_state(db: Path, thread: str) -> dict[str, Any]:
     return dict(saved.checkpoint["channel_values"])
 
 
-def spawn(*args: str, cwd: Path = ROOT) -> Any:
+def spawn(*args: str, cwd: Path | None = None) -> Any:
     """A CLI in a pseudo-terminal, plain (no colour codes) and wide enough for a grid row."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MOCKINGBIRD_", "OPENAI_"))}
     env.update({"PYTHONPATH": str(ROOT), "NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "160"})
     return pexpect.spawn(
-        sys.executable, list(args), cwd=str(cwd), env=env, encoding="utf-8", timeout=60,
-        dimensions=(60, 160),
+        sys.executable, list(args), cwd=str(cwd or tempfile.mkdtemp(prefix="mb-review-")), env=env,
+        encoding="utf-8", timeout=60, dimensions=(60, 160),
     )  # fmt: skip
 
 

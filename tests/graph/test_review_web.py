@@ -209,8 +209,8 @@ def test_bound_beyond_loopback_without_a_token_the_cli_refuses_in_one_line(db, t
     make_waiting(db)
     proc = subprocess.run(
         [sys.executable, "-m", "graph.review", "--db", str(db), "--web", "--host", "0.0.0.0", "--port", "0"],
-        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,  # not the checkout: no .env from there
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(Path(__file__).parents[2])},
     )  # fmt: skip
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("error: --host 0.0.0.0: not a loopback address, so a token is needed")
@@ -225,8 +225,9 @@ def test_the_review_flag_serves_the_page(db, tmp_path):
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(
         [sys.executable, "-m", "graph.review", "--db", str(db), "--web", "--port", "0", "--token", TOKEN],
-        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "NO_COLOR": "1", "HOME": str(tmp_path)},
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "NO_COLOR": "1", "HOME": str(tmp_path),
+             "PYTHONPATH": str(root)},
     )  # fmt: skip
     try:
         assert proc.stdout is not None
