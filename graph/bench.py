@@ -323,8 +323,8 @@ def bench_one(
     )
     measured = [
         float(ev["dg_diff"])
-        for tid in dict.fromkeys(t.id for t, _ in jobs)
-        if "dg_diff" in (ev := task_evidence(store, tid))
+        for key in dict.fromkeys(t.key for t, _ in jobs)
+        if "dg_diff" in (ev := task_evidence(store, key))
     ]
     return BenchReport(
         dg_diff=round(sum(measured) / len(measured), 4) if measured else None,

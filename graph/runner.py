@@ -149,6 +149,7 @@ def run_query(
                 thread_id,
                 {
                     "task_id": task.id,
+                    "task_key": task.key,
                     "query_index": query_index,
                     "context": context.model_dump(mode="json"),
                     "started": datetime.now(UTC).isoformat(timespec="seconds"),

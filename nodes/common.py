@@ -14,6 +14,7 @@ from graph.context import Context
 from graph.state import Attempt, Candidate, Cost
 from models.base import ModelBackend, Usage
 from models.factory import load_model
+from tasks.schema import Task
 
 #: Namespaces of the long-term store (one per kind of task memory).
 NOTES_NS = ("mockingbird", "notes")
@@ -23,6 +24,8 @@ EXAMPLES_NS = ("mockingbird", "examples")
 MODEL_EVIDENCE_NS = ("mockingbird", "model_evidence")
 #: Per (model, task type): gains over ICL on tasks of that type (the router's middle level).
 TYPE_EVIDENCE_NS = ("mockingbird", "type_evidence")
+#: Old task ids (file stems) whose memory was moved to a task's memory key: id -> {to, items, at}.
+MIGRATED_NS = ("mockingbird", "migrated")
 
 
 def get_context(runtime: Runtime[Context] | None) -> Context:
@@ -44,6 +47,51 @@ def resolve_model(ctx: Context, bound: ModelBackend | None) -> ModelBackend:
         timeout_s=ctx.timeout_s,
         max_attempts=ctx.max_attempts,
     )
+
+
+def memory_key(task: Task | dict[str, Any]) -> str:
+    """The store key of a task's long-term memory (:attr:`tasks.schema.Task.key`), also for a
+    task dict that does not carry one yet."""
+    if isinstance(task, Task):
+        return task.key
+    return str(task.get("key") or Task.model_validate(task).key)
+
+
+def migrate_legacy_memory(store: BaseStore | None, task: Task) -> int:
+    """Move memory kept under the task's bare id (stores written before tasks had memory keys)
+    to its memory key; returns how many items moved.
+
+    Several tasks may share an old id (``a/data.csv`` and ``b/data.csv`` were both ``data``): the
+    first task that runs claims that memory, recorded in :data:`MIGRATED_NS`, and the others
+    start fresh rather than inherit another task's notes, examples and evidence. An item already
+    present under the new key is kept, not overwritten.
+    """
+    if store is None or task.key == task.id or store.get(MIGRATED_NS, task.id) is not None:
+        return 0
+    moved = 0
+    for ns in (NOTES_NS, EVIDENCE_NS):
+        item = store.get(ns, task.id)
+        if item is not None:
+            if store.get(ns, task.key) is None:
+                store.put(ns, task.key, item.value)
+            store.delete(ns, task.id)
+            moved += 1
+    for ns in (OUTCOMES_NS, EXAMPLES_NS):
+        for item in store.search((*ns, task.id), limit=100_000):
+            if tuple(item.namespace) != (*ns, task.id):
+                continue
+            if store.get((*ns, task.key), item.key) is None:
+                store.put((*ns, task.key), item.key, item.value)
+            store.delete((*ns, task.id), item.key)
+            moved += 1
+    from datetime import UTC, datetime
+
+    store.put(
+        MIGRATED_NS,
+        task.id,
+        {"to": task.key, "items": moved, "at": datetime.now(UTC).isoformat(timespec="seconds")},
+    )
+    return moved
 
 
 def query_key(value: Any) -> str:

@@ -13,6 +13,7 @@ from graph.state import State
 from nodes.common import (
     OUTCOMES_NS,
     cost_entry,
+    memory_key,
     query_key,
     record_model_evidence,
     task_evidence,
@@ -32,7 +33,7 @@ def finalize(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     if store is not None:
         # Outcomes are the router's evidence in later queries of this task (one record per query).
         store.put(
-            (*OUTCOMES_NS, task["id"]),
+            (*OUTCOMES_NS, memory_key(task)),
             query_key(query["input"]),
             {
                 "strategy": state.get("strategy"),
@@ -74,9 +75,9 @@ def _learn(store: Any, state: State, target: Any) -> None:
         if baseline is not None:
             gains = {s: h - float(baseline) for s, h in hit.items() if s != "icl"}
     if gains:
-        observed = dict(task_evidence(store, task["id"]).get("observed") or {})
+        observed = dict(task_evidence(store, memory_key(task)).get("observed") or {})
         for s, gain in gains.items():
             n, total = observed.get(s, [0, 0.0])
             observed[s] = [n + 1, total + gain]
-        update_evidence(store, task["id"], observed=observed)
+        update_evidence(store, memory_key(task), observed=observed)
     record_model_evidence(store, model, gains=gains, costs=costs, task_type=task.get("type"))

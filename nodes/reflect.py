@@ -231,8 +231,8 @@ def make_reflect_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph 
         model = resolve_model(ctx, bound)
         task = Task.model_validate(state["task"])
         store = runtime.store if runtime is not None else None
-        notes = list(dict.fromkeys([*state.get("notes", []), *task_notes(store, task.id)]))
-        evidence = task_evidence(store, task.id)
+        notes = list(dict.fromkeys([*state.get("notes", []), *task_notes(store, task.key)]))
+        evidence = task_evidence(store, task.key)
         trace: list[dict[str, Any]] = []
         usage = Usage()
         if _stored_reflection(evidence, task, model):
@@ -269,10 +269,10 @@ def make_reflect_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph 
                 )
             notes = result.notes
             if result.n:
-                add_task_notes(store, task.id, result.new_notes)
+                add_task_notes(store, task.key, result.new_notes)
                 update_evidence(
                     store,
-                    task.id,
+                    task.key,
                     reflect_gain=round(result.gain, 4),
                     reflect_acc_before=round(result.acc_before, 4),
                     reflect_acc_after=round(result.acc_after, 4),

@@ -82,11 +82,11 @@ def _loo(
     if len(task.train) < 2:
         return None, Usage()
     key = query_key([model.name, [e.model_dump(mode="json") for e in task.train], notes, ctx.max_demos])
-    cached = task_evidence(store, task.id).get("loo") or {}
+    cached = task_evidence(store, task.key).get("loo") or {}
     if cached.get("key") == key:
         return cached, Usage()
     measured, usage = measure_loo_icl(model, task, notes, max_demos=ctx.max_demos, seed=ctx.seed)
-    update_evidence(store, task.id, loo=measured | {"key": key})
+    update_evidence(store, task.key, loo=measured | {"key": key})
     return measured, usage
 
 
@@ -108,14 +108,14 @@ def _route(state: State, runtime: Runtime[Context], bound: ModelBackend | None) 
     usage = Usage()
     evidence = dict(state.get("evidence") or {})
     if not evidence:  # first visit: measure once per query
-        stored = task_evidence(store, task.id)
+        stored = task_evidence(store, task.key)
         per_model = model_evidence(store, model.name, task.type)
         evidence = {
             "demos": len(task.train),
             "samples": ctx.samples,
             "reflect_rounds": ctx.reflect_rounds,
             "ttt_views": ctx.ttt_views,
-            "outcomes": task_outcomes(store, task.id, "icl"),
+            "outcomes": task_outcomes(store, task.key, "icl"),
             "model": model.name,
             "can_adapt": model.capabilities.adapt,
             "can_score": model.capabilities.score,

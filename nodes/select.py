@@ -276,11 +276,11 @@ def make_select_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph n
         model = resolve_model(ctx, bound)
         task = Task.model_validate(state["task"])
         store = runtime.store if runtime is not None else None
-        notes = list(dict.fromkeys([*state.get("notes", []), *task_notes(store, task.id)]))
+        notes = list(dict.fromkeys([*state.get("notes", []), *task_notes(store, task.key)]))
         samples = max(ctx.samples, 2)
         usage = Usage()
         trace: list[dict[str, Any]] = []
-        evidence = task_evidence(store, task.id)
+        evidence = task_evidence(store, task.key)
         if _stored_dg(evidence, task, model):
             trace.append(
                 {
@@ -304,7 +304,7 @@ def make_select_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph n
             usage += dg.usage
             update_evidence(
                 store,
-                task.id,
+                task.key,
                 dg_diff=round(dg.dg_diff, 4),
                 select_acc=round(dg.select_acc, 4),
                 gen_acc=round(dg.gen_acc, 4),

@@ -79,7 +79,7 @@ def test_costs_cover_every_node(task):
 
 def test_store_notes_reach_the_state_and_outcomes_are_recorded(task):
     store = InMemoryStore()
-    store.put(NOTES_NS, task.id, {"notes": ["Mirror around the centre."]})
+    store.put(NOTES_NS, task.key, {"notes": ["Mirror around the centre."]})
     g = build_graph(model=ScriptedBackend(["9807\n"]), store=store)
     snapshots = list(
         g.stream(
@@ -93,7 +93,7 @@ def test_store_notes_reach_the_state_and_outcomes_are_recorded(task):
         )
     )
     assert snapshots[-1]["data"]["notes"] == ["Colour 0 is background.", "Mirror around the centre."]
-    records = store.search(("mockingbird", "outcomes", task.id))
+    records = store.search(("mockingbird", "outcomes", task.key))
     assert [r.value["correct"] for r in records] == [True]
     # the next query of the same task sees that outcome as evidence
     again = run_query(g, task, 0, context=Context(strategy="icl", samples=1))

@@ -140,7 +140,9 @@ def test_a_terminal_session_answers_one_run_and_skips_another(db, tiny_checkpoin
     t1 = final_state(db, "t1")
     assert t1["expert"] == {"action": "answer", "answer": [[9, 8, 0, 7]], "expert": "ada"}
     assert t1["strategy"] == "expert" and t1["correct"] is True
-    assert task_examples(open_store(db), "reverse") == [{"input": [[7, 0, 8, 9]], "output": [[9, 8, 0, 7]]}]
+    assert task_examples(open_store(db), reverse_task().key) == [
+        {"input": [[7, 0, 8, 9]], "output": [[9, 8, 0, 7]]}
+    ]
     assert [r.thread for r in Reviewer(db).waiting()] == ["t2"]  # skipped: still waiting
 
 
@@ -165,7 +167,7 @@ def test_batch_reviews_every_waiting_run_of_one_task_and_a_note_predicts_again(d
     assert final_state(db, "r1")["expert"] == {"action": "accept", "candidate": 1, "expert": "lin"}
     r2 = final_state(db, "r2")
     assert r2["expert"]["expert"] == "lin" and r2["attempts"][-1]["strategy"] == "expert"
-    assert "Read the row from right to left." in task_notes(open_store(db), "reverse")
+    assert "Read the row from right to left." in task_notes(open_store(db), reverse_task().key)
     assert [r.thread for r in Reviewer(db).waiting()] == ["o1"]  # another task's run is not in the batch
 
 

@@ -121,7 +121,9 @@ def test_a_same_origin_post_resumes_the_run_and_records_the_answer(serve, db):
     assert status == 303 and headers["location"] == "/?done=w1"
     _, _, page = request(server, "GET", "/?done=w1")
     assert "0 run(s) waiting" in page and "resumed: done" in page and "(correct)" in page
-    assert task_examples(open_store(db), "reverse") == [{"input": [[7, 0, 8, 9]], "output": [[9, 8, 0, 7]]}]
+    assert task_examples(open_store(db), reverse_task().key) == [
+        {"input": [[7, 0, 8, 9]], "output": [[9, 8, 0, 7]]}
+    ]
     state = open_checkpointer(db).get_tuple({"configurable": {"thread_id": "w1", "checkpoint_ns": ""}})
     assert state is not None and state.checkpoint["channel_values"]["expert"]["expert"] == "ada"
 
