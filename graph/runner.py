@@ -95,6 +95,10 @@ def check_thread_owner(thread_id: str, values: dict[str, Any], task: Task, query
         )
 
 
+class ThreadBusyError(InvalidInputError):
+    """Another process is running or resuming the thread now (one line; the run is untouched)."""
+
+
 def run_query(
     graph: CompiledStateGraph[Any, Any, Any, Any],
     task: Task,
@@ -120,7 +124,36 @@ def run_query(
         on_event: Receives trace events as nodes run.
         resume: An expert's reply to a run of ``thread_id`` that waits for review
             (``Command(resume=...)``); validate it first with :func:`nodes.expert.parse_reply`.
+
+    Raises:
+        ThreadBusyError: Another process runs or resumes ``thread_id`` now (SQLite checkpointer:
+            a thread runs in one process at a time, see :class:`graph.storage.ThreadLeases`).
     """
+    from graph.storage import ThreadBusy, ThreadLeases
+
+    leases = ThreadLeases.for_saver(graph.checkpointer) if thread_id else None
+    if leases is None or thread_id is None:
+        return _run_query(graph, task, query_index, context, query_input, target, thread_id, on_event, resume)
+    try:
+        with leases.hold(thread_id):  # only taking the lease raises ThreadBusy
+            return _run_query(
+                graph, task, query_index, context, query_input, target, thread_id, on_event, resume
+            )
+    except ThreadBusy as exc:
+        raise ThreadBusyError(str(exc)) from None
+
+
+def _run_query(
+    graph: CompiledStateGraph[Any, Any, Any, Any],
+    task: Task,
+    query_index: int,
+    context: Context,
+    query_input: Any,
+    target: Any,
+    thread_id: str | None,
+    on_event: EventSink | None,
+    resume: Any,
+) -> QueryResult:
     if query_input is None:
         q = task.test[query_index]
         query_input, target = q.input, q.target

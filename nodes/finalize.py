@@ -12,12 +12,11 @@ from graph.context import Context
 from graph.state import State
 from nodes.common import (
     OUTCOMES_NS,
+    add_observed_gains,
     cost_entry,
     memory_key,
     query_key,
     record_model_evidence,
-    task_evidence,
-    update_evidence,
 )
 from tasks.scoring import exact_match
 
@@ -74,10 +73,5 @@ def _learn(store: Any, state: State, target: Any) -> None:
         baseline = hit.get("icl", evidence.get("loo_icl"))
         if baseline is not None:
             gains = {s: h - float(baseline) for s, h in hit.items() if s != "icl"}
-    if gains:
-        observed = dict(task_evidence(store, memory_key(task)).get("observed") or {})
-        for s, gain in gains.items():
-            n, total = observed.get(s, [0, 0.0])
-            observed[s] = [n + 1, total + gain]
-        update_evidence(store, memory_key(task), observed=observed)
+    add_observed_gains(store, memory_key(task), gains)
     record_model_evidence(store, model, gains=gains, costs=costs, task_type=task.get("type"))
