@@ -132,7 +132,8 @@ def test_json_results_and_resume_by_thread(task_file, tiny_checkpoint, tmp_path)
         ("reverse", 1, "icl"),
     ]
     assert results[0]["thread_id"] == "demo:reverse:0"
-    assert results[0]["target"] == [[9, 8, 0, 7]] and results[0]["correct"] in (True, False)
+    assert results[0]["target"] == [[9, 8, 0, 7]]
+    assert results[0]["correct"] is (results[0]["answer"] == [[9, 8, 0, 7]])  # scored, not just a bool
     assert "Summary" in first.stderr and "chose icl" in first.stderr
     again = json.loads(run_cli(*args).stdout)
     assert [r["resumed"] for r in again] == ["finished earlier"] * 2

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pexpect  # the test extra: drives the terminal sessions
 import pytest
 
 from graph.builder import build_graph
@@ -27,8 +28,6 @@ from nodes.common import task_examples, task_notes
 from nodes.prepare import InvalidInputError
 from tests.graph.conftest import ScriptedBackend, reverse_task
 from tests.graph.test_cli import ROOT, assert_user_error, run_cli
-
-pexpect = pytest.importorskip("pexpect", reason="pexpect drives the terminal sessions")
 
 
 def make_waiting(db: Path, model_spec: str, runs: dict[str, str]) -> None:

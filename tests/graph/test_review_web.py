@@ -225,8 +225,11 @@ def test_the_review_flag_serves_the_page(db, tmp_path):
 
     make_waiting(db)
     root = Path(__file__).resolve().parents[2]
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "graph.review", "--db", str(db), "--web", "--port", "0", "--token", TOKEN],
+        [sys.executable, "-m", "graph.review", "--db", str(db), "--web", "--port", "0", "--token-file",
+         str(token_file)],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "NO_COLOR": "1", "HOME": str(tmp_path),
              "PYTHONPATH": str(root)},
@@ -236,6 +239,7 @@ def test_the_review_flag_serves_the_page(db, tmp_path):
         line = proc.stdout.readline()
         assert line.startswith("Review page: http://127.0.0.1:") and "?token=<your token>" in line
         assert TOKEN not in line  # the token is the starter's; it is never echoed
+        assert TOKEN not in Path(f"/proc/{proc.pid}/cmdline").read_text()  # nor shown by `ps`
         port = int(line.split("127.0.0.1:")[1].split("/")[0])
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         conn.request("GET", "/api/waiting", headers={"Authorization": f"Token {TOKEN}"})
@@ -245,6 +249,27 @@ def test_the_review_flag_serves_the_page(db, tmp_path):
         proc.wait(timeout=30)
 
 
+def test_the_token_comes_from_a_file_or_the_environment(tmp_path, monkeypatch, caplog):
+    from graph.review import review_token
+
+    assert review_token(None, None) is None
+    monkeypatch.setenv("MOCKINGBIRD_REVIEW_TOKEN", "from-env")
+    assert review_token(None, None) == "from-env"
+    (tmp_path / "t").write_text("  from-file\n")
+    monkeypatch.setenv("MOCKINGBIRD_REVIEW_TOKEN_FILE", str(tmp_path / "t"))
+    assert review_token(None, None) == "from-file"
+    (tmp_path / "u").write_text("from-flag-file")
+    assert review_token(str(tmp_path / "u"), None) == "from-flag-file"
+    with caplog.at_level(logging.WARNING):
+        assert review_token(None, "on-the-command-line") == "on-the-command-line"
+    assert "visible to other users in `ps`" in caplog.text and "on-the-command-line" not in caplog.text
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(SettingsError, match=r"^--token-file: .*empty is empty$"):
+        review_token(str(tmp_path / "empty"), None)
+    with pytest.raises(SettingsError, match=r"^--token-file: cannot read .*nope"):
+        review_token(str(tmp_path / "nope"), None)
+
+
 def _chromium_or_skip() -> Any:
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     if not CHROMIUM.exists() and not shutil.which("chromium"):
@@ -252,6 +277,7 @@ def _chromium_or_skip() -> Any:
     return playwright
 
 
+@pytest.mark.required_in_ci("chromium (apt) and playwright")
 def test_the_page_in_headless_chromium_answers_a_run(serve, db):
     sync_api = _chromium_or_skip()
     make_waiting(db, ("w2",))
@@ -294,6 +320,7 @@ def test_the_page_in_headless_chromium_answers_a_run(serve, db):
     }  # fmt: skip
 
 
+@pytest.mark.required_in_ci("chromium (apt) and playwright")
 def test_chromium_refuses_a_form_posted_from_another_origin(serve, tmp_path):
     """A page of another local origin submits a reply form to the review server: refused."""
     import functools

@@ -348,6 +348,7 @@ def transformers_server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPath
 
 
 @pytest.mark.slow
+@pytest.mark.required_in_ci("transformers[serving]")
 def test_real_transformers_serve(transformers_server: str, tiny_checkpoint: Path) -> None:
     # A pinned server only accepts its own model name: the path as given on its command line.
     b = OpenAIBackend(str(tiny_checkpoint), base_url=transformers_server, api_key="unused", timeout_s=60)
@@ -360,6 +361,7 @@ def test_real_transformers_serve(transformers_server: str, tiny_checkpoint: Path
 
 
 @pytest.mark.slow
+@pytest.mark.required_in_ci("transformers[serving]")
 def test_real_server_rejects_wrong_model_without_retry(transformers_server: str) -> None:
     b = OpenAIBackend("no-such-model", base_url=transformers_server, api_key="unused", timeout_s=30)
     with pytest.raises(ModelError) as info:

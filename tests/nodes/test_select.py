@@ -132,7 +132,8 @@ def test_select_on_a_real_tiny_model(tiny_checkpoint, upper_task: Task, tmp_path
     out = run_node(make_select_node(model), task, store=store, context=Context(samples=3, temperature=1.5))
     ev = task_evidence(store, task.key)
     assert ev["dg_n"] == 3 and ev["dg_diff"] == pytest.approx(ev["select_acc"] - ev["gen_acc"], abs=1e-3)
-    assert 0.0 <= out["confidence"] <= 1.0 and out["costs"][0]["prompt_tokens"] > 0
+    assert f"confidence {out['confidence']:.2f}" in out["trace"][-1]["message"]
+    assert (out["answer"] is None) == (out["confidence"] == 0.0) and out["costs"][0]["prompt_tokens"] > 0
     store.conn.close()
     # the selection itself, checked against the model's own scores
     result = Selector(model).forward(task, "gh", notes=[], n=4, temperature=1.5, seed=1)
