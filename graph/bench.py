@@ -10,7 +10,7 @@ Example::
 Every task file under ``--tasks`` (any supported format; sub-folders are task types) is run
 through the graph (for each model of a comma-separated ``--model`` list and each strategy of a
 comma-separated ``--strategy`` list, side by side); the table shows per type: accuracy with a
-95 % bootstrap interval over queries, seconds and tokens per query, and GPT-4's published score
+95 % Wilson interval over queries, seconds and tokens per query, and GPT-4's published score
 where one exists. Besides the graph's strategies, ``--strategy`` takes bench-only *variants*
 (:data:`VARIANTS`): ``ttt-noaug`` is ``ttt`` with ``ttt_augment`` off (the "without augmentation
 and voting" arm). The JSON has every run and, per model, each run's accuracy and seconds relative
@@ -45,7 +45,13 @@ from graph.bench_report import (
     oracle,
     standing,
 )
-from graph.cli_common import add_context_flags, context_from_args, run_cli, setup_logging
+from graph.cli_common import (
+    add_context_flags,
+    check_output_file,
+    context_from_args,
+    run_cli,
+    setup_logging,
+)
 from graph.context import Context
 from graph.errors import SettingsError
 from graph.runner import QueryResult
@@ -103,11 +109,11 @@ class BenchReport(BaseModel):
 
 
 def summarize(name: str, results: list[QueryResult], gpt4: float | None = None) -> TypeRow:
-    """Accuracy, bootstrap interval and costs over ``results``."""
-    from tasks.scoring import bootstrap_ci
+    """Accuracy, Wilson interval and costs over ``results``."""
+    from tasks.scoring import proportion_ci
 
     flags = [bool(r.correct) for r in results]
-    lo, hi = bootstrap_ci(flags)
+    lo, hi = proportion_ci(flags)
     n = max(len(results), 1)
     return TypeRow(
         type=name,
@@ -150,6 +156,9 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise SettingsError(f"--limit: must be at least 1, got {args.limit}")
+    # Outputs are checked before the run: a missing folder must not cost a whole benchmark.
+    json_out = check_output_file(args.json_out, "--json")
+    plot_out = check_output_file(args.plot, "--plot")
     specs = [s.strip() for s in (args.model or "").split(",") if s.strip()] or [None]
     requested = [s.strip() for s in (args.strategy or "").split(",") if s.strip()] or [None]
     tasks = load_any(Path(args.tasks), k_shot=args.k_shot)
@@ -208,9 +217,10 @@ def _bench(args: argparse.Namespace) -> int:
             for m, p in points.items()
             if "oracle" in p
         ]
-        plot(drawn, Path(args.plot), f"{', '.join(dict.fromkeys(r.model for r in reports))} · {args.tasks}")
+        title = f"{', '.join(dict.fromkeys(r.model for r in reports))} · {args.tasks}"
+        plot(drawn, plot_out or Path(args.plot), title)
         console.print(f"plot: {args.plot}")
-    if args.json_out:
+    if json_out is not None:
         payload = {
             "runs": [r.model_dump(mode="json") for r in reports],
             "vs_icl": vs_icl(reports),
@@ -219,7 +229,10 @@ def _bench(args: argparse.Namespace) -> int:
             },
             "router": {m: x.model_dump(mode="json") for m, x in standings.items()},
         }
-        Path(args.json_out).write_text(json.dumps(payload, indent=2) + "\n")
+        try:
+            json_out.write_text(json.dumps(payload, indent=2) + "\n")
+        except OSError as exc:
+            raise SettingsError(f"--json: cannot write {json_out}: {exc.strerror}") from None
     return 0
 
 
@@ -322,8 +335,8 @@ def bench_one(
     )
     measured = [
         float(ev["dg_diff"])
-        for tid in dict.fromkeys(t.id for t, _ in jobs)
-        if "dg_diff" in (ev := task_evidence(store, tid))
+        for key in dict.fromkeys(t.key for t, _ in jobs)
+        if "dg_diff" in (ev := task_evidence(store, key))
     ]
     return BenchReport(
         dg_diff=round(sum(measured) / len(measured), 4) if measured else None,

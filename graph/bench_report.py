@@ -98,7 +98,7 @@ def oracle(results_by_strategy: dict[str, list[Any]]) -> Point:
         results_by_strategy: strategy -> per-query results (``correct``, ``seconds``, ``tokens``),
             all in the same query order.
     """
-    from tasks.scoring import bootstrap_ci
+    from tasks.scoring import proportion_ci
 
     runs = list(results_by_strategy.values())
     if not runs:
@@ -112,7 +112,7 @@ def oracle(results_by_strategy: dict[str, list[Any]]) -> Point:
         flags.append(bool(right))
         seconds += pick.seconds
         tokens += pick.tokens
-    lo, hi = bootstrap_ci(flags)
+    lo, hi = proportion_ci(flags)
     return Point(
         label="oracle",
         accuracy=sum(flags) / max(n, 1),

@@ -3,9 +3,45 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+
+
+def in_ci() -> bool:
+    """Whether the tests run in CI (``.ci/run`` sets ``CI=true``, as CI services do)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """In CI a skip of a test marked ``required_in_ci`` is a failure: CI installs the component
+    (Chromium, ``transformers serve``...), so a skip there means the claim went untested."""
+    outcome = yield
+    report = outcome.get_result()
+    marker = item.get_closest_marker("required_in_ci")
+    if report.skipped and marker is not None and in_ci() and not hasattr(report, "wasxfail"):
+        component = marker.args[0] if marker.args else "a required component"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where {component} must be installed: {reason}"
+
+
+#: Variables that configure runs: a developer's shell (or CI) must not change what tests see.
+SETTINGS_ENV = ("MOCKINGBIRD_", "OPENAI_API_KEY", "OPENAI_BASE_URL")
+
+
+@pytest.fixture(autouse=True)
+def _no_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clear ``MOCKINGBIRD_*`` and the OpenAI variables; a test that needs one sets it itself.
+
+    ``.env`` files never reach tests either: library code does not read them (only the CLIs do,
+    from their working directory, and the CLI tests run in a fresh temporary one).
+    """
+    for name in list(os.environ):
+        if name.startswith(SETTINGS_ENV):
+            monkeypatch.delenv(name)
 
 
 def build_tiny_checkpoint(path: Path, *, compact: bool = True, seed: int = 0) -> Path:

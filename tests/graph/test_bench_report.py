@@ -47,6 +47,7 @@ def test_standing_against_the_best_fixed_strategy():
     assert not standing(fixed, _p("auto", 0.5, 5.0), _p("oracle", 0.6, 4.0)).meets_target  # 50 % of compute
 
 
+@pytest.mark.required_in_ci("matplotlib (the test extra)")
 def test_plot_writes_a_png(tmp_path):
     pytest.importorskip("matplotlib")
     out = plot([_p("icl", 0.2, 0.1), _p("ttt", 0.5, 10.0), _p("oracle", 0.6, 4.0)], tmp_path / "p.png", "t")

@@ -61,3 +61,23 @@ def test_checkpoints_use_strict_serialization(db):
     # the file is a real SQLite database with LangGraph's tables
     tables = {r[0] for r in sqlite3.connect(db).execute("select name from sqlite_master where type='table'")}
     assert {"checkpoints", "writes"} <= tables
+
+
+def test_a_thread_answers_only_its_own_task_and_query(task, db):
+    import pytest
+
+    from nodes.prepare import InvalidInputError
+    from tests.graph.conftest import reverse_task
+
+    model = ScriptedBackend(["9807\n"])
+    g = build_graph(model=model, checkpointer=open_checkpointer(db), store=open_store(db))
+    ctx = Context(strategy="icl", samples=1)
+    first = run_query(g, task, 0, context=ctx, thread_id="x")
+    calls = len(model.calls)
+    with pytest.raises(InvalidInputError, match="--thread x: belongs to task reverse and another query"):
+        run_query(g, task, 1, context=ctx, thread_id="x")  # another query of the task
+    with pytest.raises(InvalidInputError, match="another task"):
+        run_query(g, reverse_task("other"), 0, context=ctx, thread_id="x")
+    assert len(model.calls) == calls  # refused before anything ran
+    again = run_query(g, task, 0, context=ctx, thread_id="x")  # its own query: the stored answer
+    assert again.resumed == "finished earlier" and again.answer == first.answer
