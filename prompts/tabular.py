@@ -50,6 +50,8 @@ CLASS_SYMBOLS = "".join(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in "IO"
 
 
 def _key(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value + '"' if value.isascii() and value.isalnum() else json.dumps(value)
     return json.dumps(value, sort_keys=True)
 
 
@@ -110,6 +112,9 @@ class FeatureCodec:
     bins: Bins = field(default_factory=Bins)
     categories: list[Any] = field(default_factory=list)  # symbol i = CATEGORY_SYMBOLS[i]
 
+    def __post_init__(self) -> None:
+        self._symbols = {_key(c): CATEGORY_SYMBOLS[i] for i, c in enumerate(self.categories)}
+
     @classmethod
     def fit(cls, name: str, values: list[Any], bins: int = BINS) -> FeatureCodec:
         present = [v for v in values if v is not None]
@@ -126,9 +131,7 @@ class FeatureCodec:
                 return UNSEEN
             digit = self.bins.digit(float(value))
             return UNSEEN if digit is None else str(digit)
-        keys = [_key(c) for c in self.categories]
-        k = _key(value)
-        return CATEGORY_SYMBOLS[keys.index(k)] if k in keys else UNSEEN
+        return self._symbols.get(_key(value), UNSEEN)
 
     def decode(self, symbol: str) -> Any:
         """A category, a ``(low, high)`` interval for a digit, or ``None`` (missing / unknown)."""
@@ -149,6 +152,9 @@ class TableCodec:
     classes: list[Any] = field(default_factory=list)  # symbol i = CLASS_SYMBOLS[i]
     target_bins: Bins = field(default_factory=Bins)
     target_means: dict[int, float] = field(default_factory=dict)  # digit -> mean label
+
+    def __post_init__(self) -> None:
+        self._symbols = {_key(c): CLASS_SYMBOLS[i] for i, c in enumerate(self.classes)}
 
     @classmethod
     def fit(
@@ -208,9 +214,7 @@ class TableCodec:
                 return UNSEEN
             digit = self.target_bins.digit(float(value))
             return UNSEEN if digit is None else str(digit)
-        keys = [_key(c) for c in self.classes]
-        k = _key(value)
-        return CLASS_SYMBOLS[keys.index(k)] if k in keys else UNSEEN
+        return self._symbols.get(_key(value), UNSEEN)
 
     def decode_label(self, text: str) -> Any | None:
         """The label a symbol stands for (the first non-blank character of ``text``); else ``None``."""
