@@ -8,7 +8,13 @@ Every table comes from a random generating mechanism, drawn per table:
   effects or siblings of the target;
 * ``tree``: a random decision tree over independent features (axis-aligned splits, random leaf
   values);
-* ``linear``: a random linear function of the features (the logistic-regression world).
+* ``linear``: a random linear function of the features (the logistic-regression world);
+* ``blobs`` (classification only): one Gaussian cluster per class in a few latent factors, the
+  features noisy mixtures of them (iris-like tables).
+
+With ``factors_p`` the features of the first three are also noisy mixtures of 1-4 latent factors
+that the mechanism maps to the target: real tables have few underlying dimensions behind many
+redundant columns, which is what makes them learnable from a few dozen rows.
 
 Then, per table: 1-30 features; a share of irrelevant features (independent noise); a share of
 categorical features (a numeric feature cut at random quantiles into 2-6 categories named in a
@@ -45,7 +51,7 @@ from prompts.tabular import TableCodec
 from tasks.schema import Task
 from tasks.tabular import stratified_split
 
-MECHANISMS = ("scm", "tree", "linear")
+MECHANISMS = ("scm", "tree", "linear", "blobs")
 
 
 @dataclass(kw_only=True)
@@ -63,9 +69,11 @@ class PriorConfig:
     categorical_max: float = 0.5  # up to this share of its features then
     missing_p: float = 0.2  # chance a table has missing values
     missing_max: float = 0.1  # up to this share of its cells then
-    label_noise_max: float = 0.1  # classification: up to this share of labels flipped
-    noise_max: float = 0.5  # regression / latent: noise sd up to this x the signal's sd
-    imbalance: tuple[float, float] = (0.5, 5.0)  # Dirichlet concentration of class shares (low = skewed)
+    label_noise_max: float = 0.05  # classification: up to this share of labels flipped
+    noise_max: float = 0.3  # regression / latent: noise sd up to this x the signal's sd
+    factors_p: float = 0.6  # chance the features are noisy mixtures of a few latent factors
+    max_factors: int = 4  # at most this many factors then
+    imbalance: tuple[float, float] = (1.0, 8.0)  # Dirichlet concentration of class shares (low = skewed)
     max_chars: int = 1000  # longest episode text (the embedded model's context is 1,024 tokens)
 
     def __post_init__(self) -> None:
@@ -109,9 +117,9 @@ def _scm(rng: np.random.Generator, n: int, f: int) -> tuple[np.ndarray, np.ndarr
     """A random MLP as a causal graph: features and the target are random nodes of it."""
     layers = int(rng.integers(1, 4))
     width = max(f + 1, int(rng.integers(8, 33)))
-    noise = rng.uniform(0.01, 0.3)
+    noise = rng.uniform(0.01, 0.2)
     act = _activation(rng)
-    h = rng.normal(size=(n, int(rng.integers(2, 9))))
+    h = rng.normal(size=(n, int(rng.integers(1, 5))))  # few root causes: nodes share information
     nodes = []
     for _ in range(layers):
         w = rng.normal(scale=1.0 / np.sqrt(h.shape[1]), size=(h.shape[1], width))
@@ -129,7 +137,7 @@ def _scm(rng: np.random.Generator, n: int, f: int) -> tuple[np.ndarray, np.ndarr
 def _tree(rng: np.random.Generator, n: int, f: int) -> tuple[np.ndarray, np.ndarray]:
     """A random decision tree over independent features."""
     x = rng.normal(size=(n, f)) if rng.random() < 0.5 else rng.uniform(-2, 2, size=(n, f))
-    depth = int(rng.integers(1, 6))
+    depth = int(rng.integers(1, 4))  # deeper trees are not learnable from a few dozen rows
     y = np.zeros(n)
 
     def grow(idx: np.ndarray, d: int) -> None:
@@ -160,6 +168,15 @@ def _round(value: float) -> float:
     return float(f"{value:.3g}")
 
 
+def _mix(rng: np.random.Generator, base: np.ndarray, f: int) -> np.ndarray:
+    """``f`` redundant, noisy features as random (sometimes nonlinear) mixtures of ``base``'s columns."""
+    x = base @ rng.normal(size=(base.shape[1], f))
+    if rng.random() < 0.5:
+        x = _activation(rng)(x)
+    spread = x.std(axis=0) + 1e-9
+    return x + rng.normal(size=x.shape) * rng.uniform(0.05, 0.8, size=f) * spread
+
+
 def sample_table(rng: np.random.Generator, n_rows: int, cfg: PriorConfig | None = None) -> SyntheticTable:
     """Draw one table of ``n_rows`` rows from the prior.
 
@@ -170,10 +187,34 @@ def sample_table(rng: np.random.Generator, n_rows: int, cfg: PriorConfig | None 
     """
     cfg = cfg or PriorConfig()
     f = int(rng.integers(cfg.features[0], cfg.features[1] + 1))
-    mechanism = cfg.mechanisms[int(rng.integers(len(cfg.mechanisms)))]
+    regression = rng.random() < cfg.regression_p
+    mechanisms = [m for m in cfg.mechanisms if not (regression and m == "blobs")] or ["linear"]
+    mechanism = mechanisms[int(rng.integers(len(mechanisms)))]
     n_irrelevant = int(rng.integers(0, int(cfg.irrelevant_max * f) + 1)) if f > 1 else 0
     n_relevant = f - n_irrelevant
-    x, latent = {"scm": _scm, "tree": _tree, "linear": _linear}[mechanism](rng, n_rows, n_relevant)
+    c = int(rng.integers(cfg.classes[0], cfg.classes[1] + 1))
+    shares = rng.dirichlet(np.full(c, rng.uniform(*cfg.imbalance)))
+    shares = np.maximum(shares, 1.0 / n_rows)  # every class can occur
+    shares = shares / shares.sum()
+    factors = 0
+    classes: np.ndarray | None = None
+    if mechanism == "blobs":
+        # one Gaussian cluster per class in a few latent factors, seen through noisy mixtures
+        factors = int(rng.integers(1, min(cfg.max_factors, n_relevant) + 1))
+        classes = rng.choice(c, size=n_rows, p=shares)
+        means = rng.normal(scale=rng.uniform(0.5, 3.0), size=(c, factors))
+        x = _mix(rng, means[classes] + rng.normal(size=(n_rows, factors)), n_relevant)
+        latent = np.zeros(n_rows)
+    else:
+        make = {"scm": _scm, "tree": _tree, "linear": _linear}[mechanism]
+        if rng.random() < cfg.factors_p:
+            # few latent factors behind many redundant, noisy features (real tables look like this):
+            # the mechanism maps the factors to the target, random mixtures map them to the features
+            factors = int(rng.integers(1, min(cfg.max_factors, n_relevant) + 1))
+            base, latent = make(rng, n_rows, factors)
+            x = _mix(rng, base, n_relevant)
+        else:
+            x, latent = make(rng, n_rows, n_relevant)
     x = np.concatenate([x, rng.normal(size=(n_rows, n_irrelevant))], axis=1)[:, rng.permutation(f)]
     x = x * rng.lognormal(0, 1, size=f) + rng.normal(0, 2, size=f)  # each column its own scale
     latent = (latent - latent.mean()) / (latent.std() + 1e-9)
@@ -188,7 +229,7 @@ def sample_table(rng: np.random.Generator, n_rows: int, cfg: PriorConfig | None 
             cuts = np.quantile(x[:, j], np.sort(rng.uniform(0, 1, size=k - 1)))
             codes = np.searchsorted(cuts, x[:, j])
             letters = rng.permutation(k)
-            columns[j] = [f"c{letters[c]}" for c in codes]
+            columns[j] = [f"c{letters[code]}" for code in codes]
     missing = 0.0
     if rng.random() < cfg.missing_p:
         missing = rng.uniform(0, cfg.missing_max)
@@ -199,18 +240,17 @@ def sample_table(rng: np.random.Generator, n_rows: int, cfg: PriorConfig | None 
     meta: dict[str, Any] = {
         "mechanism": mechanism,
         "features": f,
+        "factors": factors,
         "irrelevant": n_irrelevant,
         "categorical": n_cat,
         "missing": round(missing, 3),
     }
-    if rng.random() < cfg.regression_p:
+    if regression:
         scale, shift = rng.lognormal(0, 1.5), rng.normal(0, 10)
         return SyntheticTable(rows, [_round(v * scale + shift) for v in latent], "regression", meta)
-    c = int(rng.integers(cfg.classes[0], cfg.classes[1] + 1))
-    shares = rng.dirichlet(np.full(c, rng.uniform(*cfg.imbalance)))
-    shares = np.maximum(shares, 1.0 / n_rows)  # every class can occur
-    cuts = np.quantile(latent, np.cumsum(shares / shares.sum())[:-1])
-    classes = rng.permutation(c)[np.searchsorted(cuts, latent)]
+    if classes is None:  # cut the latent target at the class shares' quantiles, in a random order
+        cuts = np.quantile(latent, np.cumsum(shares)[:-1])
+        classes = rng.permutation(c)[np.searchsorted(cuts, latent)]
     flip = rng.uniform(0, cfg.label_noise_max)
     noisy = rng.random(n_rows) < flip
     classes[noisy] = rng.integers(c, size=int(noisy.sum()))

@@ -42,7 +42,7 @@ def test_tables_cover_the_priors_ranges():
     assert min(widths) >= 1 and max(widths) <= 30 and len(set(widths)) > 20
     classes = [len({e.output for e in t.train}) for t in tasks if t.function.target_type == "classification"]
     assert min(classes) >= 1 and max(classes) <= 6 and {2, 3, 4, 5, 6} <= set(classes)
-    assert {t.type for t in tasks} == {"prior_scm", "prior_tree", "prior_linear"}
+    assert {t.type for t in tasks} == {"prior_scm", "prior_tree", "prior_linear", "prior_blobs"}
     cells = [v for t in tasks for e in t.train for v in e.input.values()]
     assert any(v is None for v in cells)  # missing values
     assert any(isinstance(v, str) for v in cells)  # categorical features
@@ -119,3 +119,19 @@ def test_command_line_writes_loadable_tables(tmp_path):
     tasks = load_any(tmp_path, k_shot=8)
     assert len(tasks) == 4 and all(t.kind == "tabular" for t in tasks)
     assert main(["--out", str(tmp_path), "--tables", "0"]) == 2
+
+
+def test_the_prior_has_signal_a_learner_can_read_from_sixteen_rows():
+    """Logistic regression on the 16 demonstrations beats the majority class on the queries:
+    tables whose labels the features do not predict would teach a model to ignore the rows."""
+    pytest.importorskip("sklearn")
+    from graph.baselines import run_baseline
+
+    cfg = PriorConfig(queries=8, regression_p=0.0)
+    hits: dict[str, list[bool]] = {"logreg": [], "majority": []}
+    for i in range(80):
+        task = sample_task(77, i, cfg, demos=16)
+        for name, flags in hits.items():
+            flags += [bool(r.correct) for r in run_baseline(name, task, list(range(len(task.test))))]
+    logreg, majority = (sum(hits[n]) / len(hits[n]) for n in ("logreg", "majority"))
+    assert logreg > majority + 0.08, (logreg, majority)
