@@ -21,6 +21,17 @@ same queries, adds the **oracle** (each query's cheapest correct fixed strategy 
 prints how the router stands against the best fixed strategy (:mod:`graph.bench_report`);
 ``--plot PATH`` draws accuracy against seconds per query. The DG-DIFF column is the mean, over the
 run's tasks, of the selection-minus-generation accuracy the ``select`` node measured.
+
+Tables (CSV, JSONL, Parquet; each file is its own type): ``--seeds N`` draws N demonstration
+splits per table (seeds ``--seed`` .. ``--seed + N - 1``; task ids ``<table>@seed<s>``),
+``--queries N`` caps the queries of each split, and ``--baselines knn,logreg,gbm`` (classification)
+or ``knnreg,ridge`` (regression) fits scikit-learn on exactly the demonstrations the model saw and
+answers the same queries (:mod:`graph.baselines`); each baseline is a run like a strategy's, of
+model ``sklearn``. For regression tables accuracy means *within tolerance* (``--tolerance``) and
+the tables add mean absolute error and R² (an unparseable answer counts as the demonstrations'
+mean label)::
+
+    python -m graph.bench --tasks DIR --k-shot 16 --seeds 5 --queries 50 --baselines knn,logreg,gbm
 """
 
 from __future__ import annotations
@@ -47,10 +58,12 @@ from graph.bench_report import (
 )
 from graph.cli_common import (
     add_context_flags,
+    add_table_flags,
     check_output_file,
     context_from_args,
     run_cli,
     setup_logging,
+    table_kwargs,
 )
 from graph.context import Context
 from graph.errors import SettingsError
@@ -91,6 +104,8 @@ class TypeRow(BaseModel):
     seconds_per_query: float
     tokens_per_query: float
     gpt4: float | None = None
+    mae: float | None = None  # regression tables: mean absolute error
+    r2: float | None = None  # regression tables: coefficient of determination
 
 
 class BenchReport(BaseModel):
@@ -108,10 +123,33 @@ class BenchReport(BaseModel):
     calibration: Calibration | None = None  # how often an answer at the router's threshold was wrong
 
 
-def summarize(name: str, results: list[QueryResult], gpt4: float | None = None) -> TypeRow:
-    """Accuracy, Wilson interval and costs over ``results``."""
-    from tasks.scoring import proportion_ci
+def summarize(
+    name: str,
+    results: list[QueryResult],
+    gpt4: float | None = None,
+    *,
+    regression_means: dict[str, float] | None = None,
+) -> TypeRow:
+    """Accuracy, Wilson interval and costs over ``results``.
 
+    Args:
+        name: The row's name.
+        results: The queries' results.
+        gpt4: GPT-4's published score, if any.
+        regression_means: Task id -> mean demonstration label of the regression tasks: their
+            results also get MAE and R² (an unparseable answer counts as that mean).
+    """
+    from tasks.scoring import as_number, proportion_ci, regression_metrics
+
+    mae = r2 = None
+    numeric = [r for r in results if regression_means and r.task_id in regression_means]
+    if numeric and len(numeric) == len(results):
+        predicted = [
+            p if (p := as_number(r.answer)) is not None else regression_means[r.task_id]  # type: ignore[index]
+            for r in numeric
+        ]
+        metrics = regression_metrics(predicted, [float(as_number(r.target) or 0.0) for r in numeric])
+        mae, r2 = round(metrics["mae"], 4), round(metrics["r2"], 4)
     flags = [bool(r.correct) for r in results]
     lo, hi = proportion_ci(flags)
     n = max(len(results), 1)
@@ -125,6 +163,8 @@ def summarize(name: str, results: list[QueryResult], gpt4: float | None = None) 
         seconds_per_query=sum(r.seconds for r in results) / n,
         tokens_per_query=sum(r.tokens for r in results) / n,
         gpt4=gpt4,
+        mae=mae,
+        r2=r2,
     )
 
 
@@ -133,8 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tasks", required=True, help="folder (or file) of tasks; sub-folders = types")
     parser.add_argument("--limit", type=int, help="at most this many tasks per type")
     parser.add_argument("--json", dest="json_out", help="write the numbers to this JSON file")
-    parser.add_argument("--k-shot", type=int, default=3, help="demonstrations from BBH/CSV files")
+    parser.add_argument("--k-shot", type=int, default=3, help="demonstrations from BBH files and tables")
     parser.add_argument("--plot", help="with several strategies: write accuracy vs cost (PNG) here")
+    parser.add_argument("--seeds", type=int, default=1, help="tables: demonstration splits per table (1)")
+    parser.add_argument("--queries", type=int, help="tables: at most this many queries per split")
+    parser.add_argument(
+        "--baselines",
+        help="tables: scikit-learn baselines on the same demonstrations and queries, comma-separated: "
+        "knn, logreg, gbm, majority (classification); knnreg, ridge, mean (regression)",
+    )
+    add_table_flags(parser)
     add_context_flags(parser)
     return parser
 
@@ -150,18 +198,23 @@ def main(argv: list[str] | None = None) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from graph.baselines import parse_baselines
     from graph.router import check_strategy
     from nodes.common import resolve_model
-    from tasks.loaders import load_any
 
     if args.limit is not None and args.limit < 1:
         raise SettingsError(f"--limit: must be at least 1, got {args.limit}")
     # Outputs are checked before the run: a missing folder must not cost a whole benchmark.
     json_out = check_output_file(args.json_out, "--json")
     plot_out = check_output_file(args.plot, "--plot")
+    if args.seeds < 1:
+        raise SettingsError(f"--seeds: must be at least 1, got {args.seeds}")
+    if args.queries is not None and args.queries < 1:
+        raise SettingsError(f"--queries: must be at least 1, got {args.queries}")
+    baselines = parse_baselines(args.baselines)
     specs = [s.strip() for s in (args.model or "").split(",") if s.strip()] or [None]
     requested = [s.strip() for s in (args.strategy or "").split(",") if s.strip()] or [None]
-    tasks = load_any(Path(args.tasks), k_shot=args.k_shot)
+    tasks = load_splits(Path(args.tasks), args)
     by_type: dict[str, list[Task]] = defaultdict(list)
     for t in tasks:
         by_type[t.type or "untyped"].append(t)
@@ -197,13 +250,15 @@ def _bench(args: argparse.Namespace) -> int:
     if args.plot and len(runs) < 2:
         raise SettingsError("--plot: needs at least two strategies or models to compare")
     reports = [bench_one(model, ctx, jobs, str(args.tasks), variant=st) for model, ctx, st in runs]
+    reports += [bench_baseline(name, jobs, str(args.tasks)) for name in baselines]
+    reports = [r for r in reports if r.results]  # a baseline that fits none of the tables
     console = Console()
     for report in reports:
         console.print(detail_table(report))
     console.print(calibration_table(reports))
     if len(reports) > 1:
         console.print(comparison_table(reports))
-    points, standings = compare_strategies(reports)
+    points, standings = compare_strategies(reports, every_run=bool(baselines))
     if points:
         console.print(strategy_table(points, reports))
     for model_name, stand in standings.items():
@@ -236,6 +291,87 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_splits(path: Path, args: argparse.Namespace) -> list[Task]:
+    """The tasks under ``path``; each table once per seed of ``--seeds`` (ids ``<table>@seed<s>``)."""
+    from graph.cli_common import context_from_args
+    from tasks.loaders import load_any
+    from tasks.tabular import TABLE_SUFFIXES
+
+    base = context_from_args(args, strategy="icl").seed
+    kwargs = table_kwargs(args) | {"k_shot": args.k_shot, "queries": args.queries}
+    tasks: list[Task] = []
+    for i in range(args.seeds):
+        for task in load_any(path, seed=base + i, **kwargs):
+            table = task.kind == "tabular" and Path(task.source or "").suffix.lower() in TABLE_SUFFIXES
+            if not table and i > 0:
+                continue  # other task files have no split to redraw
+            if table and args.seeds > 1:
+                task = task.model_copy(update={"id": f"{task.id}@seed{base + i}"})
+            tasks.append(task)
+    return tasks
+
+
+def regression_means(tasks: list[Task]) -> dict[str, float]:
+    """Task id -> mean demonstration label, for the regression tables among ``tasks``."""
+    from tasks.scoring import as_number, is_regression
+
+    out = {}
+    for t in tasks:
+        if is_regression(t):
+            values = [v for e in t.train if (v := as_number(e.output)) is not None]
+            out[t.id] = sum(values) / len(values) if values else 0.0
+    return out
+
+
+def bench_baseline(name: str, jobs: list[tuple[Task, int]], tasks_dir: str) -> BenchReport:
+    """A scikit-learn baseline on the jobs' tasks it applies to, as a run of model ``sklearn``."""
+    from graph.baselines import applies, run_baseline
+
+    by_task: dict[str, tuple[Task, list[int]]] = {}
+    for task, index in jobs:
+        if applies(name, task):
+            by_task.setdefault(task.id, (task, []))[1].append(index)
+    results: dict[str, list[QueryResult]] = defaultdict(list)
+    for task, indices in by_task.values():
+        results[task.type or "untyped"] += run_baseline(name, task, indices)
+    return _report("sklearn", name, name, tasks_dir, results, [t for t, _ in by_task.values()])
+
+
+def _report(
+    model: str,
+    strategy: str,
+    variant: str,
+    tasks_dir: str,
+    results: dict[str, list[QueryResult]],
+    tasks: list[Task],
+    calibration_threshold: float | None = None,
+    **extra: Any,
+) -> BenchReport:
+    """Rows per type and overall (with GPT-4 and regression metrics where they apply), and the
+    calibration at the router's threshold when one is given."""
+    means = regression_means(tasks)
+    rows = [summarize(k, results[k], GPT4_1DARC.get(k), regression_means=means) for k in sorted(results)]
+    everything = [r for k in sorted(results) for r in results[k]]
+    gpt4_known = [row.gpt4 for row in rows if row.gpt4 is not None]
+    overall = summarize(
+        "overall",
+        everything,
+        sum(gpt4_known) / len(gpt4_known) if len(gpt4_known) == len(rows) else None,
+        regression_means=means,
+    )
+    return BenchReport(
+        model=model,
+        strategy=strategy,
+        variant=variant,
+        tasks_dir=tasks_dir,
+        rows=rows,
+        overall=overall,
+        results=everything,
+        calibration=None if calibration_threshold is None else calibration(everything, calibration_threshold),
+        **extra,
+    )
+
+
 def _point(label: str, row: TypeRow) -> Point:
     return Point(
         label=label,
@@ -248,18 +384,19 @@ def _point(label: str, row: TypeRow) -> Point:
 
 
 def compare_strategies(
-    reports: list[BenchReport],
+    reports: list[BenchReport], *, every_run: bool = False
 ) -> tuple[dict[str, dict[str, Point]], dict[str, RouterStanding]]:
     """Per model: each run's overall point, the oracle over its fixed strategies, the router's standing.
 
     The oracle needs at least one fixed strategy (of :data:`ALL_FIXED`) and the standing also needs
-    an ``auto`` run; models with a single run get no entry (nothing to compare).
+    an ``auto`` run; models with a single run get no entry (nothing to compare) unless ``every_run``
+    (baselines are there to compare with).
     """
     points: dict[str, dict[str, Point]] = {}
     standings: dict[str, RouterStanding] = {}
     for model_name in dict.fromkeys(r.model for r in reports):
         mine = [r for r in reports if r.model == model_name]
-        if len(mine) < 2:
+        if len(mine) < 2 and not every_run:
             continue
         pts = {r.variant or r.strategy: _point(r.variant or r.strategy, r.overall) for r in mine}
         fixed = {r.variant: r.results for r in mine if r.variant in ALL_FIXED}
@@ -327,28 +464,21 @@ def bench_one(
         for task, index in jobs:
             results[task.type or "untyped"].append(run_query(graph, task, index, context=ctx))
             progress.advance(bar)
-    rows = [summarize(k, results[k], GPT4_1DARC.get(k)) for k in sorted(results)]
-    everything = [r for k in sorted(results) for r in results[k]]
-    gpt4_known = [row.gpt4 for row in rows if row.gpt4 is not None]
-    overall = summarize(
-        "overall", everything, sum(gpt4_known) / len(gpt4_known) if len(gpt4_known) == len(rows) else None
-    )
     measured = [
         float(ev["dg_diff"])
         for key in dict.fromkeys(t.key for t, _ in jobs)
         if "dg_diff" in (ev := task_evidence(store, key))
     ]
-    return BenchReport(
+    return _report(
+        model.name,
+        ctx.strategy,
+        variant or ctx.strategy,
+        tasks_dir,
+        results,
+        list({t.id: t for t, _ in jobs}.values()),
         dg_diff=round(sum(measured) / len(measured), 4) if measured else None,
         dg_tasks=len(measured),
-        model=model.name,
-        strategy=ctx.strategy,
-        variant=variant or ctx.strategy,
-        tasks_dir=tasks_dir,
-        rows=rows,
-        overall=overall,
-        results=everything,
-        calibration=calibration(everything, ctx.confidence_threshold),
+        calibration_threshold=ctx.confidence_threshold,
     )
 
 
@@ -379,7 +509,10 @@ def calibration_table(reports: list[BenchReport]) -> Table:
 def detail_table(report: BenchReport) -> Table:
     """Per type: accuracy with its interval, cost per query, GPT-4's score."""
     table = Table(title=f"{report.model} · strategy {report.variant or report.strategy} · {report.tasks_dir}")
-    for col in ["type", "n", "exact match", "95% CI", "s/query", "tokens/query", "GPT-4"]:
+    regression = any(row.mae is not None for row in report.rows)
+    columns = ["type", "n", "accuracy" if regression else "exact match", "95% CI", "s/query", "tokens/query"]
+    columns += ["MAE", "R²"] if regression else []
+    for col in [*columns, "GPT-4"]:
         table.add_column(col, justify="left" if col == "type" else "right")
     for row in [*report.rows, report.overall]:
         table.add_row(
@@ -387,28 +520,47 @@ def detail_table(report: BenchReport) -> Table:
             str(row.queries),
             f"{row.accuracy:.1%}",
             f"{row.ci_low:.0%}–{row.ci_high:.0%}",
-            f"{row.seconds_per_query:.2f}",
+            f"{row.seconds_per_query:.3f}"
+            if row.seconds_per_query < 0.01
+            else f"{row.seconds_per_query:.2f}",
             f"{row.tokens_per_query:.0f}",
+            *(_regression_cells(row) if regression else []),
             "" if row.gpt4 is None else f"{row.gpt4:.1f}%",
             style="bold" if row.type == "overall" else None,
         )
     return table
 
 
+def _regression_cells(row: TypeRow) -> list[str]:
+    if row.mae is None or row.r2 is None:
+        return ["", ""]
+    return [f"{row.mae:.4g}", f"{row.r2:.3f}"]
+
+
 def comparison_table(reports: list[BenchReport]) -> Table:
     """Runs side by side (the ablation view): accuracy [95 % CI] and seconds per query, per type."""
-    table = Table(title="side by side: exact match [95% CI] · seconds per query")
+    table = Table(title="side by side: accuracy [95% CI] · seconds per query (· MAE for regression)")
     table.add_column("type")
     for report in reports:
         table.add_column(f"{report.model} · {report.variant or report.strategy}", justify="right")
     table.add_column("GPT-4", justify="right")
-    for i, row in enumerate([*reports[0].rows, reports[0].overall]):
+    names = list(dict.fromkeys(row.type for report in reports for row in report.rows))
+    for name in [*names, "overall"]:
         cells = []
+        row = reports[0].overall
         for report in reports:
-            r = [*report.rows, report.overall][i]
-            cells.append(f"{r.accuracy:.0%} [{r.ci_low:.0%}, {r.ci_high:.0%}] · {r.seconds_per_query:.1f}s")
+            found = next((x for x in [*report.rows, report.overall] if x.type == name), None)
+            if found is None:
+                cells.append("—")  # e.g. a classifier baseline on a regression table
+                continue
+            row = found
+            mae = "" if found.mae is None else f" · MAE {found.mae:.4g}"
+            cells.append(
+                f"{found.accuracy:.0%} [{found.ci_low:.0%}, {found.ci_high:.0%}] · "
+                f"{found.seconds_per_query:.{3 if found.seconds_per_query < 0.05 else 1}f}s{mae}"
+            )
         table.add_row(
-            row.type,
+            name,
             *cells,
             "" if row.gpt4 is None else f"{row.gpt4:.1f}%",
             style="bold" if row.type == "overall" else None,

@@ -54,6 +54,44 @@ def add_context_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
 
 
+def add_table_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags of tabular tasks (CSV, JSONL, Parquet files)."""
+    parser.add_argument(
+        "--label-column", help="label column of a table (default: label/target/class/y, else the last)"
+    )
+    parser.add_argument(
+        "--task-type",
+        choices=("auto", "classification", "regression"),
+        default="auto",
+        help="tables: classification or regression (default: decided by the label's values)",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        help="tables, regression: an answer within this many standard deviations of the "
+        "demonstrations' labels counts as right (default 0.25)",
+    )
+    parser.add_argument(
+        "--stratify",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="tables, classification: draw demonstrations stratified by class (default on)",
+    )
+
+
+def table_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Loader keyword arguments from :func:`add_table_flags` (checked)."""
+    tolerance = getattr(args, "tolerance", None)
+    if tolerance is not None and tolerance < 0:
+        raise SettingsError(f"--tolerance: must be 0 or positive, got {tolerance}")
+    return {
+        "label_column": getattr(args, "label_column", None),
+        "task_type": getattr(args, "task_type", "auto"),
+        "tolerance": tolerance,
+        "stratify": getattr(args, "stratify", True),
+    }
+
+
 def context_from_args(args: argparse.Namespace, **override: Any) -> Context:
     """A Context from flags (``override`` wins; ``None`` means unset); unset fields fall back to
     the environment (and ``.env``), then defaults. A given flag wins even when it equals the default."""

@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from graph.cli_common import (
     add_context_flags,
+    add_table_flags,
     context_from_args,
     parse_json_flag,
     run_cli,
     setup_logging,
+    table_kwargs,
 )
 from graph.errors import SettingsError
 from graph.settings import EXAMPLES_DIR, db_path, load_dotenv_file
@@ -48,14 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--task",
-        help="task file or folder (ARC/1D-ARC, BBH, CSV/JSONL, task JSON); default: the bundled examples",
+        help="task file or folder (ARC/1D-ARC, BBH, CSV/JSONL/Parquet tables, task JSON); "
+        "default: the bundled examples",
     )
     parser.add_argument("--query", help="a query input as JSON (instead of the task's test queries)")
     parser.add_argument("--target", help="the expected output for --query, as JSON (for scoring)")
     parser.add_argument(
-        "--k-shot", type=int, default=3, help="demonstrations taken from BBH/CSV files (default 3)"
+        "--k-shot", type=int, default=3, help="demonstrations taken from BBH files and tables (default 3)"
     )
-    parser.add_argument("--label-column", help="label column of a CSV/JSONL task")
     parser.add_argument("--thread", help="thread id: checkpointed, resumable by running again with it")
     parser.add_argument("--limit", type=int, help="answer at most this many queries")
     parser.add_argument("--json", action="store_true", help="print machine-readable results on stdout")
@@ -68,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "instead of asking here; the default without a terminal",
     )
     parser.add_argument("--expert", help="your name, recorded with answers given here (default: login name)")
+    add_table_flags(parser)
     add_context_flags(parser)
     return parser
 
@@ -99,7 +102,10 @@ def _run(args: argparse.Namespace) -> int:
     query = parse_json_flag(args.query, "--query")
     target = parse_json_flag(args.target, "--target")
     tasks = load_any(
-        Path(args.task) if args.task else EXAMPLES_DIR, k_shot=args.k_shot, label_column=args.label_column
+        Path(args.task) if args.task else EXAMPLES_DIR,
+        k_shot=args.k_shot,
+        seed=ctx.seed,
+        **table_kwargs(args),
     )
     jobs = [(t, i) for t in tasks for i in ([0] if query is not None else range(len(t.test)))]
     if not jobs:

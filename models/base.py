@@ -7,7 +7,10 @@ serialization. Nodes do::
 
     rendered = model.renderer.render(parts)
     gen = model.generate(rendered, n=4, temperature=0.7)
-    answers = [model.renderer.parse(s.text, parts.kind) for s in gen.samples]
+    answers = [model.renderer.parse(s.text, parts.kind, parts) for s in gen.samples]
+
+``parse`` and ``format_value`` take the prompt's parts where a renderer's symbols depend on them
+(the compact table format fits its symbols on the demonstrations); others ignore them.
 
 Capabilities say what a backend can do beyond ``generate``: ``score`` (log-likelihood of given
 candidates), ``adapt`` (temporary LoRA adapters, used by test-time training) and whether
@@ -125,11 +128,14 @@ class Renderer(Protocol):
         """Build the prompt."""
         ...
 
-    def parse(self, text: str, kind: TaskKind) -> Any | None:
-        """Parse a completion into a value of ``kind``; ``None`` when it cannot be parsed."""
+    def parse(self, text: str, kind: TaskKind, parts: PromptParts | None = None) -> Any | None:
+        """Parse a completion into a value of ``kind``; ``None`` when it cannot be parsed.
+
+        ``parts`` are the parts the prompt was rendered from (needed where symbols depend on them).
+        """
         ...
 
-    def format_value(self, value: Any, kind: TaskKind) -> str:
+    def format_value(self, value: Any, kind: TaskKind, parts: PromptParts | None = None) -> str:
         """Write a value the way this renderer expects answers (used for scoring candidates)."""
         ...
 

@@ -181,14 +181,16 @@ def episode_segments(
     for any other renderer (chat prompts) only the last output carries the loss.
     """
 
-    def prompt(j: int) -> str:
-        parts = PromptParts(
+    def parts(j: int) -> PromptParts:
+        return PromptParts(
             kind=task.kind, function=task.function, notes=task.notes, demos=demos[:j], query=demos[j].input
         )
-        return model.renderer.render(parts).text or ""
 
-    def target(j: int) -> str:
-        return model.renderer.format_value(demos[j].output, task.kind)
+    def prompt(j: int) -> str:
+        return model.renderer.render(parts(j)).text or ""
+
+    def target(j: int) -> str:  # with its prompt's parts: a table's label symbols depend on them
+        return model.renderer.format_value(demos[j].output, task.kind, parts(j))
 
     last = len(demos) - 1
     whole = prompt(last)
@@ -509,15 +511,15 @@ def _predict(
     usage = Usage()
     for view in views:
         seen = augment_task(task.model_copy(update={"test": []}), view)
-        shown = view.apply(query) if task.kind == "grid" else query
+        shown = view.apply(query) if task.kind in ("grid", "tabular") else query
         parts = PromptParts(
             kind=task.kind, function=task.function, notes=task.notes, demos=seen.train, query=shown
         )
         gen = model.generate(model.renderer.render(parts), n=1, temperature=0.0)
         usage += gen.usage
         logprob = gen.samples[0].logprob
-        answer = model.renderer.parse(gen.samples[0].text, task.kind)
-        if answer is not None and task.kind == "grid":
+        answer = model.renderer.parse(gen.samples[0].text, task.kind, parts)
+        if answer is not None and task.kind in ("grid", "tabular"):  # a table view renames labels
             try:
                 answer = view.inverse(answer)
             except ValueError:  # a ragged answer cannot be transposed back

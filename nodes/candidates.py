@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from graph.state import Candidate
-from models.base import Generation, Renderer
+from models.base import Generation, PromptParts, Renderer
 from tasks.schema import TaskKind
 
 
@@ -19,8 +19,12 @@ def _key(answer: Any) -> str:
     return json.dumps(answer, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def aggregate(gen: Generation, renderer: Renderer, kind: TaskKind) -> list[Candidate]:
+def aggregate(
+    gen: Generation, renderer: Renderer, kind: TaskKind, parts: PromptParts | None = None
+) -> list[Candidate]:
     """Group the samples of ``gen`` by parsed answer, most votes first.
+
+    ``parts`` are the prompt's parts, for renderers whose answer symbols depend on them (tables).
 
     Ties are broken by the first sample's order (the greedy sample comes first), then by
     log-probability. Unparseable samples are grouped as one ``None`` candidate, always last
@@ -29,7 +33,7 @@ def aggregate(gen: Generation, renderer: Renderer, kind: TaskKind) -> list[Candi
     groups: dict[str, Candidate] = {}
     order: dict[str, int] = {}
     for i, sample in enumerate(gen.samples):
-        answer = renderer.parse(sample.text, kind)
+        answer = renderer.parse(sample.text, kind, parts)
         key = _key(answer)
         if key not in groups:
             groups[key] = Candidate(answer=answer, text=sample.text, votes=0, logprob=sample.logprob)

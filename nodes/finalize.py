@@ -18,16 +18,17 @@ from nodes.common import (
     query_key,
     record_model_evidence,
 )
-from tasks.scoring import exact_match
+from tasks.scoring import is_correct
 
 
 def finalize(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Exact-match scoring (where a target exists) and an outcome record for the router."""
+    """Scoring where a target exists (exact match; within tolerance for regression) and an outcome
+    record for the router."""
     started = time.perf_counter()
     task = state["task"]
     query = state["query"]
     target = query.get("target")
-    correct = None if target is None else exact_match(task["kind"], state.get("answer"), target)
+    correct = None if target is None else is_correct(task, state.get("answer"), target)
     store = runtime.store if runtime else None
     if store is not None:
         # Outcomes are the router's evidence in later queries of this task (one record per query).
@@ -39,7 +40,7 @@ def finalize(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
                 "correct": correct,
                 # each strategy tried, scored on its own, so ICL's record is not hidden by escalation
                 "attempts": {
-                    a["strategy"]: None if target is None else exact_match(task["kind"], a["answer"], target)
+                    a["strategy"]: None if target is None else is_correct(task, a["answer"], target)
                     for a in state.get("attempts", [])
                 },
                 "confidence": state.get("confidence"),
@@ -69,7 +70,7 @@ def _learn(store: Any, state: State, target: Any) -> None:
     costs = {a["strategy"]: (a["seconds"], a["tokens"]) for a in attempts}
     gains: dict[str, float] = {}
     if target is not None:
-        hit = {a["strategy"]: float(exact_match(task["kind"], a["answer"], target)) for a in attempts}
+        hit = {a["strategy"]: float(is_correct(task, a["answer"], target)) for a in attempts}
         baseline = hit.get("icl", evidence.get("loo_icl"))
         if baseline is not None:
             gains = {s: h - float(baseline) for s, h in hit.items() if s != "icl"}

@@ -53,7 +53,7 @@ class ICLPredictor:
                 usage=gen.usage + extra.usage,
                 seconds=gen.seconds + extra.seconds,
             )
-        return aggregate(gen, self.model.renderer, task.kind), gen
+        return aggregate(gen, self.model.renderer, task.kind, parts), gen
 
 
 def make_icl_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph node

@@ -49,7 +49,7 @@ from nodes.icl import ICLPredictor
 from nodes.loo import leave_one_out
 from prompts.compact import correction_note, parse_correction
 from tasks.schema import Task
-from tasks.scoring import exact_match
+from tasks.scoring import is_correct
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class Reflector:
             )
             usage += gen.usage
             answer = candidates[0]["answer"] if candidates else None
-            if not exact_match(task.kind, answer, demo.output):
+            if not is_correct(task, answer, demo.output):
                 text = gen.samples[0].text if gen.samples else ""
                 mistakes.append(Mistake(input=demo.input, output=demo.output, answer=answer, text=text))
         n = len(task.train)

@@ -32,7 +32,7 @@ from nodes.common import (
 from nodes.icl import ICLPredictor
 from nodes.loo import leave_one_out
 from tasks.schema import Task
-from tasks.scoring import exact_match
+from tasks.scoring import is_correct
 
 #: Leave-one-out predictions at most (their cost grows with the number of demonstrations).
 LOO_MAX = 8
@@ -66,7 +66,7 @@ def measure_loo_icl(
         )
         usage, seconds, n = usage + gen.usage, seconds + gen.seconds, n + 1
         answer = candidates[0]["answer"] if candidates else None
-        hits += int(exact_match(task.kind, answer, example.output))
+        hits += int(is_correct(task, answer, example.output))
     return {
         "acc": hits / n if n else 0.0,
         "n": n,

@@ -42,7 +42,7 @@ from nodes.common import (
 from nodes.icl import ICLPredictor
 from nodes.loo import leave_one_out
 from tasks.schema import Task
-from tasks.scoring import exact_match
+from tasks.scoring import is_correct
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,9 @@ class Selector:
             seed=seed,
         )
         renderer = self.model.renderer
-        greedy = renderer.parse(gen.samples[0].text, task.kind) if gen.samples else None
+        demos = task.train[:max_demos] if max_demos else task.train
+        parts = PromptParts(kind=task.kind, function=task.function, notes=notes, demos=demos, query=query)
+        greedy = renderer.parse(gen.samples[0].text, task.kind, parts) if gen.samples else None
         total = len(gen.samples)
         options = [i for i, c in enumerate(candidates) if c["answer"] is not None]
         base: dict[str, Any] = {"greedy": greedy, "samples": total, "usage": gen.usage}
@@ -146,8 +148,6 @@ class Selector:
                 message="one distinct answer: nothing to select",
                 **base,
             )
-        demos = task.train[:max_demos] if max_demos else task.train
-        parts = PromptParts(kind=task.kind, function=task.function, notes=notes, demos=demos, query=query)
         if self.model.capabilities.score:
             return self._by_score(candidates, options, parts, base)
         if renderer.name == "chat":
@@ -159,7 +159,7 @@ class Selector:
     ) -> SelectionResult:
         renderer = self.model.renderer
         prompt = renderer.render(parts)
-        texts = [renderer.format_value(candidates[i]["answer"], parts.kind) for i in options]
+        texts = [renderer.format_value(candidates[i]["answer"], parts.kind, parts) for i in options]
         scores = self.model.score(prompt, texts)
         best = max(range(len(options)), key=lambda k: (scores[k], -k))  # ties: more votes first
         order = sorted(range(len(options)), key=lambda k: (-scores[k], k))
@@ -254,8 +254,8 @@ def measure_dg_diff(
             seed=seed + i,
         )
         usage += result.usage
-        gen_ok += exact_match(task.kind, result.greedy, demo.output)
-        sel_ok += exact_match(task.kind, result.answer, demo.output)
+        gen_ok += is_correct(task, result.greedy, demo.output)
+        sel_ok += is_correct(task, result.answer, demo.output)
     total = len(task.train)
     gen_acc = gen_ok / total if total else 0.0
     sel_acc = sel_ok / total if total else 0.0

@@ -60,14 +60,24 @@ def encode_value(value: Any, kind: TaskKind) -> str:
         kind: The task kind.
 
     Returns:
-        Compact JSON for grids, lists and mappings; plain one-line text for strings and scalars of
-        text or tabular tasks.
+        Compact JSON for grids, lists and mappings; a table row as ``name=value, ...`` (the
+        role-play function's keyword arguments; ``None`` = missing); plain one-line text for strings
+        and scalars of text or tabular tasks.
     """
+    if kind == "tabular" and isinstance(value, dict):
+        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items())
     if kind in ("grid", "list") or isinstance(value, (dict, list)):
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     if isinstance(value, str):
         return _one_line(value)
     return json.dumps(value)
+
+
+def _cell(value: Any) -> str:
+    """One table cell: numbers and None as Python writes them, text as a one-line repr."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)
+    return repr(_one_line(str(value)))
 
 
 class ChatRenderer:
@@ -106,7 +116,7 @@ class ChatRenderer:
             max_new_tokens=max_new,
         )
 
-    def parse(self, text: str, kind: TaskKind) -> Any | None:
+    def parse(self, text: str, kind: TaskKind, parts: PromptParts | None = None) -> Any | None:
         """Extract the answer from a completion.
 
         The answer is read after the last ``Output:`` that yields a valid value (models sometimes
@@ -117,6 +127,7 @@ class ChatRenderer:
         Args:
             text: The model's completion.
             kind: The task kind.
+            parts: The prompt's parts: a regression table's answer is read as a number.
 
         Returns:
             The value, validated with :func:`tasks.schema.check_value`, or ``None``.
@@ -129,10 +140,14 @@ class ChatRenderer:
         for segment in segments:
             value = _parse_segment(_strip_fences(segment), kind)
             if value is not None:
+                if kind == "tabular" and parts is not None and parts.function.target_type == "regression":
+                    from tasks.scoring import as_number  # a regression answer is a number
+
+                    return as_number(value)
                 return value
         return None
 
-    def format_value(self, value: Any, kind: TaskKind) -> str:
+    def format_value(self, value: Any, kind: TaskKind, parts: PromptParts | None = None) -> str:
         """An answer as the model is asked to write it (used to score candidates)."""
         return encode_value(value, kind)
 

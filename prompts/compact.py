@@ -7,7 +7,9 @@ only, one character per cell::
     I0505000O                <- the query; the model writes the output and a newline
 
 Grids write each row as digits, rows separated by ``/``; lists as comma-separated items; text as
-is (newlines become spaces); tabular inputs as ``name=value`` pairs separated by ``;``. The role-play
+is (newlines become spaces). Tables get their own one-character-per-cell format with symbols fitted
+on the prompt's demonstrations (:mod:`prompts.tabular`); :func:`encode_value` still writes a row as
+``name=value`` pairs separated by ``;`` where no demonstrations are at hand. The role-play
 description and prose notes are not part of this format: the embedded model was never trained on
 prose. The training script (``models/train.py``) uses exactly these functions, so what the model
 sees at inference is what it saw in training.
@@ -26,6 +28,7 @@ import string
 from typing import Any
 
 from models.base import PromptParts, RenderedPrompt
+from prompts.tabular import TableCodec, encode_table
 from tasks.schema import TaskKind, check_value
 
 INPUT_MARK = "I"
@@ -170,15 +173,38 @@ class CompactRenderer:
     def render(self, parts: PromptParts) -> RenderedPrompt:
         """Demonstrations, corrections from the notes, then the open query; stops at the newline."""
         pairs = [(d.input, d.output) for d in parts.demos] + corrections(parts.notes, parts.kind)
+        if parts.kind == "tabular" and isinstance(parts.query, dict):
+            text, _ = encode_table(pairs, parts.query, regression=_regression(parts))
+            return RenderedPrompt(text=text, stop=[END], max_new_tokens=2)  # a symbol and the newline
         text = "".join(encode_pair(i, o, parts.kind, self.indexed) for i, o in pairs)
         text += encode_query(parts.query, parts.kind, self.indexed)
         max_new = max(8, len(encode_value(parts.query, parts.kind, self.indexed)) * 3 + 8)
         return RenderedPrompt(text=text, stop=[END], max_new_tokens=max_new)
 
-    def parse(self, text: str, kind: TaskKind) -> Any | None:
-        """See :func:`decode_value`."""
+    def parse(self, text: str, kind: TaskKind, parts: PromptParts | None = None) -> Any | None:
+        """See :func:`decode_value`; a table's label symbol decodes with the prompt's ``parts``."""
+        codec = _table_codec(parts) if kind == "tabular" else None
+        if codec is not None:
+            return codec.decode_label(text)
         return decode_value(text, kind, self.indexed)
 
-    def format_value(self, value: Any, kind: TaskKind) -> str:
-        """An answer as the model would write it, newline included."""
+    def format_value(self, value: Any, kind: TaskKind, parts: PromptParts | None = None) -> str:
+        """An answer as the model would write it, newline included (a table's label as its symbol)."""
+        codec = _table_codec(parts) if kind == "tabular" else None
+        if codec is not None:
+            return codec.encode_label(value) + END
         return encode_value(value, kind, self.indexed) + END
+
+
+def _regression(parts: PromptParts) -> bool:
+    return parts.function.target_type == "regression"
+
+
+def _table_codec(parts: PromptParts | None) -> TableCodec | None:
+    """The symbols of a table prompt, fitted as :meth:`CompactRenderer.render` fits them."""
+    if parts is None or parts.kind != "tabular" or not isinstance(parts.query, dict):
+        return None
+    pairs = [(d.input, d.output) for d in parts.demos] + corrections(parts.notes, parts.kind)
+    return TableCodec.fit(
+        [r for r, _ in pairs], [y for _, y in pairs], regression=_regression(parts), columns=list(parts.query)
+    )

@@ -2,7 +2,10 @@
 
 An augmenter transforms every grid of a task the same way, so the task's rule stays consistent
 (a mirrored task is a task too), and has a real :meth:`Augmenter.inverse`, so a prediction made
-in the augmented view maps back to the original one. Augmenters compose (:class:`Chain`), take an
+in the augmented view maps back to the original one. Tables have their own views
+(:class:`TableView`): the demonstrations' row order, the column order and a permutation of the
+class labels, each with a real inverse; a permuted label predicted in the view maps back to the
+file's label. Augmenters compose (:class:`Chain`), take an
 explicit RNG when they are drawn (:func:`sample_views`), and predictions are voted on grouped by
 the transform family that produced them (:func:`hierarchical_vote`), as in Akyürek et al. (2025).
 
@@ -25,7 +28,11 @@ from tasks.schema import Grid, Task
 
 
 class Augmenter:
-    """A grid transformation with an exact inverse."""
+    """A transformation of a task's values with an exact inverse.
+
+    ``apply`` transforms an input, ``apply_output`` an output (the same transform for grids) and
+    ``inverse`` undoes ``apply_output``, mapping a prediction made in the view back.
+    """
 
     #: Name shown in traces; equal names mean equal transforms.
     name: str = "identity"
@@ -33,12 +40,16 @@ class Augmenter:
     family: str = "identity"
 
     def apply(self, grid: Grid) -> Grid:
-        """Transform one grid."""
-        return [list(row) for row in grid]
+        """Transform one grid (the identity leaves any other value as it is)."""
+        return [list(row) for row in grid] if isinstance(grid, list) else grid
 
     def inverse(self, grid: Grid) -> Grid:
         """Undo :meth:`apply`: ``inverse(apply(g)) == g`` for every grid."""
-        return [list(row) for row in grid]
+        return [list(row) for row in grid] if isinstance(grid, list) else grid
+
+    def apply_output(self, value: Any) -> Any:
+        """Transform an output value (grids: as :meth:`apply`)."""
+        return self.apply(value)
 
 
 class Identity(Augmenter):
@@ -157,6 +168,108 @@ class Chain(Augmenter):
         return [list(row) for row in grid]
 
 
+def _label_key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+@dataclass
+class TableView(Augmenter):
+    """A view of a table task: demonstrations reordered, columns reordered, class labels permuted.
+
+    Each part is optional and has an exact inverse: :meth:`unorder` restores the demonstrations'
+    order, :meth:`inverse_input` a row's column order, :meth:`inverse` a label. ``apply`` reorders
+    a row's columns and ``apply_output`` renames a label; the label permutation maps the classes
+    among themselves (a label outside it passes unchanged).
+
+    Args:
+        row_seed: Seed of the demonstrations' permutation (``None`` = order kept).
+        columns: The new column order (``None`` = kept); columns not listed keep their place after.
+        labels: Old label -> new label pairs, a permutation of a set of classes.
+    """
+
+    row_seed: int | None = None
+    columns: list[str] | None = None
+    labels: list[tuple[Any, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        old = sorted(_label_key(a) for a, _ in self.labels)
+        new = sorted(_label_key(b) for _, b in self.labels)
+        if old != new:
+            raise ValueError("labels must permute a set of classes among themselves")
+        self._forward = {_label_key(a): b for a, b in self.labels}
+        self._backward = {_label_key(b): a for a, b in self.labels}
+        parts = []
+        if self.row_seed is not None:
+            parts.append(f"rows{self.row_seed}")
+        if self.columns is not None:
+            parts.append("cols:" + ",".join(self.columns))
+        if any(_label_key(a) != _label_key(b) for a, b in self.labels):
+            parts.append("labels:" + ",".join(_label_key(b) for _, b in self.labels))
+        self.name = "+".join(parts) or "identity"
+        # Vote family: the column order; row orders and label names vote together within it.
+        self.family = "columns" if self.columns is not None else "identity"
+
+    def _permutation(self, n: int) -> list[int]:
+        order = list(range(n))
+        if self.row_seed is not None:
+            random.Random(self.row_seed).shuffle(order)
+        return order
+
+    def reorder(self, items: list[Any]) -> list[Any]:
+        """The demonstrations in the view's order."""
+        return [items[i] for i in self._permutation(len(items))]
+
+    def unorder(self, items: list[Any]) -> list[Any]:
+        """Undo :meth:`reorder`: ``unorder(reorder(xs)) == xs``."""
+        out: list[Any] = [None] * len(items)
+        for pos, i in enumerate(self._permutation(len(items))):
+            out[i] = items[pos]
+        return out
+
+    def apply(self, row: Any) -> Any:
+        """A row with its columns in the view's order."""
+        if self.columns is None or not isinstance(row, dict):
+            return dict(row) if isinstance(row, dict) else row
+        head = [c for c in self.columns if c in row]
+        return {c: row[c] for c in head + [c for c in row if c not in head]}
+
+    def inverse_input(self, row: dict[str, Any], original: list[str]) -> dict[str, Any]:
+        """Undo :meth:`apply` given the row's ``original`` column order."""
+        return {c: row[c] for c in original if c in row} | {c: v for c, v in row.items() if c not in original}
+
+    def apply_output(self, value: Any) -> Any:
+        """The label's name in the view."""
+        return self._forward.get(_label_key(value), value)
+
+    def inverse(self, value: Any) -> Any:
+        """The file's label for a label predicted in the view."""
+        return self._backward.get(_label_key(value), value)
+
+
+def table_classes(task: Task) -> list[Any]:
+    """The distinct labels of a classification table's demonstrations (sorted; [] for regression)."""
+    if task.kind != "tabular" or task.function.target_type == "regression":
+        return []
+    keys = sorted({_label_key(e.output) for e in task.train})
+    return [json.loads(k) for k in keys]
+
+
+def sample_table_view(rng: random.Random, task: Task) -> TableView:
+    """A random view of a table: rows reordered, and often columns reordered and labels permuted."""
+    columns = list(task.train[0].input) if task.train and isinstance(task.train[0].input, dict) else []
+    order = None
+    if len(columns) > 1 and rng.random() < 0.5:
+        order = columns[:]
+        rng.shuffle(order)
+    labels: list[tuple[Any, Any]] = []
+    classes = table_classes(task)
+    if len(classes) > 1 and rng.random() < 0.7:
+        shuffled = classes[:]
+        rng.shuffle(shuffled)
+        labels = list(zip(classes, shuffled, strict=True))
+    return TableView(row_seed=rng.randrange(1 << 30), columns=order, labels=labels)
+
+
 def is_one_dimensional(task: Task) -> bool:
     """True when every grid of the task is a single row (1D-ARC style)."""
     grids = [e.input for e in task.train] + [e.output for e in task.train] + [q.input for q in task.test]
@@ -173,12 +286,25 @@ def geometric_views(task: Task) -> list[Augmenter]:
 def sample_views(rng: random.Random, task: Task, n: int, *, colours: bool = True) -> list[Augmenter]:
     """``n`` distinct views of ``task``: the identity first, then geometric x colour chains.
 
+    Tables get :class:`TableView` s (row order, column order, label permutation) instead.
+
     Args:
         rng: The RNG every random choice comes from (reproducible views).
-        task: A grid task.
+        task: A grid or table task.
         n: How many views (fewer if the task has fewer distinct ones).
         colours: Whether to add colour permutations.
     """
+    if task.kind == "tabular":
+        table_views: list[Augmenter] = [Identity()]
+        table_seen = {"identity"}
+        for _ in range(20 * n):
+            if len(table_views) >= n:
+                break
+            view = sample_table_view(rng, task)
+            if view.name not in table_seen:
+                table_seen.add(view.name)
+                table_views.append(view)
+        return table_views
     if task.kind != "grid":
         return [Identity()]
     geometric = geometric_views(task)
@@ -199,6 +325,28 @@ def sample_views(rng: random.Random, task: Task, n: int, *, colours: bool = True
 
 def augment_task(task: Task, view: Augmenter) -> Task:
     """The whole task seen through ``view`` (demonstrations, queries and targets alike)."""
+    if task.kind == "tabular" and isinstance(view, TableView):
+        return task.model_copy(
+            update={
+                "train": view.reorder(
+                    [
+                        e.model_copy(
+                            update={"input": view.apply(e.input), "output": view.apply_output(e.output)}
+                        )
+                        for e in task.train
+                    ]
+                ),
+                "test": [
+                    q.model_copy(
+                        update={
+                            "input": view.apply(q.input),
+                            "target": None if q.target is None else view.apply_output(q.target),
+                        }
+                    )
+                    for q in task.test
+                ],
+            }
+        )
     if task.kind != "grid":
         return task
     return task.model_copy(

@@ -1,4 +1,4 @@
-"""Task loaders: ARC/1D-ARC JSON, BIG-Bench Hard JSON, tabular CSV/JSONL and the project's own JSON.
+"""Task loaders: ARC/1D-ARC JSON, BIG-Bench Hard JSON, tables (CSV/JSONL/Parquet) and the project's own JSON.
 
 Every malformed input raises :class:`~tasks.errors.TaskFileError` with one line naming the file,
 the field and what is wrong; nothing else escapes for a bad file.
@@ -11,23 +11,22 @@ Example::
 
 from __future__ import annotations
 
-import csv
 import json
-import random
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from tasks.errors import TaskFileError
-from tasks.schema import Example, MockFunction, Query, Task
+from tasks.schema import MockFunction, Task
+from tasks.tabular import TABLE_SUFFIXES, load_table_task
 
 #: File extensions the loaders understand.
-SUPPORTED = (".json", ".csv", ".jsonl")
+SUPPORTED = (".json", *TABLE_SUFFIXES)
 FORMATS_HELP = (
-    "ARC JSON {train, test}, BIG-Bench Hard JSON {examples}, task JSON {id, kind, function}, CSV or JSONL"
+    "ARC JSON {train, test}, BIG-Bench Hard JSON {examples}, task JSON {id, kind, function}, "
+    "CSV, JSONL or Parquet tables"
 )
-LABEL_COLUMNS = ("label", "target", "class", "y")
 
 ARC_FUNCTION = MockFunction(
     name="transform",
@@ -155,100 +154,16 @@ def _native(path: Path, data: Any) -> list[Task]:
     return tasks
 
 
-def _number(cell: Any) -> Any:
-    """A CSV cell as int/float where it is numeric (labels and features alike)."""
-    if not isinstance(cell, str):
-        return cell
-    text = cell.strip()
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            continue
-    return text
-
-
-def _tabular(
-    path: Path, rows: list[dict[str, Any]], *, k_shot: int, label_column: str | None, seed: int
-) -> Task:
-    if not rows:
-        raise TaskFileError(path, None, "no data rows")
-    columns = list(rows[0])
-    label = label_column or next((c for c in LABEL_COLUMNS if c in columns), None)
-    if label is None or label not in columns:
-        wanted = (
-            f"label column {label_column!r}"
-            if label_column
-            else f"a label column ({', '.join(LABEL_COLUMNS)})"
-        )
-        raise TaskFileError(path, "columns", f"no {wanted}; columns are {', '.join(columns)}")
-    features = [c for c in columns if c != label]
-    if not features:
-        raise TaskFileError(path, "columns", "no feature columns besides the label")
-    for i, row in enumerate(rows):
-        if list(row) != columns:
-            raise TaskFileError(path, f"row {i + 1}", f"has columns {list(row)}, expected {columns}")
-    if len(rows) <= k_shot:
-        raise TaskFileError(path, None, f"{len(rows)} rows leave no test query after {k_shot} shots")
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)  # a fixed shuffle: the split is reproducible
-    pairs = [({f: _number(rows[j][f]) for f in features}, _number(rows[j][label])) for j in order]
-    types = {f: type(pairs[0][0][f]).__name__ for f in features}
-    signature = f"predict({', '.join(f'{f}: {types[f]}' for f in features)}) -> {type(pairs[0][1]).__name__}"
-    return _build(
-        path,
-        {
-            "id": path.stem,
-            "kind": "tabular",
-            "type": path.parent.name or None,
-            "function": {
-                "name": "predict",
-                "signature": signature,
-                "docstring": f"Predicts '{label}' from the other columns of one row.",
-            },
-            "train": [Example(input=x, output=y).model_dump() for x, y in pairs[:k_shot]],
-            "test": [Query(input=x, target=y).model_dump() for x, y in pairs[k_shot:]],
-        },
-    )
-
-
-def _csv_rows(path: Path) -> list[dict[str, Any]]:
-    text = _read_text(path)
-    reader = csv.reader(text.splitlines())
-    try:
-        header = next(reader)
-        body = list(reader)
-    except csv.Error as exc:
-        raise TaskFileError(path, None, f"invalid CSV: {exc}") from None
-    if len(set(header)) != len(header) or any(not h.strip() for h in header):
-        raise TaskFileError(path, "header", "column names must be unique and non-empty")
-    rows = []
-    for i, cells in enumerate(body, start=2):
-        if not cells:
-            continue
-        if len(cells) != len(header):
-            raise TaskFileError(path, f"line {i}", f"has {len(cells)} cells, the header has {len(header)}")
-        rows.append(dict(zip(header, cells, strict=True)))
-    return rows
-
-
-def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for i, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TaskFileError(path, f"line {i}", f"invalid JSON: {exc.msg}") from None
-        if not isinstance(row, dict):
-            raise TaskFileError(path, f"line {i}", "expected a JSON object")
-        rows.append(row)
-    return rows
-
-
 def load_tasks(
-    path: str | Path, *, k_shot: int = 3, label_column: str | None = None, seed: int = 0
+    path: str | Path,
+    *,
+    k_shot: int = 3,
+    label_column: str | None = None,
+    seed: int = 0,
+    task_type: str | None = None,
+    queries: int | None = None,
+    tolerance: float | None = None,
+    stratify: bool = True,
 ) -> list[Task]:
     """Load the task(s) in one file, detecting the format from its extension and keys.
 
@@ -256,7 +171,11 @@ def load_tasks(
         path: The file.
         k_shot: Demonstrations taken from BIG-Bench Hard and tabular files (the rest are queries).
         label_column: The label column of a tabular file (default: label, target, class or y).
-        seed: Seed of the tabular train/test split.
+        seed: Seed of the tabular train/test split (each seed draws other demonstrations).
+        task_type: Tabular files: ``auto`` (from the label), ``classification`` or ``regression``.
+        queries: Tabular files: at most this many test queries.
+        tolerance: Tabular regression: answers within this many label standard deviations are right.
+        stratify: Tabular classification: demonstrations stratified by class (else drawn uniformly).
 
     Raises:
         TaskFileError: One line naming the file, the field and the problem.
@@ -265,10 +184,18 @@ def load_tasks(
     if k_shot < 1:
         raise TaskFileError(path, "k_shot", f"must be at least 1, got {k_shot}")
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return [_tabular(path, _csv_rows(path), k_shot=k_shot, label_column=label_column, seed=seed)]
-    if suffix == ".jsonl":
-        return [_tabular(path, _jsonl_rows(path), k_shot=k_shot, label_column=label_column, seed=seed)]
+    if suffix in TABLE_SUFFIXES:
+        data = load_table_task(
+            path,
+            k_shot=k_shot,
+            label_column=label_column,
+            seed=seed,
+            task_type=task_type,
+            queries=queries,
+            tolerance=tolerance,
+            stratify=stratify,
+        )
+        return [_build(path, data)]
     if suffix != ".json":
         if not path.exists():
             raise TaskFileError(path, None, "no such file")

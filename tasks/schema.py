@@ -82,6 +82,17 @@ class MockFunction(BaseModel):
     name: str = Field(min_length=1, description="Python-style function name, e.g. 'transform'.")
     signature: str = Field(min_length=1, description="Signature, e.g. 'transform(grid: Grid) -> Grid'.")
     docstring: str = Field(default="", description="What the function does, as far as is known.")
+    target_type: Literal["classification", "regression"] | None = Field(
+        default=None,
+        description="Tabular tasks: whether the function returns a class label or a number "
+        "(scored by exact match or within a tolerance); None = classification.",
+    )
+    tolerance: float | None = Field(
+        default=None,
+        ge=0,
+        description="Regression: an answer within this many standard deviations of the "
+        "demonstrations' labels counts as right (None = 0.25).",
+    )
 
 
 class Example(BaseModel):

@@ -80,3 +80,84 @@ def bootstrap_ci(
 ) -> tuple[float, float]:
     """The old name of :func:`proportion_ci` (a Wilson interval now; ``n_boot``/``seed`` unused)."""
     return proportion_ci(flags, alpha=alpha)
+
+
+#: Default tolerance of regression answers, in standard deviations of the demonstrations' labels.
+DEFAULT_TOLERANCE = 0.25
+
+
+def as_number(value: Any) -> float | None:
+    """A predicted or target value as a finite float (``None`` when it is not a number)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        text = normalize_text(str(value)).replace(",", "")
+        match = re.search(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?", text)
+        if match is None:
+            return None
+        number = float(match.group())
+    return number if number == number and abs(number) != float("inf") else None
+
+
+def label_scale(outputs: list[Any]) -> float:
+    """The spread of regression labels: their standard deviation (1.0 when it is 0 or unknown)."""
+    values = [v for v in (as_number(o) for o in outputs) if v is not None]
+    if len(values) < 2:
+        return 1.0
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+    return std if std > 0 else 1.0
+
+
+def within_tolerance(predicted: Any, target: Any, tolerance: float, scale: float = 1.0) -> bool:
+    """Whether a numeric answer is within ``tolerance x scale`` of the target."""
+    p, t = as_number(predicted), as_number(target)
+    if p is None or t is None:
+        return False
+    return abs(p - t) <= tolerance * scale + 1e-12
+
+
+def is_regression(task: Any) -> bool:
+    """Whether a task (a :class:`~tasks.schema.Task` or its dict) predicts a number."""
+    if isinstance(task, dict):
+        return (
+            task.get("kind") == "tabular" and (task.get("function") or {}).get("target_type") == "regression"
+        )
+    return task.kind == "tabular" and task.function.target_type == "regression"
+
+
+def is_correct(task: Any, predicted: Any, target: Any) -> bool:
+    """Whether an answer counts as right for ``task``: exact match, or for regression, within the
+    function's ``tolerance`` (default :data:`DEFAULT_TOLERANCE`) standard deviations of the task's
+    demonstration labels.
+
+    Args:
+        task: A :class:`~tasks.schema.Task` or its dict (graph state holds dicts).
+        predicted: The answer.
+        target: The expected output.
+    """
+    if isinstance(task, dict):
+        kind = task["kind"]
+        outputs = [e["output"] for e in task.get("train", [])]
+        tolerance = (task.get("function") or {}).get("tolerance")
+    else:
+        kind, outputs, tolerance = task.kind, [e.output for e in task.train], task.function.tolerance
+    if is_regression(task):
+        tol = DEFAULT_TOLERANCE if tolerance is None else float(tolerance)
+        return within_tolerance(predicted, target, tol, label_scale(outputs))
+    return exact_match(kind, predicted, target)
+
+
+def regression_metrics(predicted: list[float], targets: list[float]) -> dict[str, float]:
+    """Mean absolute error and R² (1 - residual / total sum of squares) of numeric predictions."""
+    if not targets or len(predicted) != len(targets):
+        raise ValueError("regression metrics need as many predictions as targets, at least one")
+    n = len(targets)
+    mae = sum(abs(p - t) for p, t in zip(predicted, targets, strict=True)) / n
+    mean = sum(targets) / n
+    total = sum((t - mean) ** 2 for t in targets)
+    residual = sum((p - t) ** 2 for p, t in zip(predicted, targets, strict=True))
+    r2 = 1.0 - residual / total if total > 0 else (1.0 if residual == 0 else 0.0)
+    return {"mae": mae, "r2": r2}

@@ -109,5 +109,5 @@ def test_format_value_roundtrip() -> None:
         assert "\n" not in written
         assert r.parse(written, kind) == value
     assert r.format_value([[0, 1]], "grid") == "[[0,1]]"
-    assert encode_value({"a": 1}, "tabular") == '{"a":1}'
+    assert encode_value({"a": 1, "b": "x", "c": None}, "tabular") == "a=1, b='x', c=None"
     assert encode_value(True, "tabular") == "true"

@@ -92,3 +92,70 @@ def test_hierarchical_vote_groups_by_family():
     assert ranked == [(a, round(2 / 6, 4)), (b, round(2 / 6, 4))]
     assert hierarchical_vote([("x", None)]) == []
     assert hierarchical_vote(predictions, per_family=3, top=1) == [(b, 0.5)]
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+TABLE_DIR = __import__("pathlib").Path(__file__).resolve().parents[1] / "data" / "tables"
+
+
+def fruit_task(k: int = 9) -> Task:
+    from tasks.loaders import load_tasks
+
+    return load_tasks(TABLE_DIR / "fruit.csv", k_shot=k, seed=0, queries=5)[0]
+
+
+def test_table_views_have_exact_inverses():
+    from tasks.augment import TableView
+
+    task = fruit_task()
+    columns = list(task.train[0].input)
+    view = TableView(
+        row_seed=3,
+        columns=columns[::-1],
+        labels=[("apple", "cherry"), ("banana", "apple"), ("cherry", "banana")],
+    )
+    rows = [e.input for e in task.train]
+    assert view.reorder(rows) != rows and view.unorder(view.reorder(rows)) == rows
+    for row in rows:
+        shown = view.apply(row)
+        assert list(shown) == columns[::-1] and shown == row  # same cells, other order
+        assert list(view.inverse_input(shown, columns)) == columns
+    for label in ("apple", "banana", "cherry"):
+        assert view.inverse(view.apply_output(label)) == label
+    assert view.apply_output("apple") == "cherry" and view.apply_output("kiwi") == "kiwi"
+    with pytest.raises(ValueError, match="permute"):
+        TableView(labels=[("apple", "kiwi")])
+
+
+def test_a_table_seen_through_a_view_predicts_the_same_labels_back():
+    """Render the viewed task, encode the viewed target, decode it, invert: the file's label."""
+    from models.base import PromptParts
+    from prompts.compact import CompactRenderer
+
+    task = fruit_task()
+    renderer = CompactRenderer()
+    views = sample_views(random.Random(0), task, 6)
+    assert len(views) == 6 and len({v.name for v in views}) == 6
+    assert any("labels:" in v.name for v in views) and any("cols:" in v.name for v in views)
+    texts = set()
+    for view in views:
+        seen = augment_task(task, view)
+        assert sorted(map(str, (e.output for e in seen.train))) == sorted(
+            map(str, (e.output for e in task.train))
+        )
+        for q, original in zip(seen.test, task.test, strict=True):
+            parts = PromptParts(kind="tabular", function=task.function, demos=seen.train, query=q.input)
+            texts.add(renderer.render(parts).text)
+            symbol = renderer.format_value(q.target, "tabular", parts)
+            assert view.inverse(renderer.parse(symbol, "tabular", parts)) == original.target
+    assert len(texts) > 5  # the views change what the model reads
+    assert [v.name for v in sample_views(random.Random(0), task, 6)] == [v.name for v in views]
+
+
+def test_regression_tables_are_not_label_permuted():
+    from tasks.loaders import load_tasks
+
+    task = load_tasks(TABLE_DIR / "rent.csv", k_shot=8, seed=0)[0]
+    views = sample_views(random.Random(1), task, 5)
+    assert all("labels:" not in v.name for v in views)

@@ -43,7 +43,8 @@ def test_csv_file_parses_numbers_and_finds_the_label(tmp_path):
     assert task.kind == "tabular" and len(task.train) == 2 and len(task.test) == 4
     assert set(task.train[0].input) == {"sepal", "petal"}
     assert isinstance(task.train[0].input["sepal"], float) and task.train[0].output in ("a", "b")
-    assert task.function.signature == "predict(sepal: float, petal: int) -> str"
+    assert task.function.signature == 'predict_label(sepal: float, petal: int) -> Literal["a", "b"]'
+    assert task.function.target_type == "classification" and task.type == "iris"
     again = load_tasks(tmp_path / "iris.csv", k_shot=2, seed=1)[0]
     assert again == task  # the split is reproducible
 
@@ -98,7 +99,7 @@ def test_directory_types_from_subfolders(tmp_path):
         ("pair.json", {"train": [{"input": [[1]]}], "test": []}, "train[0]", "'input' and 'output'"),
         ("bbh.json", {"examples": [{"input": 3, "target": "a"}]}, "examples[0]", "string 'input'"),
         ("few.json", {"examples": [{"input": "q", "target": "a"}]}, "examples", "no test query"),
-        ("nolabel.csv", "a,b\n1,2\n3,4\n5,6\n7,8\n", "columns", "columns are a, b"),
+        ("onelabel.csv", "a,b\n1,2\n3,2\n5,2\n7,2\n", "b", "single value"),
         ("short.csv", "a,label\n1,2\n3\n", "line 3", "has 1 cells"),
         ("bad.jsonl", '{"x": 1, "y": 2}\n[1]\n', "line 2", "expected a JSON object"),
         ("data.txt", "hello", None, "unknown format"),

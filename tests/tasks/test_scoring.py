@@ -45,3 +45,28 @@ def test_proportion_interval_is_wilson_and_never_collapses_at_the_edges():
     wide = proportion_ci(flags[:5] + flags[-5:])
     assert wide[1] - wide[0] > hi - lo  # fewer items, wider interval
     assert bootstrap_ci([False] * 5) == proportion_ci([False] * 5)  # the old name, same interval
+
+
+def test_regression_answers_count_within_the_tolerance_of_the_label_spread():
+    from tasks.schema import Task
+    from tasks.scoring import as_number, is_correct, label_scale, regression_metrics
+
+    function = {"name": "f", "signature": "f()", "target_type": "regression"}
+    train = [{"input": {"x": i}, "output": float(v)} for i, v in enumerate([10, 20, 30, 40])]
+    task = Task(id="r", kind="tabular", function=function, train=train)
+    scale = label_scale([10, 20, 30, 40])
+    assert abs(scale - 11.1803) < 1e-3
+    assert is_correct(task, 32.0, 30.0)  # within 0.25 x 11.18
+    assert not is_correct(task, 33.0, 30.0)
+    assert is_correct(task, "about 31.5", 30.0)  # a chat model's text answer is read as a number
+    tight = task.model_copy(update={"function": task.function.model_copy(update={"tolerance": 0.0})})
+    assert not is_correct(tight, 30.5, 30.0) and is_correct(tight, 30.0, 30.0)
+    assert is_correct(task.model_dump(), 32.0, 30.0)  # the graph's state holds dicts
+    assert not is_correct(task, None, 30.0) and as_number("n/a") is None
+    classification = Task(id="c", kind="tabular", function={"name": "f", "signature": "f()"}, train=[])
+    assert is_correct(classification, "1", 1) and not is_correct(classification, 1.01, 1)
+    m = regression_metrics([1.0, 2.0, 3.0], [1.0, 2.0, 5.0])
+    assert abs(m["mae"] - 2 / 3) < 1e-9 and abs(m["r2"] - (1 - 4 / (26 / 3))) < 1e-9
+    assert regression_metrics([2.0, 2.0], [2.0, 2.0]) == {"mae": 0.0, "r2": 1.0}
+    with pytest.raises(ValueError):
+        regression_metrics([], [])
