@@ -61,7 +61,7 @@ def test_every_strategy_runs_on_a_table(tiny, strategy):
     for attempt in result.attempts:
         assert attempt["answer"] in (None, "apple", "banana", "cherry")
     if strategy == "auto":
-        evidence = task_evidence(store, task.id)
+        evidence = task_evidence(store, task.key)
         assert evidence["loo"]["n"] == 4  # leave-one-out ICL measured on the table's demonstrations
 
 
