@@ -28,6 +28,8 @@ EventSink = Callable[[dict[str, Any]], None]
 #: LangGraph does not persist the runtime context, and a run that waits for an expert is resumed
 #: later, often by another process (``graph.review``), which needs the same knobs.
 RUNS_NS = ("mockingbird", "runs")
+#: LangGraph's checkpoint durability modes (``run_query(durability=...)``).
+DURABILITIES = ("sync", "async", "exit")
 
 
 def run_record(graph: CompiledStateGraph[Any, Any, Any, Any], thread_id: str) -> dict[str, Any] | None:
@@ -93,6 +95,7 @@ def run_query(
     thread_id: str | None = None,
     on_event: EventSink | None = None,
     resume: Any = None,
+    durability: str | None = None,
 ) -> QueryResult:
     """Answer one query of ``task`` (``task.test[query_index]`` unless ``query_input`` is given).
 
@@ -107,7 +110,17 @@ def run_query(
         on_event: Receives trace events as nodes run.
         resume: An expert's reply to a run of ``thread_id`` that waits for review
             (``Command(resume=...)``); validate it first with :func:`nodes.expert.parse_reply`.
+        durability: When checkpoints are written: ``"sync"`` (before the next step starts),
+            ``"async"`` (while it runs; LangGraph's default) or ``"exit"`` (when the run stops);
+            ``None`` keeps LangGraph's default. Checked here: LangGraph accepts a misspelt value.
+
+    Raises:
+        InvalidInputError: An unknown ``durability``, or a ``resume`` the thread cannot take.
     """
+    if durability is not None and durability not in DURABILITIES:
+        raise InvalidInputError(
+            f"durability: expected one of {', '.join(DURABILITIES)}, got {durability!r}"
+        )
     if query_input is None:
         q = task.test[query_index]
         query_input, target = q.input, q.target
@@ -151,7 +164,10 @@ def run_query(
         if resumed:
             emit({"kind": "update", "node": "checkpoint", "message": f"resuming thread {thread_id}"})
         modes: list[Any] = ["updates", "custom", "values"]
-        for part in graph.stream(payload, config, context=context, stream_mode=modes, version="v2"):
+        # Without a checkpointer there is nothing to make durable ("sync" would crash: NOTES).
+        durable = durability and graph.checkpointer is not None
+        extra: dict[str, Any] = {"durability": durability} if durable else {}
+        for part in graph.stream(payload, config, context=context, stream_mode=modes, version="v2", **extra):
             if part["ns"]:
                 continue  # events of a parent/child graph are theirs to show
             if part["type"] == "custom":

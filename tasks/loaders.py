@@ -28,6 +28,9 @@ FORMATS_HELP = (
     "ARC JSON {train, test}, BIG-Bench Hard JSON {examples}, task JSON {id, kind, function}, CSV or JSONL"
 )
 LABEL_COLUMNS = ("label", "target", "class", "y")
+#: Largest task file read (bytes). Checked before reading, so a huge file costs no memory; a task
+#: is a few demonstrations and queries (1D-ARC and ARC files are under 100 kB).
+MAX_TASK_FILE_BYTES = 32 * 1024 * 1024
 
 ARC_FUNCTION = MockFunction(
     name="transform",
@@ -62,6 +65,14 @@ def _read_text(path: Path) -> str:
     if not path.is_file():
         raise TaskFileError(path, None, "not a file")
     try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise TaskFileError(path, None, f"cannot read: {exc.strerror}") from None
+    if size > MAX_TASK_FILE_BYTES:
+        raise TaskFileError(
+            path, None, f"file is {size / 2**20:.1f} MiB, over the {MAX_TASK_FILE_BYTES // 2**20} MiB limit for task files"
+        )
+    try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise TaskFileError(path, None, "not UTF-8 text") from None
@@ -72,14 +83,21 @@ def _read_text(path: Path) -> str:
     return text
 
 
-def _read_json(path: Path) -> Any:
-    text = _read_text(path)
+def _parse_json(path: Path, text: str, field: str | None = None) -> Any:
+    """``json.loads`` with every way it fails as one :class:`TaskFileError` line."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise TaskFileError(
-            path, None, f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
-        ) from None
+        where = "" if field else f" at line {exc.lineno}, column {exc.colno}"
+        raise TaskFileError(path, field, f"invalid JSON: {exc.msg}{where}") from None
+    except RecursionError:
+        raise TaskFileError(path, field, "invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise TaskFileError(path, field, f"invalid JSON: {exc}") from None
+
+
+def _read_json(path: Path) -> Any:
+    return _parse_json(path, _read_text(path))
 
 
 def _arc(path: Path, data: dict[str, Any]) -> Task:
@@ -237,10 +255,7 @@ def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
     for i, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TaskFileError(path, f"line {i}", f"invalid JSON: {exc.msg}") from None
+        row = _parse_json(path, line, f"line {i}")
         if not isinstance(row, dict):
             raise TaskFileError(path, f"line {i}", "expected a JSON object")
         rows.append(row)
