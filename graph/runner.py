@@ -18,6 +18,7 @@ from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 from graph.context import Context
+from nodes.finalize import FINISHED_NS
 from nodes.prepare import InvalidInputError
 from tasks.schema import Task
 
@@ -128,6 +129,7 @@ def run_query(
     payload: Any = {"task": task.model_dump(mode="json"), "query": {"input": query_input, "target": target}}
     resumed = ""
     waiting = False
+    recorded: dict[str, Any] | None = None
     if thread_id and graph.checkpointer is not None:
         snapshot = graph.get_state(config)
         waiting = bool(snapshot.interrupts)
@@ -142,6 +144,10 @@ def run_query(
             payload, resumed = (None if resume is None else Command(resume=resume)), "resumed"
         elif snapshot.values.get("strategy") and "correct" in snapshot.values:
             resumed = "finished earlier"
+        elif graph.store is not None and (done := graph.store.get(FINISHED_NS, thread_id)) is not None:
+            # finalize recorded the run, but its last checkpoint was lost (a kill with
+            # durability="exit"): running it again would answer with its own outcome as evidence
+            recorded, resumed = dict(done.value), "finished earlier"
         elif graph.store is not None:
             graph.store.put(
                 RUNS_NS,
@@ -157,7 +163,10 @@ def run_query(
         raise InvalidInputError("resume: needs the thread id of a checkpointed run")
     emit = on_event or (lambda _e: None)
     final: dict[str, Any] = {}
-    if resumed == "finished earlier":
+    if recorded is not None:
+        final = recorded
+        emit({"kind": "update", "node": "checkpoint", "message": f"thread {thread_id} finished earlier"})
+    elif resumed == "finished earlier":
         final = dict(graph.get_state(config).values)
         emit({"kind": "update", "node": "checkpoint", "message": f"thread {thread_id} finished earlier"})
     else:

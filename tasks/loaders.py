@@ -69,9 +69,8 @@ def _read_text(path: Path) -> str:
     except OSError as exc:
         raise TaskFileError(path, None, f"cannot read: {exc.strerror}") from None
     if size > MAX_TASK_FILE_BYTES:
-        raise TaskFileError(
-            path, None, f"file is {size / 2**20:.1f} MiB, over the {MAX_TASK_FILE_BYTES // 2**20} MiB limit for task files"
-        )
+        mib, limit = size / 2**20, MAX_TASK_FILE_BYTES // 2**20
+        raise TaskFileError(path, None, f"file is {mib:.1f} MiB, over the {limit} MiB limit of task files")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:

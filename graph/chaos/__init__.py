@@ -149,5 +149,5 @@ class Env:
 
     def recorder(self, family: str) -> Recorder:
         budget = Budget(self.budget_s)
-        report = FamilyReport(family=family, seed=self.seed, budget_s=self.budget_s)
+        report = FamilyReport(family=family, seed=self.seed, budget_s=self.budget_s, skipped=0)
         return Recorder(report, budget, self.on_case)

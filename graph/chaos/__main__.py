@@ -35,9 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     parser.add_argument(
-        "--budget-seconds", type=float, default=240.0, dest="budget_s",
+        "--budget-seconds",
+        type=float,
+        default=240.0,
+        dest="budget_s",
         help="time for the whole suite, shared among the families by weight (default 240)",
-    )  # fmt: skip
+    )
     parser.add_argument("--quick", action="store_true", help="a few cases per family (the CI configuration)")
     parser.add_argument("--json", dest="json_out", help="also write the reports to this JSON file")
     parser.add_argument("--workdir", help="keep the work files here (default: a temporary folder, removed)")
@@ -55,7 +58,13 @@ def run_family(name: str, env: Env) -> FamilyReport:
 
 
 def run_suite(
-    families: list[str], *, seed: int, budget_s: float, workdir: Path, quick: bool = False, verbose: bool = False
+    families: list[str],
+    *,
+    seed: int,
+    budget_s: float,
+    workdir: Path,
+    quick: bool = False,
+    verbose: bool = False,
 ) -> list[FamilyReport]:
     """Run ``families`` in order; each gets its weighted share of ``budget_s``."""
     from rich.console import Console
@@ -71,8 +80,12 @@ def run_suite(
         def show(case: Case, name: str = name) -> None:
             if verbose or not case.survived:
                 mark = "[green]✔[/]" if case.survived else "[red]✘[/]"
-                console.print(f"{mark} {name}: {case.name} ({case.seconds:.1f}s) {case.detail}", markup=True,
-                              highlight=False, soft_wrap=True)  # fmt: skip
+                console.print(
+                    f"{mark} {name}: {case.name} ({case.seconds:.1f}s) {case.detail}",
+                    markup=True,
+                    highlight=False,
+                    soft_wrap=True,
+                )
 
         env = Env(workdir=fam_dir, seed=seed, budget_s=share, quick=quick, on_case=show)
         console.print(f"[bold]{name}[/] [dim](budget {share:.0f}s)[/]")
@@ -85,14 +98,26 @@ def table(reports: list[FamilyReport]) -> object:
     from rich.table import Table
 
     out = Table(title="Reliability suite")
-    for col, justify in (("family", "left"), ("tried", "right"), ("survived", "right"), ("lost", "right"),
-                         ("seconds", "right"), ("lost cases", "left")):  # fmt: skip
+    for col, justify in (
+        ("family", "left"),
+        ("tried", "right"),
+        ("survived", "right"),
+        ("lost", "right"),
+        ("seconds", "right"),
+        ("lost cases", "left"),
+    ):
         out.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in reports:
         lost = "; ".join(f"{c.name}: {c.detail}" for c in r.cases if not c.survived)
         pct = f"{r.survived} ({100 * r.survived / r.tried:.0f} %)" if r.tried else "0"
-        out.add_row(r.family, str(r.tried), pct, f"[red]{r.lost}[/]" if r.lost else "0", f"{r.seconds:.0f}",
-                    lost[:400] or "-")  # fmt: skip
+        out.add_row(
+            r.family,
+            str(r.tried),
+            pct,
+            f"[red]{r.lost}[/]" if r.lost else "0",
+            f"{r.seconds:.0f}",
+            lost[:400] or "-",
+        )
     return out
 
 
@@ -118,9 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         reports = run_suite(
-            families, seed=args.seed, budget_s=args.budget_s, workdir=workdir, quick=args.quick,
+            families,
+            seed=args.seed,
+            budget_s=args.budget_s,
+            workdir=workdir,
+            quick=args.quick,
             verbose=args.verbose,
-        )  # fmt: skip
+        )
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)

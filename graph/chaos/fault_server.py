@@ -54,12 +54,23 @@ def rate_limited(retry_after: str | None = "1") -> Fault:
 
 
 def quota() -> Fault:
-    return Fault(429, {"error": {"message": "You exceeded your current quota.", "type": "insufficient_quota",
-                                 "code": "insufficient_quota"}})  # fmt: skip
+    return Fault(
+        429,
+        {
+            "error": {
+                "message": "You exceeded your current quota.",
+                "type": "insufficient_quota",
+                "code": "insufficient_quota",
+            }
+        },
+    )
 
 
 def status(code: int, message: str = "error") -> Fault:
-    return Fault(code, {"error": {"message": message, "type": "invalid_request_error" if code < 500 else "server_error"}})
+    return Fault(
+        code,
+        {"error": {"message": message, "type": "invalid_request_error" if code < 500 else "server_error"}},
+    )
 
 
 def reset() -> Fault:
@@ -135,14 +146,27 @@ class FaultServer:
                 if fault.status != 200 or fault.body is not None:
                     self._send(fault.status, json.dumps(fault.body or {}).encode(), fault.headers)
                     return
-                choices = [] if fault.kind == "empty" else [
-                    {"index": i, "message": {"role": "assistant", "content": fault.content},
-                     "finish_reason": "stop", "logprobs": None}
-                    for i in range(max(1, int(request.get("n") or 1)))
-                ]  # fmt: skip
-                body = {"id": "chatcmpl-chaos", "object": "chat.completion", "created": int(time.time()),
-                        "model": request.get("model", "chaos"), "choices": choices,
-                        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}  # fmt: skip
+                choices = (
+                    []
+                    if fault.kind == "empty"
+                    else [
+                        {
+                            "index": i,
+                            "message": {"role": "assistant", "content": fault.content},
+                            "finish_reason": "stop",
+                            "logprobs": None,
+                        }
+                        for i in range(max(1, int(request.get("n") or 1)))
+                    ]
+                )
+                body = {
+                    "id": "chatcmpl-chaos",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": request.get("model", "chaos"),
+                    "choices": choices,
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+                }
                 self._send(200, json.dumps(body).encode(), fault.headers)
 
             def _send(self, code: int, data: bytes, headers: dict[str, str]) -> None:

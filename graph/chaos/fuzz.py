@@ -58,7 +58,7 @@ def _dump(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
-Maker = Callable[[random.Random, Path], None]
+Maker = Callable[[random.Random, Path], object]
 
 
 def corpus() -> list[tuple[str, str, Maker]]:
@@ -78,7 +78,7 @@ def corpus() -> list[tuple[str, str, Maker]]:
         def make(rng: random.Random, p: Path) -> None:
             blob = bytearray(_dump(base))
             for _ in range(3):  # a structural byte turned into garbage: never still valid
-                i = rng.choice([j for j, b in enumerate(blob) if chr(b) in "{}[]:,\""])
+                i = rng.choice([j for j, b in enumerate(blob) if chr(b) in '{}[]:,"'])
                 blob[i] = rng.choice(b"\x00\xff#@")
             p.write_bytes(bytes(blob))
 
@@ -130,7 +130,11 @@ def corpus() -> list[tuple[str, str, Maker]]:
         ("colour 1e9", "a.json", json_of(_set(arc, ["train", 0, "output"], [[10**9]]))),
         ("colour NaN", "a.json", write(_dump(arc).replace(b"[[0,1,2,0]]", b"[[NaN,1,2,0]]", 1))),
         ("colour Infinity", "a.json", write(_dump(arc).replace(b"[[0,1,2,0]]", b"[[Infinity,1,2,0]]", 1))),
-        ("integer of 5000 digits", "a.json", write(_dump(arc).replace(b"[[0,1,2,0]]", b"[[" + b"7" * 5000 + b"]]", 1))),
+        (
+            "integer of 5000 digits",
+            "a.json",
+            write(_dump(arc).replace(b"[[0,1,2,0]]", b"[[" + b"7" * 5000 + b"]]", 1)),
+        ),
         ("nesting 100,000 deep", "t.json", write(b"[" * 100_000 + b"]" * 100_000)),
         ("UTF-16 with BOM", "t.json", write(json.dumps(native).encode("utf-16"))),
         ("UTF-32", "t.json", write(json.dumps(native).encode("utf-32"))),
@@ -143,7 +147,7 @@ def corpus() -> list[tuple[str, str, Maker]]:
         ("CSV ragged row", "t.csv", write(b"x,y,label\n1,2,a\n3,b\n4,5,c\n6,7,d\n8,9,e\n")),
         ("CSV without a label column", "t.csv", write(b"a,b\n1,2\n3,4\n5,6\n7,8\n9,0\n")),
         ("CSV duplicate header", "t.csv", write(b"x,x,label\n1,2,a\n3,4,b\n5,6,c\n7,8,d\n")),
-        ("CSV field over the csv limit", "t.csv", write(b"x,label\n\"" + b"a" * 200_000 + b"\",1\n")),
+        ("CSV field over the csv limit", "t.csv", write(b'x,label\n"' + b"a" * 200_000 + b'",1\n')),
         ("CSV header only", "t.csv", write(b"x,label\n")),
         ("JSONL line not an object", "t.jsonl", write(b'{"x": 1, "label": 0}\n[1, 2]\n')),
         ("JSONL broken line", "t.jsonl", write(b'{"x": 1, "label": 0}\n{"x": \n')),
@@ -179,11 +183,21 @@ def run(env: Env) -> FamilyReport:
             make(rng, path)
             spec = {
                 "module": "graph.run",
-                "argv": ["--task", str(path), "--model", "openai:unused", "--quiet",
-                         "--db", str(case_dir / "mb.sqlite")],
+                "argv": [
+                    "--task",
+                    str(path),
+                    "--model",
+                    "openai:unused",
+                    "--quiet",
+                    "--db",
+                    str(case_dir / "mb.sqlite"),
+                ],
                 # A file that loaded after all would reach the model: a closed port, exit 1, not 2.
-                "env": {"OPENAI_API_KEY": "sk-unused", "MOCKINGBIRD_OPENAI_BASE_URL": "http://127.0.0.1:9/v1"},
-            }  # fmt: skip
+                "env": {
+                    "OPENAI_API_KEY": "sk-unused",
+                    "MOCKINGBIRD_OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+                },
+            }
             child = children.run("graph.chaos.worker:cli_case", spec, timeout_s=60)
             out["ok"], out["detail"] = _judge(child, path)
     return rec.report

@@ -60,8 +60,14 @@ def _check(resumed: ChildResult, reference: dict[str, Any]) -> tuple[bool, str]:
         return False, f"different answer after resume: {_diff(got, want)}"
     ledger, ref_ledger = resumed.result["ledger"], reference["ledger"]
     if ledger != ref_ledger:
-        return False, f"store differs from an uninterrupted run (evidence counted twice?): {_diff(ledger, ref_ledger)}"
-    return True, f"resumed ({resumed.result['result'].get('resumed') or 'restarted'}), same answer and evidence"
+        return (
+            False,
+            f"store differs from an uninterrupted run (evidence counted twice?): {_diff(ledger, ref_ledger)}",
+        )
+    return (
+        True,
+        f"resumed ({resumed.result['result'].get('resumed') or 'restarted'}), same answer and evidence",
+    )
 
 
 def _pick_kill(rng: random.Random, counts: dict[str, int], seconds: float) -> dict[str, Any]:
@@ -102,31 +108,50 @@ def _spawn(children: Children, spec: dict[str, Any], kill: dict[str, Any] | None
     return children.run(GRAPH_CASE, spec | {"kill": kill}, timeout_s=CHILD_TIMEOUT_S)
 
 
+def reference(children: Children, workdir: Path, ckpt: Path, seed: int, durability: str) -> ChildResult:
+    """An uninterrupted run (in a child): the answer, store records and kill points to compare with."""
+    case_dir = scratch_dir(workdir, f"kill-ref-{durability}-")
+    spec = _spec(case_dir, task_json(mirror_task()), _context(ckpt, seed, ttt_cache=2), durability)
+    return children.run(GRAPH_CASE, spec, timeout_s=CHILD_TIMEOUT_S)
+
+
+def kill_case(
+    children: Children, workdir: Path, ckpt: Path, seed: int, durability: str, kill: dict[str, Any],
+    ref: dict[str, Any],
+) -> tuple[bool, str]:  # fmt: skip
+    """Run the query with ``kill`` armed on a fresh database, resume it in a fresh child, compare."""
+    case_dir = scratch_dir(workdir, "kill-")
+    context = _context(ckpt, seed, ttt_cache=2, ttt_cache_dir=str(case_dir / "adapters"))
+    spec = _spec(case_dir, task_json(mirror_task()), context, durability)
+    first = _spawn(children, spec, kill)
+    if not first.killed and first.exitcode != 0:
+        return False, f"run failed before the kill: {(first.error_lines or ['?'])[-1]}"
+    ok, detail = _check(children.run(GRAPH_CASE, spec, timeout_s=CHILD_TIMEOUT_S), ref)
+    return ok, detail if first.killed else "finished before the kill; " + detail
+
+
 def run_kill(env: Env) -> FamilyReport:
     """SIGKILL at random points x durability; resume by thread id; same answer, no double evidence."""
     rec = env.recorder("kill")
     rng = random.Random(env.seed)
     children = Children(env.workdir)
     ckpt = build_tiny_checkpoint(env.workdir / "tiny")
-    task = task_json(mirror_task())
     references: dict[str, dict[str, Any]] = {}
     for durability in DURABILITIES:
         with rec.case(f"{durability}: reference run") as out:
-            case_dir = scratch_dir(env.workdir, f"kill-ref-{durability}-")
-            spec = _spec(case_dir, task, _context(ckpt, env.seed, ttt_cache=2), durability)
-            ref = children.run(GRAPH_CASE, spec, timeout_s=CHILD_TIMEOUT_S)
-            if ref.result is None:
-                out["detail"] = f"reference run failed: {(ref.error_lines or ['?'])[-1]}"
+            done = reference(children, env.workdir, ckpt, env.seed, durability)
+            if done.result is None:
+                out["detail"] = f"reference run failed: {(done.error_lines or ['?'])[-1]}"
                 continue
-            references[durability] = ref.result | {"wall": ref.seconds}
-            counts = ref.result["counts"]
-            out["ok"] = True
-            out["detail"] = (
-                f"{ref.result['result']['strategy']} via "
-                f"{'→'.join(a['strategy'] for a in ref.result['result']['attempts'])}; counts {counts}"
+            references[durability] = done.result | {"wall": done.seconds}
+            counts = done.result["counts"]
+            attempts = "→".join(a["strategy"] for a in done.result["result"]["attempts"])
+            out["ok"], out["detail"] = (
+                True,
+                f"{done.result['result']['strategy']} via {attempts}; counts {counts}",
             )
             rec.report.notes.append(f"{durability}: a run passes {counts} kill points")
-    limit = 6 if env.quick else 60
+    limit = 3 if env.quick else 60
     n = 0
     while references and n < limit:
         durability = DURABILITIES[n % len(DURABILITIES)]
@@ -134,28 +159,18 @@ def run_kill(env: Env) -> FamilyReport:
         if durability not in references:
             continue
         ref = references[durability]
-        if not rec.budget.allows(2.5 * ref["wall"] + 2):
+        if not rec.budget.allows(2 * ref["seconds"] + 6):
             rec.report.skipped += 1
             break
         kill = _pick_kill(rng, ref["counts"], ref["seconds"])
         with rec.case(f"{durability}: {_kill_name(kill)}") as out:
-            case_dir = scratch_dir(env.workdir, f"kill-{n}-")
-            spec = _spec(
-                case_dir, task, _context(ckpt, env.seed, ttt_cache=2, ttt_cache_dir=str(case_dir / "adapters")),
-                durability,
-            )
-            first = _spawn(children, spec, kill)
-            if not first.killed and first.exitcode != 0:
-                out["detail"] = f"run failed before the kill: {(first.error_lines or ['?'])[-1]}"
-                continue
-            resumed = children.run(GRAPH_CASE, spec, timeout_s=CHILD_TIMEOUT_S)
-            out["ok"], out["detail"] = _check(resumed, ref)
-            if not first.killed:
-                out["detail"] = "finished before the kill; " + out["detail"]
+            out["ok"], out["detail"] = kill_case(children, env.workdir, ckpt, env.seed, durability, kill, ref)
     return rec.report
 
 
-def _spec(case_dir: Path, task: dict[str, Any], context: dict[str, Any], durability: str | None) -> dict[str, Any]:
+def _spec(
+    case_dir: Path, task: dict[str, Any], context: dict[str, Any], durability: str | None
+) -> dict[str, Any]:
     return {
         "db": str(case_dir / "mb.sqlite"),
         "thread": "chaos-thread",
@@ -204,22 +219,27 @@ def run_expert(env: Env) -> FamilyReport:
                 continue
             reply = _reply(kind, first.result["result"], target)
             if reply is None:
-                out["ok"], out["detail"] = True, "no parseable candidate to accept: kind not used"
+                out["ok"], out["detail"] = (
+                    True,
+                    "no parseable candidate to accept: replies of this kind not tried",
+                )
+                rec.report.notes.append("accept: the tiny model's candidates did not parse; not tried")
                 continue
-            second = children.run(GRAPH_CASE, spec | {"mode": "answer", "reply": reply}, timeout_s=CHILD_TIMEOUT_S)
+            answer = spec | {"mode": "answer", "reply": reply}
+            second = children.run(GRAPH_CASE, answer, timeout_s=CHILD_TIMEOUT_S)
             if second.result is None or second.result["result"]["status"] != "done":
                 out["detail"] = f"resume failed: {(second.error_lines or ['?'])[-1:]}"
                 continue
             references[kind], replies[kind] = second.result | {"wall": second.seconds}, reply
             out["ok"], out["detail"] = True, f"answer {second.result['result']['answer']}"
     kinds = sorted(references)
-    limit = 4 if env.quick else 40
+    limit = 2 if env.quick else 40
     n = 0
     while kinds and n < limit:
         kind = kinds[n % len(kinds)]
         n += 1
         ref = references[kind]
-        if not rec.budget.allows(3 * ref["wall"] + 2):
+        if not rec.budget.allows(3 * ref["seconds"] + 8):
             rec.report.skipped += 1
             break
         case_dir = scratch_dir(env.workdir, f"expert-{n}-")
@@ -229,13 +249,17 @@ def run_expert(env: Env) -> FamilyReport:
             delay = round(rng.uniform(0.0, 0.3), 3)
             with rec.case(f"{kind}: SIGKILL while waiting (+{delay:.2f}s), resumed fresh") as out:
                 first = children.run(
-                    GRAPH_CASE, spec | {"hold_s": 60, "ready_at": "waiting"}, timeout_s=CHILD_TIMEOUT_S,
+                    GRAPH_CASE,
+                    spec | {"hold_s": 60, "ready_at": "waiting"},
+                    timeout_s=CHILD_TIMEOUT_S,
                     kill_after_s=delay,
-                )  # fmt: skip
+                )
                 if not first.killed:
                     out["detail"] = f"not killed while waiting (exit {first.exitcode})"
                     continue
-                out["ok"], out["detail"] = _check(children.run(GRAPH_CASE, answer, timeout_s=CHILD_TIMEOUT_S), ref)
+                out["ok"], out["detail"] = _check(
+                    children.run(GRAPH_CASE, answer, timeout_s=CHILD_TIMEOUT_S), ref
+                )
         else:  # killed while the reply is being applied, then resumed again from a fresh process
             kill = _pick_kill(rng, ref["counts"], ref["seconds"])
             with rec.case(f"{kind}: reply applied, {_kill_name(kill)}, resumed fresh") as out:
@@ -247,36 +271,57 @@ def run_expert(env: Env) -> FamilyReport:
                 if not killed.killed and killed.exitcode != 0:
                     out["detail"] = f"reply failed before the kill: {(killed.error_lines or ['?'])[-1]}"
                     continue
-                out["ok"], out["detail"] = _check(children.run(GRAPH_CASE, answer, timeout_s=CHILD_TIMEOUT_S), ref)
-    if "answer" in references and rec.budget.allows(60):
+                out["ok"], out["detail"] = _check(
+                    children.run(GRAPH_CASE, answer, timeout_s=CHILD_TIMEOUT_S), ref
+                )
+    if "answer" in references and rec.budget.allows(40):
         _real_cli_case(env, rec, children, task_obj, task, context, references["answer"])
     return rec.report
 
 
 def _real_cli_case(
-    env: Env, rec: Any, children: Children, task_obj: Any, task: dict[str, Any], context: dict[str, Any],
+    env: Env,
+    rec: Any,
+    children: Children,
+    task_obj: Any,
+    task: dict[str, Any],
+    context: dict[str, Any],
     ref: dict[str, Any],
-) -> None:  # fmt: skip
+) -> None:
     """The whole way a user goes: the run waits and its process is killed; a new interpreter
     (``python -m graph.review --thread``, not a fork) takes the expert's answer at its prompt."""
     with rec.case("answer: SIGKILL while waiting, answered with python -m graph.review") as out:
         case_dir = scratch_dir(env.workdir, "expert-cli-")
         spec = _spec(case_dir, task, context, "sync")
         first = children.run(
-            GRAPH_CASE, spec | {"hold_s": 60, "ready_at": "waiting"}, timeout_s=CHILD_TIMEOUT_S, kill_after_s=0.1
+            GRAPH_CASE,
+            spec | {"hold_s": 60, "ready_at": "waiting"},
+            timeout_s=CHILD_TIMEOUT_S,
+            kill_after_s=0.1,
         )
         if not first.killed:
             out["detail"] = f"not killed while waiting (exit {first.exitcode})"
             return
         answer = f"answer {task_obj.test[0].target}\n"
         proc = subprocess.run(
-            [sys.executable, "-m", "graph.review", "--db", spec["db"], "--thread", spec["thread"],
-             "--expert", "chaos"],
-            input=answer, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "graph.review",
+                "--db",
+                spec["db"],
+                "--thread",
+                spec["thread"],
+                "--expert",
+                "chaos",
+            ],
+            input=answer,
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT_S,
+        )
         if proc.returncode != 0:
             out["detail"] = f"graph.review exit {proc.returncode}: {proc.stderr.strip()[-200:]}"
             return
         done = children.run(GRAPH_CASE, spec, timeout_s=CHILD_TIMEOUT_S)  # the finished thread's result
         out["ok"], out["detail"] = _check(done, ref)
-

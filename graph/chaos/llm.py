@@ -62,8 +62,15 @@ def scenarios() -> list[Scenario]:
         # a retry after a time-out fits a deadline of two time-outs; a tighter deadline may refuse it
         Scenario("hang past the time-out, then ok", [fs.hang()], ok, (1, 2), None, min_seconds=TIMEOUT_S),
         Scenario("400 bad request", [], fs.status(400, "bad model"), (1, 1), False, "400", cli=True),
-        Scenario("401 (server echoes the key)", [], fs.status(401, f"Incorrect API key provided: {KEY[:12]}****"
-                 f"{KEY[-6:]}."), (1, 1), False, "401", cli=True),  # fmt: skip
+        Scenario(
+            "401 (server echoes the key)",
+            [],
+            fs.status(401, f"Incorrect API key provided: {KEY[:12]}****{KEY[-6:]}."),
+            (1, 1),
+            False,
+            "401",
+            cli=True,
+        ),
         Scenario("429 insufficient_quota", [], fs.quota(), (1, 1), False, "quota", cli=True),
         Scenario("malformed JSON", [], fs.malformed(), (1, 1), False, cli=True),
         Scenario("empty choices", [], fs.empty_choices(), (1, 1), False, "no choices", cli=True),
@@ -87,9 +94,12 @@ def call_child(spec: dict[str, Any], out: Any, ready: Any) -> dict[str, Any]:
     from models.factory import load_model
 
     backend = load_model(
-        "openai:chaos", openai_base_url=spec["base_url"], openai_api_key=KEY, timeout_s=TIMEOUT_S,
+        "openai:chaos",
+        openai_base_url=spec["base_url"],
+        openai_api_key=KEY,
+        timeout_s=TIMEOUT_S,
         max_attempts=MAX_ATTEMPTS,
-    )  # fmt: skip
+    )
     ready.set()
     started = time.monotonic()
     error, escaped = "", ""
@@ -136,8 +146,11 @@ def logical_call(children: Children, scenario: Scenario) -> tuple[bool, str]:
         want = f"{low}" if low == high else f"{low}-{high}"
         problems.append(f"{requests} requests (expected {want})")
     if seconds > bound + SLACK_S:
-        what = f"deadline {deadline:g}s" if deadline is not None else (
-            f"no overall deadline per call, against the {TIMEOUT_S:g}s time-out")
+        what = (
+            f"deadline {deadline:g}s"
+            if deadline is not None
+            else (f"no overall deadline per call, against the {TIMEOUT_S:g}s time-out")
+        )
         problems.append(f"took {seconds:.1f}s ({what})")
     if seconds < scenario.min_seconds:
         problems.append(f"took {seconds:.2f}s, less than the {scenario.min_seconds:g}s it had to wait")
@@ -159,11 +172,27 @@ def cli_call(children: Children, scenario: Scenario, task_file: str) -> tuple[bo
     with fs.FaultServer([], scenario.default) as server:
         spec = {
             "module": "graph.run",
-            "argv": ["--task", task_file, "--model", "openai:chaos", "--strategy", "icl", "--samples", "1",
-                     "--timeout", str(TIMEOUT_S), "--quiet", "--db", str(children.workdir / "cli.sqlite")],
-            "env": {"OPENAI_API_KEY": KEY, "MOCKINGBIRD_OPENAI_BASE_URL": server.base_url,
-                    "MOCKINGBIRD_OPENAI_API_KEY": None},
-        }  # fmt: skip
+            "argv": [
+                "--task",
+                task_file,
+                "--model",
+                "openai:chaos",
+                "--strategy",
+                "icl",
+                "--samples",
+                "1",
+                "--timeout",
+                str(TIMEOUT_S),
+                "--quiet",
+                "--db",
+                str(children.workdir / "cli.sqlite"),
+            ],
+            "env": {
+                "OPENAI_API_KEY": KEY,
+                "MOCKINGBIRD_OPENAI_BASE_URL": server.base_url,
+                "MOCKINGBIRD_OPENAI_API_KEY": None,
+            },
+        }
         child = children.run("graph.chaos.worker:cli_case", spec, timeout_s=120)
     errors = [line for line in child.error_lines if line.startswith("error:")]
     problems = []
@@ -191,7 +220,9 @@ def run(env: Env) -> FamilyReport:
         with rec.case(f"call: {scenario.name}") as out:
             out["ok"], out["detail"] = logical_call(children, scenario)
     for scenario in items:
-        if not scenario.cli or (env.quick and scenario.name not in ("401 (server echoes the key)", "malformed JSON")):
+        if not scenario.cli or (
+            env.quick and scenario.name not in ("401 (server echoes the key)", "malformed JSON")
+        ):
             continue
         if not rec.budget.allows(MAX_ATTEMPTS * TIMEOUT_S + 10):
             rec.report.skipped += 1

@@ -57,7 +57,9 @@ def _ext(code: int, parts: tuple[Any, ...]) -> Any:
 def _decode(blob: bytes) -> Any:
     import ormsgpack
 
-    return ormsgpack.unpackb(blob, ext_hook=lambda c, d: ormsgpack.Ext(c, d), option=ormsgpack.OPT_NON_STR_KEYS)
+    return ormsgpack.unpackb(
+        blob, ext_hook=lambda c, d: ormsgpack.Ext(c, d), option=ormsgpack.OPT_NON_STR_KEYS
+    )
 
 
 def _encode(value: Any) -> bytes:
@@ -90,7 +92,9 @@ def tamperings(canary: Path) -> list[tuple[str, Any]]:
                 cid, blob = _latest(conn)
                 data = _decode(blob)
                 data["channel_values"]["task"] = payload
-                conn.execute("UPDATE checkpoints SET checkpoint = ? WHERE checkpoint_id = ?", (_encode(data), cid))
+                conn.execute(
+                    "UPDATE checkpoints SET checkpoint = ? WHERE checkpoint_id = ?", (_encode(data), cid)
+                )
             else:  # the pending interrupt's value, which graph.review reads first
                 conn.execute(
                     "UPDATE writes SET type = 'msgpack', value = ? WHERE channel = '__interrupt__'",
@@ -102,7 +106,9 @@ def tamperings(canary: Path) -> list[tuple[str, Any]]:
     def forged_type(kind: str, blob: bytes) -> Any:
         def fn(conn: sqlite3.Connection, rng: random.Random) -> None:
             cid, _ = _latest(conn)
-            conn.execute("UPDATE checkpoints SET type = ?, checkpoint = ? WHERE checkpoint_id = ?", (kind, blob, cid))
+            conn.execute(
+                "UPDATE checkpoints SET type = ?, checkpoint = ? WHERE checkpoint_id = ?", (kind, blob, cid)
+            )
 
         return fn
 
@@ -126,13 +132,17 @@ def tamperings(canary: Path) -> list[tuple[str, Any]]:
         conn.execute("UPDATE checkpoints SET metadata = ? WHERE checkpoint_id = ?", (b'{"step": ', cid))
 
     def write_flips(conn: sqlite3.Connection, rng: random.Random) -> None:
-        for rowid, value in conn.execute("SELECT rowid, value FROM writes WHERE length(value) > 8").fetchall():
+        for rowid, value in conn.execute(
+            "SELECT rowid, value FROM writes WHERE length(value) > 8"
+        ).fetchall():
             raw = bytearray(value)
             raw[rng.randrange(len(raw))] = rng.randrange(256)
             conn.execute("UPDATE writes SET value = ? WHERE rowid = ?", (bytes(raw), rowid))
 
     lc_json = (
-        b'{"lc": 1, "type": "constructor", "id": ["os", "system"], "kwargs": {"command": "' + cmd.encode() + b'"}}'
+        b'{"lc": 1, "type": "constructor", "id": ["os", "system"], "kwargs": {"command": "'
+        + cmd.encode()
+        + b'"}}'
     )
     cases: list[tuple[str, Any]] = []
     for name, payload in payloads.items():
@@ -154,10 +164,29 @@ def _readers(db: Path, task_file: Path, ckpt: Path) -> list[tuple[str, dict[str,
     """The commands a user would run on the database, as child specs."""
     return [
         ("graph.review --list", {"module": "graph.review", "argv": ["--list", "--db", str(db)]}),
-        ("graph.run --thread", {"module": "graph.run", "argv": [
-            "--task", str(task_file), "--db", str(db), "--thread", THREAD, "--model", f"hf:{ckpt}",
-            "--strategy", "expert", "--no-wait", "--quiet", "--samples", "1"]}),
-    ]  # fmt: skip
+        (
+            "graph.run --thread",
+            {
+                "module": "graph.run",
+                "argv": [
+                    "--task",
+                    str(task_file),
+                    "--db",
+                    str(db),
+                    "--thread",
+                    THREAD,
+                    "--model",
+                    f"hf:{ckpt}",
+                    "--strategy",
+                    "expert",
+                    "--no-wait",
+                    "--quiet",
+                    "--samples",
+                    "1",
+                ],
+            },
+        ),
+    ]
 
 
 def _judge(child: ChildResult, what: str) -> str:
@@ -182,9 +211,12 @@ def run(env: Env) -> FamilyReport:
     pristine = base / "mb.sqlite"
     task_file = write_task(base / "task.json", mirror_task())
     spec = {
-        "db": str(pristine), "thread": THREAD, "task": task_json(mirror_task()), "durability": "sync",
+        "db": str(pristine),
+        "thread": THREAD,
+        "task": task_json(mirror_task()),
+        "durability": "sync",
         "context": {"model": f"hf:{ckpt}", "strategy": "expert", "samples": 1, "seed": env.seed},
-    }  # fmt: skip
+    }
     first = children.run("graph.chaos.worker:graph_case", spec, timeout_s=120)
     if first.result is None or first.result["result"]["status"] != "waiting":
         with rec.case("setup: a run waiting for an expert") as out:
@@ -211,8 +243,11 @@ def run(env: Env) -> FamilyReport:
             conn.close()
             problems = []
             for what, cli in _readers(db, task_file, ckpt):
-                child = children.run("graph.chaos.worker:cli_case", cli | {"env": {"LANGGRAPH_STRICT_MSGPACK": "true"}},
-                                     timeout_s=120)  # fmt: skip
+                child = children.run(
+                    "graph.chaos.worker:cli_case",
+                    cli | {"env": {"LANGGRAPH_STRICT_MSGPACK": "true"}},
+                    timeout_s=120,
+                )
                 problem = _judge(child, what)
                 if problem:
                     problems.append(problem)
@@ -222,7 +257,9 @@ def run(env: Env) -> FamilyReport:
                 problems.insert(0, "CODE RAN: the canary file was created")
                 canary.unlink()
             out["ok"] = not problems
-            out["detail"] = "; ".join(problems) or ("refused: " + " | ".join(out.get("said", [])) or "read, no effect")
+            out["detail"] = "; ".join(problems) or (
+                "refused: " + " | ".join(out.get("said", [])) or "read, no effect"
+            )
     _filter_cases(rec, children, pristine, task_file, ckpt)
     return rec.report
 
@@ -266,8 +303,26 @@ def list_probe(spec: dict[str, Any], out: Path, ready: Any) -> dict[str, Any]:
         reviewer.waiting(task_id=evil)
         reviewer.waiting(thread=evil)
         reviewer._paused_threads_by_listing()  # the fallback path lists checkpoints: with no filter
-        codes.append(graph.run.main(["--task", spec["task_file"], "--db", db, "--thread", evil, "--model",
-                                     spec["model"], "--strategy", "expert", "--no-wait", "--quiet", "--samples", "1"]))  # fmt: skip
+        codes.append(
+            graph.run.main(
+                [
+                    "--task",
+                    spec["task_file"],
+                    "--db",
+                    db,
+                    "--thread",
+                    evil,
+                    "--model",
+                    spec["model"],
+                    "--strategy",
+                    "expert",
+                    "--no-wait",
+                    "--quiet",
+                    "--samples",
+                    "1",
+                ]
+            )
+        )
     return {"filters": [repr(f) for f in seen], "codes": codes}
 
 
@@ -306,11 +361,20 @@ def _filter_cases(rec: Any, children: Children, pristine: Path, task_file: Path,
             lost_rows = {t: (before[t], after.get(t)) for t in before if (after.get(t) or 0) < before[t]}
             out["ok"] = not filters and not lost_rows
             out["detail"] = (
-                f"filters seen: {filters}; " if filters else f"{len(child.result['filters'])} list() calls, none filtered; "
-            ) + (f"rows lost: {lost_rows}" if lost_rows else f"exit codes {child.result['codes']}, database intact")
+                f"filters seen: {filters}; "
+                if filters
+                else f"{len(child.result['filters'])} list() calls, none filtered; "
+            ) + (
+                f"rows lost: {lost_rows}"
+                if lost_rows
+                else f"exit codes {child.result['codes']}, database intact"
+            )
     with rec.case("source scan: no list()/get_state_history() filter built from values") as out:
         found = _scan_sources()
-        out["ok"], out["detail"] = (not found), (", ".join(found) if found else "none in graph, nodes, models, tasks")
+        out["ok"], out["detail"] = (
+            (not found),
+            (", ".join(found) if found else "none in graph, nodes, models, tasks"),
+        )
     with rec.case("pinned checkpointer refuses a hostile filter key (CVE-2025-67644)") as out:
         db = scratch_dir(children.workdir, "filter-pin-") / "mb.sqlite"
         shutil.copy(pristine, db)

@@ -9,6 +9,7 @@ measures the process's peak memory. Both only ever run inside a child.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -28,10 +29,8 @@ def die() -> None:
 
 def reset_peak_rss() -> None:
     """Start measuring peak memory from now (Linux: writing 5 to clear_refs resets VmHWM)."""
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 def peak_rss_mb() -> float | None:
@@ -154,8 +153,10 @@ def _mask(value: Any, key: str = "") -> Any:
         return "~"
     if isinstance(value, dict):
         if key == "costs":  # strategy -> [n, seconds, tokens]: the count and tokens are exact
-            return {s: [v[0], "~", v[2]] if isinstance(v, list) and len(v) == 3 else _mask(v) for s, v in
-                    value.items()}  # fmt: skip
+            return {
+                s: [v[0], "~", v[2]] if isinstance(v, list) and len(v) == 3 else _mask(v)
+                for s, v in value.items()
+            }
         return {k: _mask(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [_mask(v) for v in value]
