@@ -252,13 +252,15 @@ def run(env: Env) -> FamilyReport:
                 if problem:
                     problems.append(problem)
                 elif child.exitcode:
-                    out.setdefault("said", []).append(f"{what}: {child.error_lines[-1][:120]}")
+                    said = child.error_lines[-1].rpartition("refused: ")[2] or child.error_lines[-1]
+                    out.setdefault("said", []).append(f"{what}: exit {child.exitcode}, {said[:100]}")
             if canary.exists():
                 problems.insert(0, "CODE RAN: the canary file was created")
                 canary.unlink()
             out["ok"] = not problems
+            said = " | ".join(out.get("said", []))
             out["detail"] = "; ".join(problems) or (
-                "refused: " + " | ".join(out.get("said", [])) or "read, no effect"
+                f"refused: {said}" if said else "read as valid, no effect"
             )
     _filter_cases(rec, children, pristine, task_file, ckpt)
     return rec.report
