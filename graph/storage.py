@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,23 +41,35 @@ class CheckpointReadError(SettingsError):
 _SAVER_READ_ERRORS = (CheckpointReadError, json.JSONDecodeError, TypeError, KeyError, IndexError)
 
 
-def _refusing_ext_hook() -> Callable[[int, bytes], Any]:
+class _RefusingExtHook:
     """LangGraph's strict msgpack hook, except that a type outside the allow-list is refused
-    (raises) instead of being replaced by its raw arguments, which the graph would then trip over."""
-    default = _create_msgpack_ext_hook(None)
+    (raises) instead of being replaced by its raw arguments, which the graph would then trip over.
 
-    def hook(code: int, data: bytes) -> Any:
+    ormsgpack reports a failing hook only as "ext_hook failed": the reason is kept here (per
+    thread) for the serializer's message.
+    """
+
+    def __init__(self) -> None:
+        self.default = _create_msgpack_ext_hook(None)
+        self.local = threading.local()
+
+    def __call__(self, code: int, data: bytes) -> Any:
         if code in _CONSTRUCTING_EXTS:
             try:
                 named = ormsgpack.unpackb(data, ext_hook=lambda c, d: None, option=ormsgpack.OPT_NON_STR_KEYS)
                 key = (str(named[0]), str(named[1]))
             except (ValueError, TypeError, IndexError, KeyError):
-                raise CheckpointReadError("malformed msgpack extension") from None
+                self.local.reason = "malformed msgpack extension"
+                raise CheckpointReadError(self.local.reason) from None
             if key not in lg_msgpack.SAFE_MSGPACK_TYPES:
-                raise CheckpointReadError(f"it names the type {key[0]}.{key[1]}, which is not allowed")
-        return default(code, data)
+                self.local.reason = f"it names the type {key[0]}.{key[1]}, which is not allowed"
+                raise CheckpointReadError(self.local.reason)
+        return self.default(code, data)
 
-    return hook
+    def take_reason(self) -> str | None:
+        reason = getattr(self.local, "reason", None)
+        self.local.reason = None
+        return reason
 
 
 class StrictSerializer(JsonPlusSerializer):
@@ -64,17 +77,18 @@ class StrictSerializer(JsonPlusSerializer):
     failure to read as a one-line :class:`CheckpointReadError`."""
 
     def __init__(self) -> None:
-        super().__init__(
-            pickle_fallback=False, allowed_msgpack_modules=None, __unpack_ext_hook__=_refusing_ext_hook()
-        )
+        self._refusing = hook = _RefusingExtHook()
+        super().__init__(pickle_fallback=False, allowed_msgpack_modules=None, __unpack_ext_hook__=hook)
 
     def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        self._refusing.take_reason()
         try:
             return super().loads_typed(data)
         except CheckpointReadError:
             raise
         except _READ_ERRORS as exc:
-            raise CheckpointReadError(f"{type(exc).__name__}: {_one_line(exc)}") from None
+            reason = self._refusing.take_reason() or f"{type(exc).__name__}: {_one_line(exc)}"
+            raise CheckpointReadError(reason) from None
 
 
 def _one_line(exc: BaseException) -> str:

@@ -135,8 +135,8 @@ class KillPoints:
 
 def ledger(store: Any) -> dict[str, Any]:
     """Every record of the long-term store except run records, with what varies between runs
-    (wall times, timestamps) masked: two runs that learned the same things have equal ledgers,
-    and evidence counted twice shows as a larger count."""
+    (wall times, timestamps, reasons quoting them) masked: two runs that learned the same things
+    have equal ledgers, and evidence counted twice shows as a larger count."""
     from graph.runner import RUNS_NS
 
     out: dict[str, Any] = {}
@@ -149,7 +149,7 @@ def ledger(store: Any) -> dict[str, Any]:
 
 
 def _mask(value: Any, key: str = "") -> Any:
-    if key in ("at", "started", "seconds") or key.endswith(("_seconds", "_s")):
+    if key in ("at", "started", "seconds", "reason") or key.endswith(("_seconds", "_s")):
         return "~"
     if isinstance(value, dict):
         if key == "costs":  # strategy -> [n, seconds, tokens]: the count and tokens are exact
