@@ -32,7 +32,7 @@ from graph.chaos.procs import Children, scratch_dir
 from graph.chaos.tiny import mirror_task, write_task
 
 KEY = "sk-chaos-0123456789abcdefSECRET"
-TIMEOUT_S = 1.5
+TIMEOUT_S = 1.0
 MAX_ATTEMPTS = 4
 #: Slack on the deadline for scheduling on a busy machine.
 SLACK_S = 0.75
@@ -127,7 +127,7 @@ def _leaks_key(text: str) -> bool:
 def logical_call(children: Children, scenario: Scenario) -> tuple[bool, str]:
     """One logical call (in a child, so a call that never ends cannot stall the suite) against a
     server scripted by ``scenario``; (survived, detail)."""
-    cap = MAX_ATTEMPTS * (TIMEOUT_S + 3) + 5  # beyond any sane deadline: the call is stuck
+    cap = MAX_ATTEMPTS * (TIMEOUT_S + 2) + 3  # past any sane deadline: the call is stuck
     with fs.FaultServer(list(scenario.script), scenario.default) as server:
         child = children.run("graph.chaos.llm:call_child", {"base_url": server.base_url}, timeout_s=cap)
         requests = server.count
