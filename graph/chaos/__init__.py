@@ -45,7 +45,7 @@ FAMILIES: dict[str, str] = {
     "review": "graph.chaos.review:run",
 }
 #: Share of the time budget each family gets (they differ in what one case costs).
-WEIGHTS: dict[str, float] = {"kill": 4, "expert": 2, "llm": 2, "fuzz": 1, "tamper": 1, "review": 1}
+WEIGHTS: dict[str, float] = {"kill": 5, "expert": 2, "llm": 2, "fuzz": 1, "tamper": 1, "review": 1}
 
 
 class Case(BaseModel):

@@ -148,6 +148,11 @@ def _read(path: Path) -> str:
         return ""
 
 
+def noop(spec: dict[str, Any], out: Path, ready: Any) -> dict[str, Any]:
+    """A child that does nothing (starts the fork server)."""
+    return {}
+
+
 def scratch_dir(parent: Path, prefix: str) -> Path:
     """A fresh folder under ``parent``."""
     return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
