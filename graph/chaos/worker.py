@@ -138,13 +138,17 @@ def ledger(store: Any) -> dict[str, Any]:
     (wall times, timestamps, reasons quoting them) masked: two runs that learned the same things
     have equal ledgers, and evidence counted twice shows as a larger count."""
     from graph.runner import RUNS_NS
+    from nodes.finalize import FINISHED_NS
 
     out: dict[str, Any] = {}
     for ns in store.list_namespaces(prefix=("mockingbird",), limit=1000):
         if tuple(ns) == RUNS_NS:
             continue
         for item in store.search(ns, limit=10000):
-            out["/".join(ns) + "/" + item.key] = _mask(item.value)
+            value = item.value
+            if tuple(ns) == FINISHED_NS:  # the answer; its costs and traces differ after a resume
+                value = {k: value.get(k) for k in ("answer", "confidence", "correct", "strategy")}
+            out["/".join(ns) + "/" + item.key] = _mask(value)
     return out
 
 
