@@ -263,20 +263,48 @@ def run_expert(env: Env) -> FamilyReport:
         else:  # killed while the reply is being applied, then resumed again from a fresh process
             kill = _pick_kill(rng, ref["counts"], ref["seconds"])
             with rec.case(f"{kind}: reply applied, {_kill_name(kill)}, resumed fresh") as out:
-                first = children.run(GRAPH_CASE, spec, timeout_s=CHILD_TIMEOUT_S)
-                if first.result is None or first.result["result"]["status"] != "waiting":
-                    out["detail"] = "the run did not wait for an expert"
-                    continue
-                killed = _spawn(children, answer, kill)
-                if not killed.killed and killed.exitcode != 0:
-                    out["detail"] = f"reply failed before the kill: {(killed.error_lines or ['?'])[-1]}"
-                    continue
-                out["ok"], out["detail"] = _check(
-                    children.run(GRAPH_CASE, answer, timeout_s=CHILD_TIMEOUT_S), ref
+                out["ok"], out["detail"] = reply_kill_case(
+                    children, env.workdir, spec, replies[kind], kill, ref
                 )
     if "answer" in references and rec.budget.allows(40):
         _real_cli_case(env, rec, children, task_obj, task, context, references["answer"])
     return rec.report
+
+
+def expert_setup(
+    children: Children, workdir: Path, ckpt: Path, seed: int, reply_kind: str
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(spec of a fresh waiting-run case, the reply, the reference result) for one kind of reply."""
+    task_obj = mirror_task()
+    context = _context(ckpt, seed, strategy="expert")
+    ref_spec = _spec(scratch_dir(workdir, "expert-ref-"), task_json(task_obj), context, "sync")
+    first = children.run(GRAPH_CASE, ref_spec, timeout_s=CHILD_TIMEOUT_S)
+    if first.result is None:
+        raise RuntimeError(f"the waiting run failed: {first.stderr[-500:]}")
+    reply = _reply(reply_kind, first.result["result"], task_obj.test[0].target)
+    if reply is None:
+        raise RuntimeError(f"no {reply_kind} reply possible")
+    done = children.run(GRAPH_CASE, ref_spec | {"mode": "answer", "reply": reply}, timeout_s=CHILD_TIMEOUT_S)
+    if done.result is None:
+        raise RuntimeError(f"the reply failed: {done.stderr[-500:]}")
+    spec = _spec(scratch_dir(workdir, "expert-"), task_json(task_obj), context, "sync")
+    return spec, reply, done.result
+
+
+def reply_kill_case(
+    children: Children, workdir: Path, spec: dict[str, Any], reply: dict[str, Any], kill: dict[str, Any],
+    ref: dict[str, Any],
+) -> tuple[bool, str]:  # fmt: skip
+    """Start the run until it waits, apply ``reply`` in a child killed at ``kill``, then give the
+    reply again from a fresh child (or continue the thread if it no longer waits); compare."""
+    first = children.run(GRAPH_CASE, spec, timeout_s=CHILD_TIMEOUT_S)
+    if first.result is None or first.result["result"]["status"] != "waiting":
+        return False, "the run did not wait for an expert"
+    answer = spec | {"mode": "answer", "reply": reply}
+    killed = _spawn(children, answer, kill)
+    if not killed.killed and killed.exitcode != 0:
+        return False, f"reply failed before the kill: {(killed.error_lines or ['?'])[-1]}"
+    return _check(children.run(GRAPH_CASE, answer, timeout_s=CHILD_TIMEOUT_S), ref)
 
 
 def _real_cli_case(

@@ -156,9 +156,10 @@ def _mask(value: Any, key: str = "") -> Any:
     if key in ("at", "started", "seconds", "reason") or key.endswith(("_seconds", "_s")):
         return "~"
     if isinstance(value, dict):
-        if key == "costs":  # strategy -> [n, seconds, tokens]: the count and tokens are exact
+        if key == "costs":  # strategy -> [n, seconds, tokens]: the count is exact, the tokens not
+            # (a resumed TTT reuses the adapter cached on disk before the kill: no training tokens)
             return {
-                s: [v[0], "~", v[2]] if isinstance(v, list) and len(v) == 3 else _mask(v)
+                s: [v[0], "~", "~"] if isinstance(v, list) and len(v) == 3 else _mask(v)
                 for s, v in value.items()
             }
         return {k: _mask(v, k) for k, v in value.items()}

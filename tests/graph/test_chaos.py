@@ -162,3 +162,18 @@ def test_unknown_family_is_one_line_exit_2(capsys):
     assert main(["--family", "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --family: unknown nope")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect found by the expert family, not fixed here: a process killed before the first "
+    "checkpoint of an applied reply leaves a thread that no longer waits, and continuing it routes "
+    "to the expert again (decisions icl, expert, expert) instead of finishing the reply",
+)
+def test_reply_killed_before_its_first_checkpoint_is_resumed_to_the_same_answer(kill_setup):
+    from graph.chaos.kill import expert_setup, reply_kill_case
+
+    children, workdir = kill_setup["children"], kill_setup["workdir"]
+    spec, reply, ref = expert_setup(children, workdir, kill_setup["ckpt"], 0, "note")
+    ok, detail = reply_kill_case(children, workdir, spec, reply, {"kind": "ckpt-before", "n": 1}, ref)
+    assert ok, detail
