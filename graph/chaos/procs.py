@@ -10,7 +10,9 @@ loaded, no database opened before the fork).
 A child runs ``module:function(spec, out_dir, ready)``; its stdout and stderr go to files, the
 function's return value (a JSON-able dict) to ``result.json`` and its ``"exit"`` key, if any, is
 the exit code. ``ready`` is an event the child sets once it is about to do the work (a timed
-kill counts from there, not from the fork).
+kill counts from there, not from the fork). As with any ``multiprocessing`` start method but
+fork, a script that uses this must guard its entry point (``if __name__ == "__main__":``): each
+child imports the parent's main module.
 """
 
 from __future__ import annotations
