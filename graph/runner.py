@@ -17,6 +17,7 @@ from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 from graph.context import Context
+from nodes.finalize import FINISHED_NS
 from nodes.prepare import InvalidInputError
 from tasks.schema import Task
 
@@ -27,6 +28,8 @@ EventSink = Callable[[dict[str, Any]], None]
 #: LangGraph does not persist the runtime context, and a run that waits for an expert is resumed
 #: later, often by another process (``graph.review``), which needs the same knobs.
 RUNS_NS = ("mockingbird", "runs")
+#: LangGraph's checkpoint durability modes (``run_query(durability=...)``).
+DURABILITIES = ("sync", "async", "exit")
 
 
 def run_record(graph: CompiledStateGraph[Any, Any, Any, Any], thread_id: str) -> dict[str, Any] | None:
@@ -110,6 +113,7 @@ def run_query(
     thread_id: str | None = None,
     on_event: EventSink | None = None,
     resume: Any = None,
+    durability: str | None = None,
 ) -> QueryResult:
     """Answer one query of ``task`` (``task.test[query_index]`` unless ``query_input`` is given).
 
@@ -124,21 +128,28 @@ def run_query(
         on_event: Receives trace events as nodes run.
         resume: An expert's reply to a run of ``thread_id`` that waits for review
             (``Command(resume=...)``); validate it first with :func:`nodes.expert.parse_reply`.
+        durability: When checkpoints are written: ``"sync"`` (before the next step starts),
+            ``"async"`` (while it runs; LangGraph's default) or ``"exit"`` (when the run stops);
+            ``None`` keeps LangGraph's default. Checked here: LangGraph accepts a misspelt value.
 
     Raises:
+        InvalidInputError: An unknown ``durability``, or a ``resume`` the thread cannot take.
         ThreadBusyError: Another process runs or resumes ``thread_id`` now (SQLite checkpointer:
             a thread runs in one process at a time, see :class:`graph.storage.ThreadLeases`).
     """
     from graph.storage import ThreadBusy, ThreadLeases
 
+    if durability is not None and durability not in DURABILITIES:
+        raise InvalidInputError(
+            f"durability: expected one of {', '.join(DURABILITIES)}, got {durability!r}"
+        )
+    args = (graph, task, query_index, context, query_input, target, thread_id, on_event, resume, durability)
     leases = ThreadLeases.for_saver(graph.checkpointer) if thread_id else None
     if leases is None or thread_id is None:
-        return _run_query(graph, task, query_index, context, query_input, target, thread_id, on_event, resume)
+        return _run_query(*args)
     try:
         with leases.hold(thread_id):  # only taking the lease raises ThreadBusy
-            return _run_query(
-                graph, task, query_index, context, query_input, target, thread_id, on_event, resume
-            )
+            return _run_query(*args)
     except ThreadBusy as exc:
         raise ThreadBusyError(str(exc)) from None
 
@@ -153,6 +164,7 @@ def _run_query(
     thread_id: str | None,
     on_event: EventSink | None,
     resume: Any,
+    durability: str | None,
 ) -> QueryResult:
     if query_input is None:
         q = task.test[query_index]
@@ -161,6 +173,7 @@ def _run_query(
     payload: Any = {"task": task.model_dump(mode="json"), "query": {"input": query_input, "target": target}}
     resumed = ""
     waiting = False
+    recorded: dict[str, Any] | None = None
     if thread_id and graph.checkpointer is not None:
         snapshot = graph.get_state(config)
         check_thread_owner(thread_id, snapshot.values, task, query_input)
@@ -176,6 +189,10 @@ def _run_query(
             payload, resumed = (None if resume is None else Command(resume=resume)), "resumed"
         elif snapshot.values.get("strategy") and "correct" in snapshot.values:
             resumed = "finished earlier"
+        elif graph.store is not None and (done := graph.store.get(FINISHED_NS, thread_id)) is not None:
+            # finalize recorded the run, but its last checkpoint was lost (a kill with
+            # durability="exit"): running it again would answer with its own outcome as evidence
+            recorded, resumed = dict(done.value), "finished earlier"
         elif graph.store is not None:
             graph.store.put(
                 RUNS_NS,
@@ -192,14 +209,20 @@ def _run_query(
         raise InvalidInputError("resume: needs the thread id of a checkpointed run")
     emit = on_event or (lambda _e: None)
     final: dict[str, Any] = {}
-    if resumed == "finished earlier":
+    if recorded is not None:
+        final = recorded
+        emit({"kind": "update", "node": "checkpoint", "message": f"thread {thread_id} finished earlier"})
+    elif resumed == "finished earlier":
         final = dict(graph.get_state(config).values)
         emit({"kind": "update", "node": "checkpoint", "message": f"thread {thread_id} finished earlier"})
     else:
         if resumed:
             emit({"kind": "update", "node": "checkpoint", "message": f"resuming thread {thread_id}"})
         modes: list[Any] = ["updates", "custom", "values"]
-        for part in graph.stream(payload, config, context=context, stream_mode=modes, version="v2"):
+        # Without a checkpointer there is nothing to make durable ("sync" would crash: NOTES).
+        durable = durability and graph.checkpointer is not None
+        extra: dict[str, Any] = {"durability": durability} if durable else {}
+        for part in graph.stream(payload, config, context=context, stream_mode=modes, version="v2", **extra):
             if part["ns"]:
                 continue  # events of a parent/child graph are theirs to show
             if part["type"] == "custom":

@@ -1,12 +1,23 @@
-"""``finalize``: score the answer against the target and record the outcome in long-term memory."""
+"""``finalize``: score the answer against the target and record the outcome in long-term memory.
+
+The outcome is recorded **once per run**, however often the node runs: a process killed after
+``finalize`` wrote to the store but before LangGraph checkpointed its completion re-runs it on
+resume (with ``durability="exit"``, the whole run), and counting the query's evidence again
+would skew the router. So every write of the node goes to the store in one transaction together
+with a record of the finished run keyed by its thread (:data:`FINISHED_NS`); a run that finds its
+record has been counted already. ``graph.runner.run_query`` also returns that record for a thread
+whose final checkpoint was lost (found by ``python -m graph.chaos --family kill``).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from langgraph.runtime import Runtime
+from langgraph.store.base import BaseStore, GetOp, Item, Op, PutOp, Result
 
 from graph.context import Context
 from graph.state import State
@@ -20,6 +31,13 @@ from nodes.common import (
 )
 from tasks.scoring import is_correct
 
+#: Runs whose outcome is recorded: run key (thread id) -> the run's final result.
+FINISHED_NS = ("mockingbird", "finished")
+#: The result fields a finished-run record keeps (what ``run_query`` reports).
+RESULT_KEYS = (
+    "answer", "confidence", "strategy", "reason", "candidates", "costs", "attempts", "decisions", "expert",
+)  # fmt: skip
+
 
 def finalize(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Scoring where a target exists (exact match; within tolerance for regression) and an outcome
@@ -30,7 +48,10 @@ def finalize(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     target = query.get("target")
     correct = None if target is None else is_correct(task, state.get("answer"), target)
     store = runtime.store if runtime else None
-    if store is not None:
+    run = run_key()
+    counted = store is not None and run is not None and store.get(FINISHED_NS, run) is not None
+    if store is not None and not counted:
+        real, store = store, DeferredStore(store)  # every write below lands in one transaction
         # Outcomes are the router's evidence in later queries of this task (one record per query).
         store.put(
             (*OUTCOMES_NS, memory_key(task)),
@@ -48,12 +69,72 @@ def finalize(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             },
         )
         _learn(store, state, target)
+        if run is not None:
+            store.put(FINISHED_NS, run, {k: state.get(k) for k in RESULT_KEYS} | {"correct": correct})
+        store.commit()
+        store = real
     verdict = "no target" if correct is None else ("correct" if correct else "wrong")
+    note = " (outcome recorded before this resumed run: not counted again)" if counted else ""
     return {
         "correct": correct,
         "costs": [cost_entry("finalize", started)],
-        "trace": [{"node": "finalize", "message": f"answer {verdict}"}],
+        "trace": [{"node": "finalize", "message": f"answer {verdict}{note}"}],
     }
+
+
+def run_key() -> str | None:
+    """The key of the running query's run: its thread id (and the parent graph's namespace when
+    embedded); ``None`` without a checkpointer, where a run never re-runs."""
+    from langgraph.config import get_config
+
+    try:
+        configurable = get_config().get("configurable") or {}
+    except RuntimeError:  # called outside a run
+        return None
+    thread = configurable.get("thread_id")
+    if not thread:
+        return None
+    # This task's own namespace ends with "finalize:<task id>", which changes when a run is
+    # re-run from scratch; the parent's part names the run.
+    parent = str(configurable.get("checkpoint_ns") or "").rpartition("|")[0]
+    return f"{thread}|{parent}" if parent else str(thread)
+
+
+class DeferredStore(BaseStore):
+    """A view of a store whose writes wait for :meth:`commit`, which applies them in one batch
+    (one SQLite transaction: all or none survive a kill). Reads see the view's own writes."""
+
+    def __init__(self, store: BaseStore) -> None:
+        self.store = store
+        self.writes: dict[tuple[tuple[str, ...], str], PutOp] = {}
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        results: list[Result] = []
+        for op in ops:
+            if isinstance(op, PutOp):
+                self.writes[(tuple(op.namespace), op.key)] = op
+                results.append(None)
+            elif isinstance(op, GetOp) and (tuple(op.namespace), op.key) in self.writes:
+                put = self.writes[(tuple(op.namespace), op.key)]
+                now = datetime.now(UTC)
+                if put.value is None:  # a deletion
+                    results.append(None)
+                else:
+                    value = dict(put.value)
+                    results.append(Item(value=value, key=op.key, namespace=op.namespace, created_at=now,
+                                        updated_at=now))  # fmt: skip
+            else:
+                results.extend(self.store.batch([op]))
+        return results
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        return self.batch(ops)
+
+    def commit(self) -> None:
+        """Apply every write at once."""
+        if self.writes:
+            self.store.batch(list(self.writes.values()))
+        self.writes.clear()
 
 
 def _learn(store: Any, state: State, target: Any) -> None:

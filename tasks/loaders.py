@@ -27,6 +27,10 @@ FORMATS_HELP = (
     "ARC JSON {train, test}, BIG-Bench Hard JSON {examples}, task JSON {id, kind, function}, "
     "CSV, JSONL or Parquet tables"
 )
+#: Largest task file read (bytes). Checked before reading, so a huge file costs no memory; a task
+#: is a few demonstrations and queries (1D-ARC and ARC files are under 100 kB). Tables have their
+#: own limit (against the memory available: ``tasks.tabular``).
+MAX_TASK_FILE_BYTES = 32 * 1024 * 1024
 
 ARC_FUNCTION = MockFunction(
     name="transform",
@@ -61,6 +65,13 @@ def _read_text(path: Path) -> str:
     if not path.is_file():
         raise TaskFileError(path, None, "not a file")
     try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise TaskFileError(path, None, f"cannot read: {exc.strerror}") from None
+    if size > MAX_TASK_FILE_BYTES:
+        mib, limit = size / 2**20, MAX_TASK_FILE_BYTES // 2**20
+        raise TaskFileError(path, None, f"file is {mib:.1f} MiB, over the {limit} MiB limit of task files")
+    try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise TaskFileError(path, None, "not UTF-8 text") from None
@@ -71,14 +82,21 @@ def _read_text(path: Path) -> str:
     return text
 
 
-def _read_json(path: Path) -> Any:
-    text = _read_text(path)
+def _parse_json(path: Path, text: str, field: str | None = None) -> Any:
+    """``json.loads`` with every way it fails as one :class:`TaskFileError` line."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise TaskFileError(
-            path, None, f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
-        ) from None
+        where = "" if field else f" at line {exc.lineno}, column {exc.colno}"
+        raise TaskFileError(path, field, f"invalid JSON: {exc.msg}{where}") from None
+    except RecursionError:
+        raise TaskFileError(path, field, "invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise TaskFileError(path, field, f"invalid JSON: {exc}") from None
+
+
+def _read_json(path: Path) -> Any:
+    return _parse_json(path, _read_text(path))
 
 
 def _arc(path: Path, data: dict[str, Any]) -> Task:

@@ -28,6 +28,10 @@ TASK_KINDS: tuple[TaskKind, ...] = ("grid", "list", "text", "tabular")
 
 Scalar = str | int | float | bool | None
 Grid = list[list[int]]
+#: Largest grid accepted: rows and cells per row, and cells in all (ARC grids are at most 30 x 30;
+#: a prompt for a much larger grid would not fit any model's context anyway).
+MAX_GRID_SIDE = 1000
+MAX_GRID_CELLS = 10_000
 
 
 def check_value(kind: TaskKind, value: Any, where: str) -> Any:
@@ -47,10 +51,17 @@ def check_value(kind: TaskKind, value: Any, where: str) -> Any:
     if kind == "grid":
         if not isinstance(value, list) or not value:
             raise ValueError(f"{where}: a grid must be a non-empty list of rows")
+        if len(value) > MAX_GRID_SIDE:
+            raise ValueError(f"{where}: {len(value)} rows, more than the {MAX_GRID_SIDE} a grid may have")
         width = None
         for r, row in enumerate(value):
             if not isinstance(row, list) or not row:
                 raise ValueError(f"{where}: row {r} must be a non-empty list of integers 0-9")
+            if len(row) > MAX_GRID_SIDE or len(row) * len(value) > MAX_GRID_CELLS:
+                raise ValueError(
+                    f"{where}: {len(value)} x {len(row)} cells, over the limit of {MAX_GRID_SIDE} per side "
+                    f"and {MAX_GRID_CELLS} in all"
+                )
             for c, cell in enumerate(row):
                 if isinstance(cell, bool) or not isinstance(cell, int) or not 0 <= cell <= 9:
                     raise ValueError(f"{where}: cell [{r}][{c}] is {cell!r}, expected an integer 0-9")

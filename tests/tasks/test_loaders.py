@@ -163,3 +163,40 @@ def test_shared_bbh_and_arc_agi_load():
     assert len(bbh.train) == 3 and len(bbh.test) > 100
     arc = sorted((SHARED / "arc-agi" / "training").glob("*.json"))[:20]
     assert all(load_tasks(p)[0].kind == "grid" for p in arc)
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    import tasks.loaders
+
+    big = tmp_path / "big.json"
+    with big.open("wb") as f:  # sparse: 64 MiB to a reader, no disk used
+        f.write(b'{"train": [')
+        f.truncate(64 * 2**20)
+    read: list[Path] = []
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: read.append(self) or "")
+    with pytest.raises(TaskFileError) as err:
+        load_tasks(big)
+    assert str(err.value) == f"{big}: file is 64.0 MiB, over the 32 MiB limit of task files"
+    assert read == []  # refused from its size alone
+    monkeypatch.setattr(tasks.loaders, "MAX_TASK_FILE_BYTES", 8)
+    small = tmp_path / "small.json"
+    small.write_text('{"train": []}')
+    with pytest.raises(TaskFileError, match="over the 0 MiB limit"):
+        load_tasks(small)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fragment"),
+    [
+        ("deep.json", "[" * 100_000 + "]" * 100_000, "invalid JSON: nested too deeply"),
+        ("long.json", '{"train": [{"input": [[' + "7" * 5000 + ']], "output": [[1]]}], "test": []}',
+         "invalid JSON: Exceeds the limit (4300 digits)"),
+        ("deep.jsonl", "[" * 100_000 + "\n", "line 1: invalid JSON: nested too deeply"),
+    ],
+)  # fmt: skip
+def test_json_that_breaks_the_parser_is_one_line(tmp_path, name, content, fragment):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(TaskFileError) as err:
+        load_tasks(path)
+    assert fragment in str(err.value) and "\n" not in str(err.value)

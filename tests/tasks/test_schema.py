@@ -72,3 +72,15 @@ def test_bundled_examples_are_consistent_with_their_rules():
         assert all(rule(e.input) == e.output for e in task.train), task.id
         assert all(rule(q.input) == q.target for q in task.test), task.id
         assert task.function.docstring
+
+
+def test_grids_over_the_size_limits_are_refused():
+    from tasks.schema import MAX_GRID_CELLS, MAX_GRID_SIDE
+
+    assert check_value("grid", [[1] * 100] * 100, "g")  # 10,000 cells: the most allowed
+    with pytest.raises(ValueError, match=f"g: {MAX_GRID_SIDE + 1} rows, more than the {MAX_GRID_SIDE}"):
+        check_value("grid", [[1]] * (MAX_GRID_SIDE + 1), "g")
+    with pytest.raises(ValueError, match=f"g: 1 x {MAX_GRID_SIDE + 1} cells, over the limit"):
+        check_value("grid", [[1] * (MAX_GRID_SIDE + 1)], "g")
+    with pytest.raises(ValueError, match=f"and {MAX_GRID_CELLS} in all"):
+        check_value("grid", [[1] * 101] * 100, "g")
