@@ -32,7 +32,9 @@ from graph.chaos.procs import Children, scratch_dir
 from graph.chaos.tiny import mirror_task, write_task
 
 KEY = "sk-chaos-0123456789abcdefSECRET"
-TIMEOUT_S = 1.0
+#: The configured time-out: the deadline of one logical call (attempts and waits included), so
+#: long enough for a retry after a 1 s Retry-After.
+TIMEOUT_S = 3.0
 MAX_ATTEMPTS = 4
 #: Slack on the deadline for scheduling on a busy machine.
 SLACK_S = 0.75

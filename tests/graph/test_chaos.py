@@ -119,11 +119,6 @@ def test_llm_family_requests_errors_and_key_redaction(llm_report):
         assert "requests (expected" not in by_name[name].detail, by_name[name].detail
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect fixed on another branch (issue 18): no overall deadline per logical LLM call; "
-    "a persistent fault takes max_attempts x time-out plus back-off (Retry-After: 3600 waits 90 s)",
-)
 def test_llm_family_holds_the_deadline_per_logical_call(llm_report):
     _all_survived(llm_report)
 
