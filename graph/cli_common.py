@@ -79,7 +79,9 @@ def add_context_flags(parser: argparse.ArgumentParser) -> None:
         dest="expert_review",
         help="router: escalate to a human expert as the last resort (default off)",
     )
-    parser.add_argument("--db", help="SQLite database for checkpoints and task memory")
+    parser.add_argument(
+        "--db", help="checkpoints and task memory: a SQLite path, sqlite:///PATH or postgresql://..."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
 
 

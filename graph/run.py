@@ -31,7 +31,7 @@ from graph.cli_common import (
     setup_logging,
 )
 from graph.errors import SettingsError
-from graph.settings import EXAMPLES_DIR, db_path, load_dotenv_file
+from graph.settings import EXAMPLES_DIR, database, load_dotenv_file
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -115,12 +115,12 @@ def _run(args: argparse.Namespace) -> int:
     view = TraceView(verbose=not args.quiet)
     model = resolve_model(ctx, None)
     check_strategy(ctx.strategy, can_adapt=model.capabilities.adapt, model=model.name)
-    path = db_path(args.db)
-    graph = build_graph(model=model, checkpointer=open_checkpointer(path), store=open_store(path))
+    db = database(args.db)
+    graph = build_graph(model=model, checkpointer=open_checkpointer(db), store=open_store(db))
     run_id = args.thread or uuid.uuid4().hex[:8]
     view.console.print(
         f"[dim]model {model.name} · strategy {ctx.strategy} · {len(jobs)} queries · "
-        f"thread {run_id} · db {path}[/]"
+        f"thread {run_id} · db {db}[/]"
     )
     results = []
     for task, index in jobs:
@@ -146,7 +146,7 @@ def _run(args: argparse.Namespace) -> int:
     waiting = [r for r in results if r.status == "waiting"]
     for r in waiting:
         command = (
-            f"python -m graph.review --db {shlex.quote(str(path))} --thread {shlex.quote(r.thread_id or '')}"
+            f"python -m graph.review --db {shlex.quote(db.cli_arg)} --thread {shlex.quote(r.thread_id or '')}"
         )
         view.console.print(
             Text.assemble(  # Text, not markup: a path or thread id may hold '[' characters

@@ -1,4 +1,4 @@
-"""Process-level settings shared by the CLIs: ``.env`` loading and storage paths.
+"""Process-level settings shared by the CLIs: ``.env`` loading and the database.
 
 Per-run knobs live in :class:`graph.context.Context`; this module only holds what is about the
 process (where the database is, where the bundled tasks are).
@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dotenv import load_dotenv
 
+if TYPE_CHECKING:
+    from graph.storage import Database
+
 #: Bundled example tasks (the default of ``python -m graph.run``).
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "tasks" / "examples"
-#: Default SQLite database for checkpoints and long-term task memory.
+#: Default database for checkpoints and long-term task memory (SQLite; ``postgresql://`` for many
+#: processes or machines, see :mod:`graph.storage`).
 DEFAULT_DB = Path(".mockingbird") / "mockingbird.sqlite"
 
 
@@ -24,6 +29,19 @@ def load_dotenv_file(path: Path | None = None) -> None:
     os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
 
 
-def db_path(override: str | None = None) -> Path:
-    """The checkpoint/store database: flag > ``MOCKINGBIRD_DB`` > ``.mockingbird/mockingbird.sqlite``."""
-    return Path(override or os.environ.get("MOCKINGBIRD_DB") or DEFAULT_DB)
+def database(override: str | None = None) -> Database:
+    """The checkpoint/store database: flag > ``MOCKINGBIRD_DB`` > ``.mockingbird/mockingbird.sqlite``.
+
+    A path or ``sqlite:///PATH`` is a SQLite file; ``postgresql://...`` a PostgreSQL database.
+
+    Raises:
+        SettingsError: An unsupported URL scheme or a malformed URL (naming the flag or variable).
+    """
+    from graph.storage import parse_db
+
+    if override:
+        return parse_db(override, "--db")
+    env = os.environ.get("MOCKINGBIRD_DB")
+    if env:
+        return parse_db(env, "MOCKINGBIRD_DB")
+    return parse_db(DEFAULT_DB)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -12,6 +13,7 @@ from langgraph.store.base import BaseStore
 
 from graph.context import Context
 from graph.state import Attempt, Candidate, Cost
+from graph.storage import update_item
 from models.base import ModelBackend, Usage
 from models.factory import load_model
 
@@ -104,11 +106,21 @@ def task_evidence(store: BaseStore | None, task_id: str) -> dict[str, Any]:
 
 
 def update_evidence(store: BaseStore | None, task_id: str, **values: Any) -> dict[str, Any]:
-    """Merge ``values`` into the task's stored evidence (a no-op without a store); returns it."""
-    evidence = task_evidence(store, task_id) | values
-    if store is not None:
-        store.put(EVIDENCE_NS, task_id, evidence)
-    return evidence
+    """Merge ``values`` into the task's stored evidence, atomically (a no-op without a store);
+    returns it. Keys computed from the stored evidence go through :func:`update_task_evidence`."""
+    if store is None:
+        return dict(values)
+    return update_item(store, EVIDENCE_NS, task_id, lambda old: old | values)
+
+
+def update_task_evidence(
+    store: BaseStore | None, task_id: str, update: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
+    """Replace the task's evidence by ``update(evidence)`` in one atomic read-modify-write (many
+    workers may update the same task at once); a no-op without a store. Returns the new evidence."""
+    if store is None:
+        return update({})
+    return update_item(store, EVIDENCE_NS, task_id, update)
 
 
 def measured_before(evidence: dict[str, Any], field: str, prefix: str, task_train: int, model: str) -> bool:
@@ -122,14 +134,17 @@ def measured_before(evidence: dict[str, Any], field: str, prefix: str, task_trai
 
 
 def add_task_notes(store: BaseStore | None, task_id: str, notes: list[str]) -> list[str]:
-    """Append ``notes`` (deduplicated, order kept) to the task's stored notes; returns them all."""
-    kept = task_notes(store, task_id)
-    for note in notes:
-        if note and note not in kept:
-            kept.append(note)
-    if store is not None:
-        store.put(NOTES_NS, task_id, {"notes": kept})
-    return kept
+    """Append ``notes`` (deduplicated, order kept) to the task's stored notes, atomically; returns
+    them all."""
+
+    def append(old: dict[str, Any]) -> dict[str, Any]:
+        kept = list(old.get("notes", []))
+        kept.extend(n for n in dict.fromkeys(notes) if n and n not in kept)
+        return {**old, "notes": kept}
+
+    if store is None:
+        return append({})["notes"]
+    return list(update_item(store, NOTES_NS, task_id, append)["notes"])
 
 
 def attempt_entry(
@@ -214,22 +229,22 @@ def record_model_evidence(
     task_type: str | None = None,
 ) -> None:
     """Add one query's observed gains and costs per strategy to the model's running sums (and its
-    gains to the sums of the task's type, when it has one)."""
+    gains to the sums of the task's type, when it has one); each sum is one atomic update."""
     if store is None:
         return
-    item = store.get(MODEL_EVIDENCE_NS, model)
-    raw = dict(item.value) if item else {}
-    sums_g = _add_gains(raw.get("gains") or {}, gains)
-    sums_c = dict(raw.get("costs") or {})
-    for s, (seconds, tokens) in costs.items():
-        n, sec, tok = sums_c.get(s, [0, 0.0, 0])
-        sums_c[s] = [n + 1, sec + seconds, tok + tokens]
-    store.put(MODEL_EVIDENCE_NS, model, {"gains": sums_g, "costs": sums_c})
+
+    def add(raw: dict[str, Any]) -> dict[str, Any]:
+        sums_c = dict(raw.get("costs") or {})
+        for s, (seconds, tokens) in costs.items():
+            n, sec, tok = sums_c.get(s, [0, 0.0, 0])
+            sums_c[s] = [n + 1, sec + seconds, tok + tokens]
+        return {"gains": _add_gains(raw.get("gains") or {}, gains), "costs": sums_c}
+
+    update_item(store, MODEL_EVIDENCE_NS, model, add)
     if task_type and gains:
-        key = _type_key(model, task_type)
-        typed = store.get(TYPE_EVIDENCE_NS, key)
-        store.put(
+        update_item(
+            store,
             TYPE_EVIDENCE_NS,
-            key,
-            {"gains": _add_gains((typed.value if typed else {}).get("gains") or {}, gains)},
+            _type_key(model, task_type),
+            lambda typed: {"gains": _add_gains(typed.get("gains") or {}, gains)},
         )

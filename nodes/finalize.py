@@ -15,8 +15,7 @@ from nodes.common import (
     cost_entry,
     query_key,
     record_model_evidence,
-    task_evidence,
-    update_evidence,
+    update_task_evidence,
 )
 from tasks.scoring import exact_match
 
@@ -74,9 +73,13 @@ def _learn(store: Any, state: State, target: Any) -> None:
         if baseline is not None:
             gains = {s: h - float(baseline) for s, h in hit.items() if s != "icl"}
     if gains:
-        observed = dict(task_evidence(store, task["id"]).get("observed") or {})
-        for s, gain in gains.items():
-            n, total = observed.get(s, [0, 0.0])
-            observed[s] = [n + 1, total + gain]
-        update_evidence(store, task["id"], observed=observed)
+
+        def observe(evidence: dict[str, Any]) -> dict[str, Any]:
+            observed = dict(evidence.get("observed") or {})
+            for s, gain in gains.items():
+                n, total = observed.get(s, [0, 0.0])
+                observed[s] = [n + 1, total + gain]
+            return evidence | {"observed": observed}
+
+        update_task_evidence(store, task["id"], observe)  # one atomic update: workers lose nothing
     record_model_evidence(store, model, gains=gains, costs=costs, task_type=task.get("type"))
