@@ -113,10 +113,11 @@ def _run(args: argparse.Namespace) -> int:
                 raise SettingsError(f"{exc} (task {task.id} is of kind {task.kind})") from None
 
     view = TraceView(verbose=not args.quiet)
+    db = database(args.db)  # before the model: a wrong database fails in a second, not after a load
+    checkpointer, store = open_checkpointer(db), open_store(db)
     model = resolve_model(ctx, None)
     check_strategy(ctx.strategy, can_adapt=model.capabilities.adapt, model=model.name)
-    db = database(args.db)
-    graph = build_graph(model=model, checkpointer=open_checkpointer(db), store=open_store(db))
+    graph = build_graph(model=model, checkpointer=checkpointer, store=store)
     run_id = args.thread or uuid.uuid4().hex[:8]
     view.console.print(
         f"[dim]model {model.name} · strategy {ctx.strategy} · {len(jobs)} queries · "

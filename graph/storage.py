@@ -26,6 +26,7 @@ import atexit
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ CONNECT_TIMEOUT_S = 10
 POOL_MAX_SIZE = 8
 #: ``pg_advisory_lock`` key held while LangGraph's migrations run (any fixed 64-bit number).
 SETUP_LOCK_KEY = 0x4D6F636B696E67  # "Mocking"
+#: Seconds to wait for another process's table set-up.
+SETUP_WAIT_S = 120.0
 
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -187,6 +190,27 @@ def _connect(path: Path, what: str, *, autocommit: bool) -> sqlite3.Connection:
     return conn
 
 
+@contextmanager
+def _sqlite_setup_lock(path: Path) -> Iterator[None]:
+    """Serialise LangGraph's SQLite migrations across threads and processes (``<db>.setup-lock``).
+
+    They are not safe to run twice at once (``ALTER TABLE ... ADD COLUMN`` twice: "duplicate column
+    name"), and their ``executescript`` commits any transaction we could hold around them, so an
+    advisory file lock it is. Without ``fcntl`` (Windows) set-up runs unguarded.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield
+        return
+    with open(path.with_name(path.name + ".setup-lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 # --- PostgreSQL -------------------------------------------------------------------------------
 
 _POOLS: dict[tuple[str, str], ConnectionPool] = {}
@@ -247,12 +271,23 @@ atexit.register(close_pools)
 
 def _setup_postgres(pool: ConnectionPool, setup: Callable[[], None], db: Database, what: str) -> None:
     """Run LangGraph's migrations under a session advisory lock: idempotent, and concurrent
-    starts (many workers at once) wait for each other instead of racing on ``CREATE TABLE``."""
+    starts (many workers at once) wait for each other instead of racing on ``CREATE TABLE``.
+
+    Waiters poll ``pg_try_advisory_lock`` rather than block in ``pg_advisory_lock``: a blocked
+    statement is an open transaction, and the migrations' ``CREATE INDEX CONCURRENTLY`` waits for
+    every open transaction to end, a deadlock PostgreSQL does not detect (advisory locks).
+    """
     import psycopg
 
     try:
         with pool.connection() as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK_KEY,))
+            deadline = time.monotonic() + SETUP_WAIT_S
+            while not conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (SETUP_LOCK_KEY,)).fetchone()[
+                "ok"
+            ]:
+                if time.monotonic() > deadline:
+                    raise SettingsError(f"{db}: another process has been setting up the tables for too long")
+                time.sleep(0.05)
             try:
                 setup()
             finally:
@@ -301,7 +336,8 @@ def open_checkpointer(db: str | Path | Database) -> BaseCheckpointSaver[Any]:
     assert where.path is not None
     saver = SqliteSaver(_connect(where.path, "checkpoint", autocommit=False), serde=strict_serializer())
     try:
-        saver.setup()
+        with _sqlite_setup_lock(where.path):
+            saver.setup()
     except sqlite3.DatabaseError as exc:
         raise SettingsError(f"{where.path}: not a usable checkpoint database: {exc}") from None
     return saver
@@ -320,7 +356,8 @@ def open_store(db: str | Path | Database) -> BaseStore:
     assert where.path is not None
     store = SqliteStore(_connect(where.path, "store", autocommit=True))
     try:
-        store.setup()
+        with _sqlite_setup_lock(where.path):
+            store.setup()
     except sqlite3.DatabaseError as exc:
         raise SettingsError(f"{where.path}: not a usable store database: {exc}") from None
     return store

@@ -65,7 +65,9 @@ def test_checkpoints_use_strict_serialization(db):
 def tables(db: Path | str) -> set[str]:
     """The tables of a real database, read with its own driver (not through LangGraph)."""
     if isinstance(db, Path):
-        return {r[0] for r in sqlite3.connect(db).execute("select name from sqlite_master where type='table'")}
+        return {
+            r[0] for r in sqlite3.connect(db).execute("select name from sqlite_master where type='table'")
+        }
     import psycopg
 
     with psycopg.connect(db) as conn:
