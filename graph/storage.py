@@ -282,9 +282,7 @@ def _setup_postgres(pool: ConnectionPool, setup: Callable[[], None], db: Databas
     try:
         with pool.connection() as conn:
             deadline = time.monotonic() + SETUP_WAIT_S
-            while not conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (SETUP_LOCK_KEY,)).fetchone()[
-                "ok"
-            ]:
+            while not _try_lock(conn):
                 if time.monotonic() > deadline:
                     raise SettingsError(f"{db}: another process has been setting up the tables for too long")
                 time.sleep(0.05)
@@ -294,6 +292,11 @@ def _setup_postgres(pool: ConnectionPool, setup: Callable[[], None], db: Databas
                 conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK_KEY,))
     except psycopg.Error as exc:
         raise SettingsError(f"{db}: cannot set up the {what} tables: {_first_line(exc)}") from None
+
+
+def _try_lock(conn: Any) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (SETUP_LOCK_KEY,)).fetchone()
+    return bool(row and row["ok"])
 
 
 def create_schema(db: Database, schema: str) -> Database:
