@@ -149,7 +149,9 @@ def run_parallel(
         job_q.put((i, task.model_dump(mode="json"), index, f"bench-{run_id}:{task.id}:{index}"))
     for _ in range(workers):
         job_q.put(None)
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    # One torch thread per worker: processes use the cores. (Two intra-op threads in one worker on a
+    # busy 2-core machine spin in OpenMP barriers and measured 6x slower per query than one.)
+    threads = 1
     procs = [
         mp.Process(target=_worker, args=(w, db, asdict(ctx), threads, job_q, out_q, go), daemon=True)
         for w in range(workers)
