@@ -45,12 +45,15 @@ class AgentState(TypedDict):
 def build_parent(model: ModelBackend | None = None, *, expert: bool = False) -> Any:
     """The parent agent: planner -> tools (Mockingbird) -> report; with a checkpointer for pauses."""
     child = build_graph(model=model)
-    tool = as_tool(child, context=Context(strategy="expert" if expert else "icl", samples=1))
+    # The tool reads task files only under the folder named here (a model's arguments are untrusted).
+    tool = as_tool(
+        child, context=Context(strategy="expert" if expert else "icl", samples=1), task_root=TASK_FILE.parent
+    )
     task = load_any(TASK_FILE)[0]
 
     def planner(state: AgentState) -> dict[str, Any]:
         # A real agent asks a chat model which tool to call; this one always asks Mockingbird.
-        call = {"name": "mockingbird", "args": {"task": str(TASK_FILE), "query": task.test[0].input},
+        call = {"name": "mockingbird", "args": {"task": TASK_FILE.name, "query": task.test[0].input},
                 "id": "call-1", "type": "tool_call"}  # fmt: skip
         return {"messages": [AIMessage(content="", tool_calls=[call])]}
 

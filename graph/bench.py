@@ -10,7 +10,7 @@ Example::
 Every task file under ``--tasks`` (any supported format; sub-folders are task types) is run
 through the graph (for each model of a comma-separated ``--model`` list and each strategy of a
 comma-separated ``--strategy`` list, side by side); the table shows per type: accuracy with a
-95 % bootstrap interval over queries, seconds and tokens per query, and GPT-4's published score
+95 % Wilson interval over queries, seconds and tokens per query, and GPT-4's published score
 where one exists. Besides the graph's strategies, ``--strategy`` takes bench-only *variants*
 (:data:`VARIANTS`): ``ttt-noaug`` is ``ttt`` with ``ttt_augment`` off (the "without augmentation
 and voting" arm). The JSON has every run and, per model, each run's accuracy and seconds relative
@@ -35,8 +35,23 @@ from typing import Any
 from pydantic import BaseModel
 from rich.table import Table
 
-from graph.bench_report import ALL_FIXED, Point, RouterStanding, expand_strategies, oracle, standing
-from graph.cli_common import add_context_flags, context_from_args, run_cli, setup_logging
+from graph.bench_report import (
+    ALL_FIXED,
+    Calibration,
+    Point,
+    RouterStanding,
+    calibration,
+    expand_strategies,
+    oracle,
+    standing,
+)
+from graph.cli_common import (
+    add_context_flags,
+    check_output_file,
+    context_from_args,
+    run_cli,
+    setup_logging,
+)
 from graph.context import Context
 from graph.errors import SettingsError
 from graph.runner import QueryResult
@@ -57,6 +72,7 @@ GPT4_1DARC = {
 #: Bench-only strategy variants: name -> (graph strategy, Context fields it sets).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ttt-noaug": ("ttt", {"ttt_augment": False}),
+    "ttt-trial": ("ttt", {"ttt_recipe": "trial"}),
 }
 
 
@@ -91,14 +107,15 @@ class BenchReport(BaseModel):
     results: list[QueryResult]
     dg_diff: float | None = None  # mean DG-DIFF over the tasks where this run measured one
     dg_tasks: int = 0  # how many tasks that mean is over
+    calibration: Calibration | None = None  # how often an answer at the router's threshold was wrong
 
 
 def summarize(name: str, results: list[QueryResult], gpt4: float | None = None) -> TypeRow:
-    """Accuracy, bootstrap interval and costs over ``results``."""
-    from tasks.scoring import bootstrap_ci
+    """Accuracy, Wilson interval and costs over ``results``."""
+    from tasks.scoring import proportion_ci
 
     flags = [bool(r.correct) for r in results]
-    lo, hi = bootstrap_ci(flags)
+    lo, hi = proportion_ci(flags)
     n = max(len(results), 1)
     return TypeRow(
         type=name,
@@ -146,6 +163,9 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise SettingsError(f"--limit: must be at least 1, got {args.limit}")
+    # Outputs are checked before the run: a missing folder must not cost a whole benchmark.
+    json_out = check_output_file(args.json_out, "--json")
+    plot_out = check_output_file(args.plot, "--plot")
     specs = [s.strip() for s in (args.model or "").split(",") if s.strip()] or [None]
     requested = [s.strip() for s in (args.strategy or "").split(",") if s.strip()] or [None]
     tasks = load_any(Path(args.tasks), k_shot=args.k_shot)
@@ -201,6 +221,7 @@ def _bench(args: argparse.Namespace) -> int:
         console.print(throughput_table(throughput))
     for report in reports:
         console.print(detail_table(report))
+    console.print(calibration_table(reports))
     if len(reports) > 1:
         console.print(comparison_table(reports))
     points, standings = compare_strategies(reports)
@@ -217,9 +238,10 @@ def _bench(args: argparse.Namespace) -> int:
             for m, p in points.items()
             if "oracle" in p
         ]
-        plot(drawn, Path(args.plot), f"{', '.join(dict.fromkeys(r.model for r in reports))} · {args.tasks}")
+        title = f"{', '.join(dict.fromkeys(r.model for r in reports))} · {args.tasks}"
+        plot(drawn, plot_out or Path(args.plot), title)
         console.print(f"plot: {args.plot}")
-    if args.json_out:
+    if json_out is not None:
         payload = {
             "runs": [r.model_dump(mode="json") for r in reports],
             "vs_icl": vs_icl(reports),
@@ -229,7 +251,10 @@ def _bench(args: argparse.Namespace) -> int:
             "router": {m: x.model_dump(mode="json") for m, x in standings.items()},
             "throughput": throughput,
         }
-        Path(args.json_out).write_text(json.dumps(payload, indent=2) + "\n")
+        try:
+            json_out.write_text(json.dumps(payload, indent=2) + "\n")
+        except OSError as exc:
+            raise SettingsError(f"--json: cannot write {json_out}: {exc.strerror}") from None
     return 0
 
 
@@ -350,8 +375,8 @@ def make_report(
     )
     measured = [
         float(ev["dg_diff"])
-        for tid in dict.fromkeys(t.id for t, _ in jobs)
-        if "dg_diff" in (ev := task_evidence(store, tid))
+        for key in dict.fromkeys(t.key for t, _ in jobs)
+        if "dg_diff" in (ev := task_evidence(store, key))
     ]
     return BenchReport(
         dg_diff=round(sum(measured) / len(measured), 4) if measured else None,
@@ -363,6 +388,7 @@ def make_report(
         rows=rows,
         overall=overall,
         results=everything,
+        calibration=calibration(everything, ctx.confidence_threshold),
     )
 
 
@@ -412,6 +438,30 @@ def throughput_table(rows: list[dict[str, Any]]) -> Table:
             f"{r['cpu_s']:.1f}",
             f"{r['lost']} of {r['evidence_expected']}",
             style="red" if r["lost"] else None,
+        )
+    return table
+
+
+def calibration_table(reports: list[BenchReport]) -> Table:
+    """Per run: how often an answer at or above the router's threshold was wrong."""
+    table = Table(title="calibration: answers at or above the confidence threshold that were wrong")
+    for col in ["model", "strategy", "threshold", "sure", "sure & wrong", "wrong rate", "wrong >= 0.9",
+                "conf right", "conf wrong"]:  # fmt: skip
+        table.add_column(col, justify="left" if col in ("model", "strategy") else "right")
+    for r in reports:
+        c = r.calibration
+        if c is None:
+            continue
+        table.add_row(
+            r.model,
+            r.variant or r.strategy,
+            f"{c.threshold:.2f}",
+            f"{c.confident}/{c.queries}",
+            str(c.confident_wrong),
+            "" if c.wrong_rate is None else f"{c.wrong_rate:.0%}",
+            str(c.very_sure_wrong),
+            "" if c.mean_conf_correct is None else f"{c.mean_conf_correct:.2f}",
+            "" if c.mean_conf_wrong is None else f"{c.mean_conf_wrong:.2f}",
         )
     return table
 

@@ -56,6 +56,41 @@ class RouterStanding(BaseModel):
     meets_target: bool  # within 2 points of the best fixed at <= 40 % of its compute
 
 
+class Calibration(BaseModel):
+    """Whether a strategy's confidence means something: how often a sure answer is wrong."""
+
+    threshold: float  # the router's stop threshold (--confidence-threshold)
+    queries: int
+    confident: int  # answers with confidence >= threshold
+    confident_wrong: int  # ... of which wrong
+    wrong_rate: float | None  # confident_wrong / confident (None when nothing was confident)
+    very_sure_wrong: int  # wrong answers at confidence >= 0.9
+    mean_conf_correct: float | None  # mean confidence of the right answers
+    mean_conf_wrong: float | None  # ... and of the wrong ones (should be lower)
+
+
+def calibration(results: list[Any], threshold: float) -> Calibration:
+    """How often an answer at or above ``threshold`` was wrong (results need ``confidence``, ``correct``).
+
+    Queries without a score (no target) are left out. The router stops escalating at the
+    threshold, so a high ``wrong_rate`` means it stops on answers it should not trust.
+    """
+    scored = [r for r in results if r.correct is not None]
+    sure = [r for r in scored if r.confidence >= threshold]
+    right = [r.confidence for r in scored if r.correct]
+    wrong = [r.confidence for r in scored if not r.correct]
+    return Calibration(
+        threshold=threshold,
+        queries=len(scored),
+        confident=len(sure),
+        confident_wrong=sum(1 for r in sure if not r.correct),
+        wrong_rate=round(sum(1 for r in sure if not r.correct) / len(sure), 4) if sure else None,
+        very_sure_wrong=sum(1 for c in wrong if c >= 0.9),
+        mean_conf_correct=round(sum(right) / len(right), 4) if right else None,
+        mean_conf_wrong=round(sum(wrong) / len(wrong), 4) if wrong else None,
+    )
+
+
 def oracle(results_by_strategy: dict[str, list[Any]]) -> Point:
     """Each query answered by its cheapest correct fixed strategy (or the cheapest, when none is).
 
@@ -63,7 +98,7 @@ def oracle(results_by_strategy: dict[str, list[Any]]) -> Point:
         results_by_strategy: strategy -> per-query results (``correct``, ``seconds``, ``tokens``),
             all in the same query order.
     """
-    from tasks.scoring import bootstrap_ci
+    from tasks.scoring import proportion_ci
 
     runs = list(results_by_strategy.values())
     if not runs:
@@ -77,7 +112,7 @@ def oracle(results_by_strategy: dict[str, list[Any]]) -> Point:
         flags.append(bool(right))
         seconds += pick.seconds
         tokens += pick.tokens
-    lo, hi = bootstrap_ci(flags)
+    lo, hi = proportion_ci(flags)
     return Point(
         label="oracle",
         accuracy=sum(flags) / max(n, 1),

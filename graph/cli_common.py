@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from graph.context import STRATEGIES, Context
+from graph.context import Context, env_name
 from graph.errors import SettingsError
 from models.base import ModelConfigError, ModelError
 from nodes.prepare import InvalidInputError
@@ -21,97 +23,44 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 )  # fmt: skip
 
 
+def flag_name(field: str) -> str:
+    """The command-line flag of a :class:`Context` field (declared with the field)."""
+    extra = Context.model_fields[field].json_schema_extra
+    flag = extra.get("flag") if isinstance(extra, dict) else None
+    return str(flag) if flag else "--" + field.replace("_", "-")
+
+
 def add_context_flags(parser: argparse.ArgumentParser) -> None:
-    """Flags that override :class:`Context` fields (which fall back to ``MOCKINGBIRD_*``)."""
-    parser.add_argument("--model", help="embedded (default), hf:PATH or openai:MODEL")
-    parser.add_argument("--strategy", help=f"one of {', '.join(STRATEGIES)} (default auto)")
-    parser.add_argument("--samples", type=int, help="samples per query (default 4)")
-    parser.add_argument("--temperature", type=float, help="temperature of extra samples (default 0.7)")
+    """One flag per :class:`Context` field, generated from its declaration (help, type, default).
+
+    A flag left out is ``None`` (unset): the environment, then ``.env``, then the default apply.
+    A flag given always wins, also when its value equals the default.
+    """
+    group = parser.add_argument_group("run settings (each also MOCKINGBIRD_<NAME> in the environment / .env)")
+    for name, info in Context.model_fields.items():
+        default = info.default
+        shown = "empty" if default == "" else str(default).lower() if isinstance(default, bool) else default
+        help_text = f"{info.description} (default {shown}; {env_name(name)})"
+        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": help_text}
+        if info.annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif info.annotation in (int, float):
+            kwargs["type"] = info.annotation
+            kwargs["metavar"] = "N" if info.annotation is int else "X"
+        else:
+            kwargs["metavar"] = "TEXT"
+        group.add_argument(flag_name(name), **kwargs)
     parser.add_argument(
-        "--max-demos", type=int, dest="max_demos", help="demonstrations in the prompt; 0 = all"
-    )
-    parser.add_argument("--seed", type=int, help="sampling seed (default 0)")
-    parser.add_argument(
-        "--timeout", type=float, dest="timeout_s", help="seconds per model request (default 60)"
-    )
-    parser.add_argument(
-        "--ttt-steps", type=int, dest="ttt_steps", help="test-time training steps (default 40)"
-    )
-    parser.add_argument("--ttt-lr", type=float, dest="ttt_lr", help="test-time training learning rate")
-    parser.add_argument("--ttt-rank", type=int, dest="ttt_rank", help="test-time training LoRA rank (16)")
-    parser.add_argument("--ttt-views", type=int, dest="ttt_views", help="test-time training: views voted on")
-    parser.add_argument(
-        "--ttt-augment",
-        action=argparse.BooleanOptionalAction,
-        dest="ttt_augment",
-        help="test-time training over augmented views (default on)",
-    )
-    parser.add_argument(
-        "--ttt-early-stop",
-        action=argparse.BooleanOptionalAction,
-        dest="ttt_early_stop",
-        help="stop test-time training when a held-back demonstration stops improving (default on)",
-    )
-    parser.add_argument(
-        "--ttt-cache", type=int, dest="ttt_cache", help="adapters cached per task id (0 = none; default 4)"
-    )
-    parser.add_argument("--ttt-cache-dir", dest="ttt_cache_dir", help="also cache adapters in this folder")
-    parser.add_argument("--reflect-rounds", type=int, dest="reflect_rounds", help="reflection rounds (2)")
-    parser.add_argument(
-        "--budget", type=float, dest="budget_s", help="seconds per query for the router (0 = no limit)"
-    )
-    parser.add_argument(
-        "--budget-tokens",
-        type=int,
-        dest="budget_tokens",
-        help="tokens per query for the router (0 = no limit)",
-    )
-    parser.add_argument(
-        "--confidence-threshold",
-        type=float,
-        dest="confidence_threshold",
-        help="router: escalate while confidence is below this (0.6)",
-    )
-    parser.add_argument("--margin", type=float, help="router: accuracy margin for a cheaper strategy (0.05)")
-    parser.add_argument(
-        "--expert-review",
-        action=argparse.BooleanOptionalAction,
-        dest="expert_review",
-        help="router: escalate to a human expert as the last resort (default off)",
-    )
-    parser.add_argument(
-        "--db", help="checkpoints and task memory: a SQLite path, sqlite:///PATH or postgresql://..."
+        "--db",
+        help="checkpoints and task memory: SQLite path, sqlite:///PATH or postgresql://... (MOCKINGBIRD_DB)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
 
 
 def context_from_args(args: argparse.Namespace, **override: Any) -> Context:
     """A Context from flags (``override`` wins; ``None`` means unset); unset fields fall back to
-    the environment, then defaults."""
-    names = [
-        "model",
-        "strategy",
-        "samples",
-        "temperature",
-        "max_demos",
-        "seed",
-        "timeout_s",
-        "ttt_steps",
-        "ttt_lr",
-        "ttt_rank",
-        "ttt_views",
-        "ttt_augment",
-        "ttt_early_stop",
-        "ttt_cache",
-        "ttt_cache_dir",
-        "reflect_rounds",
-        "budget_s",
-        "budget_tokens",
-        "confidence_threshold",
-        "margin",
-        "expert_review",
-    ]
-    values = {n: getattr(args, n, None) for n in names} | override
+    the environment (and ``.env``), then defaults. A given flag wins even when it equals the default."""
+    values = {n: getattr(args, n, None) for n in Context.model_fields} | override
     return Context(**{n: v for n, v in values.items() if v is not None})
 
 
@@ -125,6 +74,25 @@ def parse_json_flag(raw: str | None, flag: str) -> Any:
         raise SettingsError(
             f"{flag}: not valid JSON ({exc.msg} at column {exc.colno}): {raw[:60]!r}"
         ) from None
+
+
+def check_output_file(raw: str | None, flag: str) -> Path | None:
+    """Where ``flag`` will write a file, checked before any work starts (``None`` when not given).
+
+    Raises:
+        SettingsError: The folder is missing or not writable, or the path is a folder.
+    """
+    if raw is None:
+        return None
+    path = Path(raw)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise SettingsError(f"{flag}: {path} is a folder; give a file name")
+    if not folder.is_dir():
+        raise SettingsError(f"{flag}: folder {folder} does not exist (create it first)")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise SettingsError(f"{flag}: cannot write {path} (permission denied)")
+    return path
 
 
 def run_cli(main: Callable[[], int]) -> int:

@@ -1,8 +1,15 @@
 """Per-run knobs, given to the graph through ``context_schema`` / ``Runtime[Context]``.
 
-Every field falls back to an environment variable ``MOCKINGBIRD_<FIELD>`` (upper case) when it is
-left at its default, so ``.env`` (see ``.env.example``) configures runs without flags. Secrets
-(the OpenAI key) are read from the environment by the model factory, never stored here.
+One declaration per setting (pydantic-settings): each field of :class:`Context` is the setting's
+default, its type, its help text and its section, and from it come the environment variable
+``MOCKINGBIRD_<NAME>``, the command-line flag (:func:`graph.cli_common.add_context_flags`, so
+``--help``) and ``.env.example`` (:func:`graph.settings.render_env_example`).
+
+Precedence: explicit values (flags, keyword arguments) > environment > ``.env`` (the CLIs load
+it into the environment without overriding real variables) > defaults. An explicit value wins
+even when it equals the default: ``--strategy auto`` beats ``MOCKINGBIRD_STRATEGY=ttt``.
+
+Secrets (the OpenAI key) are read from the environment by the model factory, never stored here.
 
 Example::
 
@@ -15,131 +22,239 @@ Example::
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
+
+from pydantic import Field, JsonValue, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from graph.errors import SettingsError
+from models.ttt import RECIPES
 
 #: Strategies the router knows. ``auto`` lets the router decide.
 Strategy = Literal["auto", "icl", "select", "reflect", "ttt", "expert"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 ENV_PREFIX = "MOCKINGBIRD_"
+JsonDict = dict[str, JsonValue]
+
+#: Sections of ``.env.example``, in order: key -> title.
+SECTIONS = {
+    "model": "model",
+    "strategy": "strategy",
+    "ttt": "test-time training (strategy ttt)",
+    "router": "reflection, the router and the expert",
+}
 
 
-@dataclass(kw_only=True)
-class Context:
-    """Knobs of one run; each documented field has an env fallback ``MOCKINGBIRD_<NAME>``."""
+def setting(default: Any, help: str, *, section: str, flag: str | None = None, env_help: str = "") -> Any:
+    """One setting's declaration: default, help (``--help``), section and flag of ``.env.example``.
 
-    model: str = field(default="embedded", metadata={"help": "embedded, hf:PATH or openai:MODEL"})
-    strategy: str = field(default="auto", metadata={"help": "auto (router decides) or a strategy name"})
-    samples: int = field(default=4, metadata={"help": "samples per query; agreement is the confidence"})
-    temperature: float = field(default=0.7, metadata={"help": "sampling temperature of the extra samples"})
-    max_demos: int = field(default=0, metadata={"help": "demonstrations in the prompt; 0 = all"})
-    seed: int = field(default=0, metadata={"help": "sampling seed, for reproducible runs"})
-    timeout_s: float = field(default=60.0, metadata={"help": "time-out of one model request, seconds"})
-    max_attempts: int = field(default=4, metadata={"help": "attempts per model call (one retry layer)"})
-    openai_base_url: str = field(
-        default="", metadata={"help": "OpenAI-compatible server URL; empty = OpenAI"}
-    )
-    ttt_steps: int = field(default=40, metadata={"help": "test-time training: optimisation steps"})
-    ttt_lr: float = field(default=2e-3, metadata={"help": "test-time training: peak learning rate"})
-    ttt_rank: int = field(default=16, metadata={"help": "test-time training: LoRA rank"})
-    ttt_views: int = field(default=4, metadata={"help": "test-time training: views voted on"})
-    ttt_augment: bool = field(
-        default=True, metadata={"help": "test-time training: train and vote over augmented views"}
-    )
-    ttt_early_stop: bool = field(
-        default=True,
-        metadata={"help": "test-time training: stop when a held-back demonstration stops improving"},
-    )
-    ttt_cache: int = field(
-        default=4, metadata={"help": "test-time training: adapters kept per task id (0 = no cache)"}
-    )
-    ttt_cache_dir: str = field(
-        default="", metadata={"help": "test-time training: also keep cached adapters in this folder"}
-    )
-    reflect_rounds: int = field(default=2, metadata={"help": "reflection: rounds of notes at most"})
-    budget_s: float = field(
-        default=0.0, metadata={"help": "seconds the router may spend per query; 0 = no limit"}
-    )
-    budget_tokens: int = field(
-        default=0, metadata={"help": "tokens the router may spend per query; 0 = no limit"}
-    )
-    confidence_threshold: float = field(
-        default=0.6, metadata={"help": "router: escalate while confidence is below this"}
-    )
-    margin: float = field(
-        default=0.05,
-        metadata={"help": "router: take the cheapest strategy within this of the best expected accuracy"},
-    )
-    expert_review: bool = field(
-        default=False, metadata={"help": "router: escalate to a human expert as the last resort"}
+    Args:
+        default: The default value (its type is the field's annotation).
+        help: One line for ``--help``.
+        section: Key of :data:`SECTIONS`.
+        flag: The flag's name when it is not ``--<name-with-dashes>``.
+        env_help: A longer comment for ``.env.example`` (default: ``help``).
+    """
+    extra: dict[str, Any] = {"section": section, "flag": flag, "env_help": env_help or help}
+    return Field(default, description=help, json_schema_extra=cast(JsonDict, extra))
+
+
+class Context(BaseSettings):
+    """Knobs of one run; each field falls back to the environment variable ``MOCKINGBIRD_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="forbid", case_sensitive=False
     )
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            if getattr(self, f.name) != f.default:
-                continue  # explicit values win over the environment
-            raw = os.environ.get(ENV_PREFIX + f.name.upper())
-            if raw is not None and raw != "":
-                setattr(self, f.name, _coerce(f.name, raw, type(f.default)))
-        self.validate()
+    # --- model ------------------------------------------------------------------------------
+    model: str = setting(
+        "embedded", "embedded, hf:PATH or openai:MODEL", section="model",
+        env_help="embedded (the shipped offline model), hf:/path/to/local/checkpoint, or openai:MODEL_NAME",
+    )  # fmt: skip
+    openai_base_url: str = setting(
+        "", "OpenAI-compatible server URL; empty = OpenAI", section="model",
+        env_help="OpenAI-compatible server (vLLM, Ollama, llama.cpp server, ...); empty = api.openai.com",
+    )  # fmt: skip
+    timeout_s: float = setting(
+        60.0, "deadline of one model call, seconds (retries and waits included)", section="model",
+        flag="--timeout",
+        env_help="Seconds one model call may take, retries and waits included, before it fails (never hangs)",
+    )  # fmt: skip
+    max_attempts: int = setting(
+        4, "attempts per model call (one retry layer)", section="model",
+        env_help="Attempts per model call, retries included (exactly one retry layer), within the deadline",
+    )  # fmt: skip
+    # --- strategy ---------------------------------------------------------------------------
+    strategy: str = setting(
+        "auto", f"one of {', '.join(STRATEGIES)}", section="strategy",
+        env_help="auto (the router decides), icl, select, reflect, ttt (local models) or expert",
+    )  # fmt: skip
+    samples: int = setting(
+        4, "samples per query; agreement is the confidence", section="strategy",
+        env_help="Samples per query: agreement among them is the answer's confidence",
+    )  # fmt: skip
+    temperature: float = setting(
+        0.7, "sampling temperature of the extra samples", section="strategy",
+        env_help="Temperature of the samples after the first (greedy) one",
+    )  # fmt: skip
+    max_demos: int = setting(
+        0, "demonstrations in the prompt; 0 = all", section="strategy",
+        env_help="Demonstrations shown in the prompt; 0 = all of the task's training examples",
+    )  # fmt: skip
+    seed: int = setting(
+        0, "sampling seed, for reproducible runs", section="strategy",
+        env_help="Sampling seed, for reproducible runs",
+    )  # fmt: skip
+    # --- test-time training -----------------------------------------------------------------
+    ttt_steps: int = setting(
+        40, "test-time training: optimisation steps", section="ttt",
+        env_help="Optimisation steps of the temporary LoRA adapter (batch 8 sequences)",
+    )  # fmt: skip
+    ttt_lr: float = setting(
+        2e-3, "test-time training: peak learning rate", section="ttt",
+        env_help="Peak learning rate (cosine decay after 10 % warm-up)",
+    )  # fmt: skip
+    ttt_rank: int = setting(16, "test-time training: LoRA rank", section="ttt",
+                            env_help="LoRA rank (alpha = 2 x rank)")  # fmt: skip
+    ttt_views: int = setting(
+        4, "test-time training: views voted on", section="ttt",
+        env_help="Views (identity, mirror, colour permutations) the query is predicted under and voted on",
+    )  # fmt: skip
+    ttt_augment: bool = setting(
+        True, "test-time training: train and vote over augmented views", section="ttt",
+        env_help="Train on, and vote over, augmented views (false: identity only, one greedy prediction)",
+    )  # fmt: skip
+    ttt_early_stop: bool = setting(
+        True, "test-time training: stop when a held-back demonstration stops improving", section="ttt",
+        env_help="Stop training when the held-back demonstration's loss stops improving",
+    )  # fmt: skip
+    ttt_recipe: str = setting(
+        "default", "test-time training: recipe (default, or trial: loss on every output, no early stop)",
+        section="ttt",
+        env_help="Named recipe: default, or trial (every output, no early stop, leave-two-out, 60 sequences)",
+    )  # fmt: skip
+    ttt_cache: int = setting(
+        4, "test-time training: adapters kept per task (0 = no cache)", section="ttt",
+        env_help="Adapters kept per task so later queries of the same task reuse them (0 = no cache)",
+    )  # fmt: skip
+    ttt_cache_dir: str = setting(
+        "", "test-time training: also keep cached adapters in this folder", section="ttt",
+        env_help="Also keep cached adapters on disk in this folder (empty = memory only)",
+    )  # fmt: skip
+    # --- reflection, the router and the expert ---------------------------------------------
+    reflect_rounds: int = setting(
+        2, "reflection: rounds of notes at most", section="router",
+        env_help="Rounds of reflection notes at most (a round is kept only if held-out accuracy holds)",
+    )  # fmt: skip
+    budget_s: float = setting(
+        0.0, "seconds the router may spend per query; 0 = no limit", section="router", flag="--budget",
+        env_help="Seconds the router may spend on one query (0 = no limit)",
+    )  # fmt: skip
+    budget_tokens: int = setting(
+        0, "tokens the router may spend per query; 0 = no limit", section="router",
+        env_help="Tokens the router may spend on one query (0 = no limit)",
+    )  # fmt: skip
+    confidence_threshold: float = setting(
+        0.6, "router: escalate while confidence is below this", section="router",
+        env_help="The router escalates while the answer's confidence is below this",
+    )  # fmt: skip
+    margin: float = setting(
+        0.05, "router: take the cheapest strategy within this of the best expected accuracy",
+        section="router",
+        env_help="The router takes the cheapest strategy whose expected accuracy is within this of the best",
+    )  # fmt: skip
+    expert_review: bool = setting(
+        False, "router: escalate to a human expert as the last resort", section="router",
+        env_help="Escalate to a human expert (the run waits for `python -m graph.review`) as a last resort",
+    )  # fmt: skip
 
-    def validate(self) -> None:
-        """Check every knob; raise :class:`SettingsError` with a one-line message."""
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError(_one_line(exc, given=set(values))) from None
+
+    @model_validator(mode="after")
+    def _check(self) -> Context:
+        problem = self.problem()
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    def problem(self) -> str | None:
+        """The first invalid knob as one line (``None`` when all are valid)."""
         if self.strategy not in STRATEGIES:
-            raise SettingsError(
-                f"strategy: unknown strategy {self.strategy!r}; expected one of {', '.join(STRATEGIES)}"
-            )
+            return f"strategy: unknown strategy {self.strategy!r}; expected one of {', '.join(STRATEGIES)}"
         if self.samples < 1:
-            raise SettingsError(f"samples: must be at least 1, got {self.samples}")
+            return f"samples: must be at least 1, got {self.samples}"
         if not 0.0 <= self.temperature <= 5.0:
-            raise SettingsError(f"temperature: must be between 0 and 5, got {self.temperature}")
+            return f"temperature: must be between 0 and 5, got {self.temperature}"
         if self.max_demos < 0:
-            raise SettingsError(f"max_demos: must be 0 (all) or positive, got {self.max_demos}")
+            return f"max_demos: must be 0 (all) or positive, got {self.max_demos}"
         if self.timeout_s <= 0:
-            raise SettingsError(f"timeout_s: must be positive, got {self.timeout_s}")
+            return f"timeout_s: must be positive, got {self.timeout_s}"
         if self.max_attempts < 1:
-            raise SettingsError(f"max_attempts: must be at least 1, got {self.max_attempts}")
+            return f"max_attempts: must be at least 1, got {self.max_attempts}"
         for name in ("ttt_steps", "ttt_rank", "ttt_views", "reflect_rounds"):
             if getattr(self, name) < 1:
-                raise SettingsError(f"{name}: must be at least 1, got {getattr(self, name)}")
+                return f"{name}: must be at least 1, got {getattr(self, name)}"
         for name in ("ttt_cache", "budget_tokens"):
             if getattr(self, name) < 0:
-                raise SettingsError(f"{name}: must be 0 or positive, got {getattr(self, name)}")
+                return f"{name}: must be 0 or positive, got {getattr(self, name)}"
         if self.budget_s < 0:
-            raise SettingsError(f"budget_s: must be 0 (no limit) or positive, got {self.budget_s}")
+            return f"budget_s: must be 0 (no limit) or positive, got {self.budget_s}"
         for name in ("confidence_threshold", "margin"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise SettingsError(f"{name}: must be between 0 and 1, got {getattr(self, name)}")
+                return f"{name}: must be between 0 and 1, got {getattr(self, name)}"
+        if self.ttt_recipe not in RECIPES:
+            return f"ttt_recipe: unknown recipe {self.ttt_recipe!r}; expected one of {', '.join(RECIPES)}"
         if self.ttt_lr <= 0:
-            raise SettingsError(f"ttt_lr: must be positive, got {self.ttt_lr}")
+            return f"ttt_lr: must be positive, got {self.ttt_lr}"
         if not self.model.strip():
-            raise SettingsError("model: must not be empty (embedded, hf:PATH or openai:MODEL)")
+            return "model: must not be empty (embedded, hf:PATH or openai:MODEL)"
+        return None
+
+    def validate_knobs(self) -> None:
+        """Check every knob again (after assignments); raise :class:`SettingsError` in one line."""
+        problem = self.problem()
+        if problem:
+            raise SettingsError(problem)
 
 
-def _coerce(name: str, raw: str, kind: type) -> Any:
-    """Convert an environment string to the field's type, with a clear error."""
-    env = ENV_PREFIX + name.upper()
-    if kind is bool:
-        value = raw.strip().lower()
-        if value in ("1", "true", "yes", "on"):
-            return True
-        if value in ("0", "false", "no", "off"):
-            return False
-        raise SettingsError(f"{env}: expected true or false, got {raw!r}")
-    try:
-        if kind is int:
-            return int(raw)
-        if kind is float:
-            return float(raw)
-    except ValueError:
-        expected = "an integer" if kind is int else "a number"
-        raise SettingsError(f"{env}: expected {expected}, got {raw!r}") from None
-    return raw
+def env_name(field: str) -> str:
+    """The environment variable of a :class:`Context` field."""
+    return ENV_PREFIX + field.upper()
+
+
+_EXPECTED = {
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_parsing": "a number",
+    "bool_parsing": "true or false",
+    "string_type": "text",
+}
+
+
+def _one_line(exc: ValidationError, *, given: set[str]) -> str:
+    """The first error of ``exc`` as one line naming the field, or its variable when from there."""
+    err = exc.errors()[0]
+    field = str(err["loc"][0]) if err["loc"] else ""
+    if err["type"] == "extra_forbidden":
+        return f"{field}: unknown setting"
+    if not field:  # a range check of the whole context: its message names the field
+        message = str(err["msg"]).removeprefix("Value error, ")
+        name = message.split(":", 1)[0]
+        if name in Context.model_fields and name not in given and os.environ.get(env_name(name)):
+            message += f" (from {env_name(name)})"
+        return message
+    where = env_name(field) if field not in given and os.environ.get(env_name(field)) else field
+    expected = _EXPECTED.get(err["type"])
+    if expected:
+        return f"{where}: expected {expected}, got {err.get('input')!r}"
+    return f"{where}: {err['msg']}"
 
 
 def context_help() -> dict[str, str]:
     """Field name -> help text, for the CLI and ``.env.example``."""
-    return {f.name: str(f.metadata.get("help", "")) for f in fields(Context)}
+    return {name: str(f.description or "") for name, f in Context.model_fields.items()}

@@ -45,6 +45,7 @@ from rich.text import Text
 from graph.cli_common import run_cli, setup_logging
 from graph.errors import SettingsError
 from graph.settings import database, load_dotenv_file
+from models.base import ModelError
 from nodes.prepare import InvalidInputError
 
 if TYPE_CHECKING:
@@ -375,6 +376,10 @@ def review_session(
             console.print(Text(f"✘ {exc}", style="red"))
             counts["skipped"] += 1
             continue
+        except ModelError as exc:  # re-predicting after a note failed: the run keeps waiting
+            console.print(Text(f"✘ model call failed: {exc}; the run still waits", style="red"))
+            counts["skipped"] += 1
+            continue
         show_result(console, result, run.task_kind)
         counts["answered"] += 1
     console.print(
@@ -404,9 +409,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="--web: address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="--web: port (default 8765; 0 = any free)")
     parser.add_argument(
+        "--token-file",
+        help="--web: file holding the access token (optional on 127.0.0.1, required when bound "
+        "elsewhere); also MOCKINGBIRD_REVIEW_TOKEN_FILE, or the token itself in MOCKINGBIRD_REVIEW_TOKEN",
+    )
+    parser.add_argument(
         "--token",
-        help="--web: access token (optional on 127.0.0.1, required when bound elsewhere); "
-        "also MOCKINGBIRD_REVIEW_TOKEN",
+        help="--web: the access token itself (discouraged: other users see it in `ps`; prefer "
+        "--token-file or MOCKINGBIRD_REVIEW_TOKEN)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     return parser
@@ -420,9 +430,37 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(lambda: _run(args))
 
 
-def _run(args: argparse.Namespace) -> int:
+def review_token(token_file: str | None, token: str | None) -> str | None:
+    """The review page's token: ``--token-file`` > ``--token`` > ``MOCKINGBIRD_REVIEW_TOKEN_FILE`` >
+    ``MOCKINGBIRD_REVIEW_TOKEN`` (``None``: no token). A file or the environment keeps it out of
+    ``ps``, which shows every process's command line to every user of the machine.
+
+    Raises:
+        SettingsError: The file cannot be read or is empty.
+    """
     import os
 
+    from graph.settings import ProcessSettings
+
+    if token is not None and token_file is None:
+        log.warning("--token is visible to other users in `ps`; use --token-file or MOCKINGBIRD_REVIEW_TOKEN")
+        return token
+    path, flag = (token_file, "--token-file") if token_file else (
+        ProcessSettings().review_token_file or None, "MOCKINGBIRD_REVIEW_TOKEN_FILE")  # fmt: skip
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(
+                f"{flag}: cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
+        if not text:
+            raise SettingsError(f"{flag}: {path} is empty")
+        return text
+    return os.environ.get("MOCKINGBIRD_REVIEW_TOKEN") or None
+
+
+def _run(args: argparse.Namespace) -> int:
     expert = (args.expert or login_name()).strip()
     if not expert:
         raise SettingsError("--expert: must not be empty")
@@ -436,8 +474,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.web:
         from graph.review_web import serve
 
-        serve(reviewer, host=args.host, port=args.port, token=args.token or os.environ.get(
-            "MOCKINGBIRD_REVIEW_TOKEN") or None, expert=expert, console=console)  # fmt: skip
+        token = review_token(args.token_file, args.token)
+        serve(reviewer, host=args.host, port=args.port, token=token, expert=expert, console=console)
         return 0
     runs = reviewer.waiting(task_id=args.task, thread=args.thread)
     if args.thread and not runs:

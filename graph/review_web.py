@@ -7,7 +7,8 @@ It lists the runs waiting for an expert, draws their grids in the ARC colours, t
 Security (NOTES: Security; Jupyter Server's token + host check is the model):
 
 - bound to ``127.0.0.1`` by default, where no token is needed; bound to any other address it
-  refuses to start without a token (``--token`` or ``MOCKINGBIRD_REVIEW_TOKEN``);
+  refuses to start without a token (``--token-file``, ``MOCKINGBIRD_REVIEW_TOKEN_FILE`` or
+  ``MOCKINGBIRD_REVIEW_TOKEN``: never on the command line, where ``ps`` shows it to everyone);
 - the token is accepted from ``?token=`` (then moved into an ``HttpOnly; SameSite=Strict``
   cookie and the address redirected without it), a cookie, or ``Authorization: Token ...``,
   and always compared with :func:`hmac.compare_digest`;
@@ -36,6 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from graph.errors import SettingsError
 from graph.trace import ARC_COLOURS
+from models.base import ModelError
 from nodes.prepare import InvalidInputError
 
 if TYPE_CHECKING:
@@ -87,9 +89,9 @@ class ReviewServer(ThreadingHTTPServer):
             # Never open to other machines without one. Refused rather than generated: a made-up
             # token would have to be printed, and a service's output often ends up in logs.
             raise SettingsError(
-                f"--host {host}: not a loopback address, so a token is needed; give --token "
-                "(or MOCKINGBIRD_REVIEW_TOKEN), e.g. from python -c 'import secrets; "
-                "print(secrets.token_urlsafe(24))'"
+                f"--host {host}: not a loopback address, so a token is needed; give --token-file "
+                "(or MOCKINGBIRD_REVIEW_TOKEN), e.g. written by python -c 'import secrets; "
+                "print(secrets.token_urlsafe(24))' > token"
             )
         self.reviewer = reviewer
         self.token = token
@@ -254,6 +256,20 @@ class ReviewHandler(BaseHTTPRequestHandler):
             result = self.server.reviewer.resume(thread, reply)
         except InvalidInputError as exc:
             self._send(HTTPStatus.BAD_REQUEST, self._list_page(error=str(exc)))
+            return
+        except ModelError as exc:  # e.g. re-predicting after a note: the run keeps waiting
+            log.warning("thread %s: model call failed while resuming: %s", thread, exc)
+            self._send(
+                HTTPStatus.BAD_GATEWAY,
+                self._list_page(error=f"model call failed: {exc}; the run still waits, try again"),
+            )
+            return
+        except Exception as exc:  # never an empty response: say what failed, keep the run
+            log.exception("thread %s: resuming failed", thread)
+            self._send(
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                self._list_page(error=f"resuming failed ({type(exc).__name__}: {exc}); the run still waits"),
+            )
             return
         with self.server.results_lock:
             self.server.results[thread] = result

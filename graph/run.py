@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from graph.builder import build_graph
     from graph.router import check_strategy
-    from graph.runner import run_query
+    from graph.runner import check_thread_owner, run_query
     from graph.storage import open_checkpointer, open_store
     from graph.trace import TraceView
     from nodes.common import resolve_model
@@ -119,13 +119,22 @@ def _run(args: argparse.Namespace) -> int:
     check_strategy(ctx.strategy, can_adapt=model.capabilities.adapt, model=model.name)
     graph = build_graph(model=model, checkpointer=checkpointer, store=store)
     run_id = args.thread or uuid.uuid4().hex[:8]
+
+    def thread_of(task: Task, index: int) -> str:
+        return run_id if (args.thread and len(jobs) == 1) else f"{run_id}:{task.id}:{index}"
+
+    if args.thread:  # a thread belongs to one task and query: refuse a mismatch before anything runs
+        for task, index in jobs:
+            tid = thread_of(task, index)
+            values = graph.get_state({"configurable": {"thread_id": tid}}).values
+            check_thread_owner(tid, values, task, query if query is not None else task.test[index].input)
     view.console.print(
         f"[dim]model {model.name} · strategy {ctx.strategy} · {len(jobs)} queries · "
         f"thread {run_id} · db {db}[/]"
     )
     results = []
     for task, index in jobs:
-        thread = run_id if (args.thread and len(jobs) == 1) else f"{run_id}:{task.id}:{index}"
+        thread = thread_of(task, index)
         if not args.quiet:
             view.header(f"{task.id} · query {index}")
         result = run_query(

@@ -8,7 +8,6 @@ resumes where it stopped (or returns the finished result) instead of starting ag
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,17 +36,12 @@ def run_record(graph: CompiledStateGraph[Any, Any, Any, Any], thread_id: str) ->
 
 
 def context_from_record(record: dict[str, Any] | None, **override: Any) -> Context:
-    """The :class:`Context` a run was started with (unknown fields dropped), with ``override``."""
-    known = {f.name for f in fields(Context)}
-    ctx = Context()
-    for name, value in ((record or {}).get("context") or {}).items():
-        if name in known:
-            setattr(ctx, name, value)  # stored values win over this process's environment
-    for name, value in override.items():
-        if value is not None:
-            setattr(ctx, name, value)
-    ctx.validate()
-    return ctx
+    """The :class:`Context` a run was started with (unknown fields dropped), with ``override``.
+
+    Stored values are explicit, so they win over this process's environment.
+    """
+    stored = {k: v for k, v in ((record or {}).get("context") or {}).items() if k in Context.model_fields}
+    return Context(**(stored | {k: v for k, v in override.items() if v is not None}))
 
 
 class QueryResult(BaseModel):
@@ -82,6 +76,29 @@ class QueryResult(BaseModel):
         return self.prompt_tokens + self.completion_tokens
 
 
+def check_thread_owner(thread_id: str, values: dict[str, Any], task: Task, query_input: Any) -> None:
+    """A thread belongs to one task and one query: refuse to answer another one on it.
+
+    Raises:
+        InvalidInputError: ``values`` (the thread's checkpointed state) hold another task or query.
+    """
+    if not values or "task" not in values or "query" not in values:
+        return  # a new thread
+    from nodes.common import query_key
+
+    theirs = values["task"]
+    if theirs.get("id") != task.id or query_key(values["query"].get("input")) != query_key(query_input):
+        what = "task" if theirs.get("id") != task.id else "query"
+        raise InvalidInputError(
+            f"--thread {thread_id}: belongs to task {theirs.get('id')} and another {what}; "
+            "give a new --thread (or none) for this query"
+        )
+
+
+class ThreadBusyError(InvalidInputError):
+    """Another process is running or resuming the thread now (one line; the run is untouched)."""
+
+
 def run_query(
     graph: CompiledStateGraph[Any, Any, Any, Any],
     task: Task,
@@ -107,7 +124,36 @@ def run_query(
         on_event: Receives trace events as nodes run.
         resume: An expert's reply to a run of ``thread_id`` that waits for review
             (``Command(resume=...)``); validate it first with :func:`nodes.expert.parse_reply`.
+
+    Raises:
+        ThreadBusyError: Another process runs or resumes ``thread_id`` now (SQLite checkpointer:
+            a thread runs in one process at a time, see :class:`graph.storage.ThreadLeases`).
     """
+    from graph.storage import ThreadBusy, ThreadLeases
+
+    leases = ThreadLeases.for_saver(graph.checkpointer) if thread_id else None
+    if leases is None or thread_id is None:
+        return _run_query(graph, task, query_index, context, query_input, target, thread_id, on_event, resume)
+    try:
+        with leases.hold(thread_id):  # only taking the lease raises ThreadBusy
+            return _run_query(
+                graph, task, query_index, context, query_input, target, thread_id, on_event, resume
+            )
+    except ThreadBusy as exc:
+        raise ThreadBusyError(str(exc)) from None
+
+
+def _run_query(
+    graph: CompiledStateGraph[Any, Any, Any, Any],
+    task: Task,
+    query_index: int,
+    context: Context,
+    query_input: Any,
+    target: Any,
+    thread_id: str | None,
+    on_event: EventSink | None,
+    resume: Any,
+) -> QueryResult:
     if query_input is None:
         q = task.test[query_index]
         query_input, target = q.input, q.target
@@ -117,6 +163,7 @@ def run_query(
     waiting = False
     if thread_id and graph.checkpointer is not None:
         snapshot = graph.get_state(config)
+        check_thread_owner(thread_id, snapshot.values, task, query_input)
         waiting = bool(snapshot.interrupts)
         if resume is not None:
             if not waiting:
@@ -135,8 +182,9 @@ def run_query(
                 thread_id,
                 {
                     "task_id": task.id,
+                    "task_key": task.key,
                     "query_index": query_index,
-                    "context": asdict(context),
+                    "context": context.model_dump(mode="json"),
                     "started": datetime.now(UTC).isoformat(timespec="seconds"),
                 },
             )

@@ -11,22 +11,38 @@ A URL is never taken for a path: any other ``scheme://`` is a one-line error. Sc
 (LangGraph's migrations) is idempotent and, on PostgreSQL, serialised by an advisory lock so
 workers starting together do not race.
 
+Several processes may share one database (``graph.run``, the terminal reviewer, the review page):
+
+- a read-modify-write of the store (evidence sums, notes) is one SQLite transaction
+  (``BEGIN IMMEDIATE``: one writer at a time, the others wait up to :data:`BUSY_TIMEOUT_S`), so
+  no update is lost (:meth:`MockingbirdStore.atomic_update`); on PostgreSQL one transaction
+  holding an advisory lock on the item (``MockingbirdPostgresStore.atomic_update``);
+- a thread runs in one process at a time: on SQLite :class:`ThreadLeases` keeps a lease row per
+  running thread, taken in a transaction; a lease whose process is gone (same host) is taken
+  over. On PostgreSQL :class:`PostgresThreadLeases` holds a session advisory lock per running
+  thread, which the server releases when the holder's connection (or process) ends.
+
 Checkpoints are deserialized strictly (msgpack allow-list of nothing beyond LangGraph's own
 types, no pickle fallback): the state is JSON-friendly by design, so nothing else is needed, and
 a tampered database cannot make us construct arbitrary objects (NOTES: Security).
 
-:func:`update_item` is the one read-modify-write of a store item, atomic across threads and
-processes on every backend (SQLite ``BEGIN IMMEDIATE``, a PostgreSQL transaction-scoped advisory
-lock, a process lock for in-memory stores): running sums and lists of many workers lose nothing.
+:func:`nodes.common.update_item` is the one read-modify-write of a store item: it calls the
+store's ``atomic_update`` (both stores here) or, for in-memory stores, takes a process lock, so
+running sums and lists of many workers lose nothing.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
+import os
 import re
+import socket
 import sqlite3
 import threading
 import time
+import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -36,7 +52,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
-from langgraph.store.base import BaseStore
+from langgraph.store.base import BaseStore, GetOp, PutOp, Result
 from langgraph.store.sqlite import SqliteStore
 
 from graph.errors import SettingsError
@@ -335,6 +351,7 @@ def open_checkpointer(db: str | Path | Database) -> BaseCheckpointSaver[Any]:
         pool = _pool(where)
         pg_saver = PostgresSaver(pool, serde=strict_serializer())  # type: ignore[arg-type]
         _setup_postgres(pool, pg_saver.setup, where, "checkpoint")
+        _PG_SAVERS[pg_saver] = where
         return pg_saver
     assert where.path is not None
     saver = SqliteSaver(_connect(where.path, "checkpoint", autocommit=False), serde=strict_serializer())
@@ -346,18 +363,91 @@ def open_checkpointer(db: str | Path | Database) -> BaseCheckpointSaver[Any]:
     return saver
 
 
+class MockingbirdStore(SqliteStore):
+    """LangGraph's SQLite store, plus an atomic read-modify-write across threads and processes."""
+
+    def atomic_update(
+        self, namespace: tuple[str, ...], key: str, update: Callable[[dict[str, Any] | None], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Replace the item at ``(namespace, key)`` by ``update(old value or None)``, atomically.
+
+        The read and the write are one ``BEGIN IMMEDIATE`` transaction: another process's update of
+        the same database waits (busy timeout) instead of interleaving, so none is lost.
+
+        Returns:
+            The new value.
+        """
+        if not self.is_setup:
+            self.setup()
+        with self.lock:  # this process's threads share the connection
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self.conn.cursor()
+                results: list[Result] = [None]
+                self._batch_get_ops([(0, GetOp(namespace, key))], results, cur)
+                old = results[0]
+                new = update(dict(old.value) if old is not None else None)  # type: ignore[union-attr]
+                self._batch_put_ops([(0, PutOp(namespace, key, new))], cur)
+                cur.close()
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        return new
+
+
+@functools.cache
+def _postgres_store_class() -> type[BaseStore]:
+    """:class:`MockingbirdPostgresStore`'s class, built on first use (the postgres extra is optional)."""
+    from langgraph.store.postgres import PostgresStore
+
+    class MockingbirdPostgresStore(PostgresStore):
+        """LangGraph's PostgreSQL store, plus the same atomic read-modify-write as
+        :class:`MockingbirdStore`."""
+
+        def atomic_update(
+            self,
+            namespace: tuple[str, ...],
+            key: str,
+            update: Callable[[dict[str, Any] | None], dict[str, Any]],
+        ) -> dict[str, Any]:
+            """Replace the item at ``(namespace, key)`` by ``update(old value or None)``, atomically.
+
+            One transaction holding a transaction-scoped advisory lock on the item: writers of the
+            same item (any process, any machine) wait for each other, writers of others do not.
+
+            Returns:
+                The new value.
+            """
+            pool_or_conn: Any = self.conn
+            held = (
+                pool_or_conn.connection()
+                if hasattr(pool_or_conn, "connection")
+                else nullcontext(pool_or_conn)
+            )
+            with held as conn, conn.transaction():
+                lock_name = "\x1f".join(namespace) + "\x1e" + key
+                conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock_name,))
+                joined = PostgresStore(conn)  # statements on this connection: inside the transaction
+                item = joined.get(namespace, key)
+                new = update(dict(item.value) if item is not None else None)
+                joined.put(namespace, key, new)
+            return new
+
+    return MockingbirdPostgresStore
+
+
 def open_store(db: str | Path | Database) -> BaseStore:
-    """The long-term store on ``db``; SQLite in autocommit, else ``put`` after ``setup`` fails (NOTES)."""
+    """The long-term store on ``db`` (:class:`MockingbirdStore` on SQLite, in autocommit, else
+    ``put`` after ``setup`` fails (NOTES); its PostgreSQL counterpart on a server)."""
     where = parse_db(db)
     if where.backend == "postgres":
-        from langgraph.store.postgres import PostgresStore
-
         pool = _pool(where)
-        pg_store = PostgresStore(pool)  # type: ignore[arg-type]
+        pg_store: Any = _postgres_store_class()(pool)  # type: ignore[call-arg]
         _setup_postgres(pool, pg_store.setup, where, "store")
         return pg_store
     assert where.path is not None
-    store = SqliteStore(_connect(where.path, "store", autocommit=True))
+    store = MockingbirdStore(_connect(where.path, "store", autocommit=True))
     try:
         with _sqlite_setup_lock(where.path):
             store.setup()
@@ -366,72 +456,142 @@ def open_store(db: str | Path | Database) -> BaseStore:
     return store
 
 
-# --- atomic read-modify-write -----------------------------------------------------------------
+class ThreadBusy(Exception):
+    """Another process (or thread) is running this checkpoint thread now."""
 
-_MEMORY_LOCK = threading.Lock()
+    def __init__(self, thread_id: str, pid: int | None = None, host: str = "") -> None:
+        if pid is None:  # PostgreSQL: the holder is a session on the server, not a local pid
+            where = "another process"
+        else:
+            where = f"process {pid}" + ("" if host == socket.gethostname() else f" on {host}")
+        super().__init__(f"thread {thread_id}: {where} is running or resuming it now; try again later")
 
 
-class _SqliteInTransaction(SqliteStore):
-    """A SqliteStore whose operations join the transaction the caller opened on ``conn``."""
+#: One lease connection per checkpointer.
+_LEASES: weakref.WeakKeyDictionary[Any, ThreadLeases] = weakref.WeakKeyDictionary()
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        super().__init__(conn)
-        self.is_setup = True
+#: A lease of another host whose age passes this is taken over (its liveness cannot be checked).
+FOREIGN_LEASE_STALE_S = 6 * 3600.0
+
+
+class ThreadLeases:
+    """One lease row per running thread in the database: runs and resumes are exclusive.
+
+    The lease is taken in a ``BEGIN IMMEDIATE`` transaction (so two processes cannot both see it
+    free) and given back when the run returns, fails or pauses. A process that died holding one
+    (checked by pid on the same host) does not block the thread: its lease is taken over.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.conn = _connect(path, "lease", autocommit=True)
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS mockingbird_thread_leases (thread_id TEXT PRIMARY KEY, "
+            "owner TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL, since REAL NOT NULL)"
+        )
+        self.lock = threading.Lock()
+
+    @classmethod
+    def for_saver(cls, saver: Any) -> ThreadLeases | PostgresThreadLeases | None:
+        """Leases on the database of a SQLite or PostgreSQL checkpointer opened by
+        :func:`open_checkpointer` (``None`` for other savers)."""
+        pg_db = _PG_SAVERS.get(saver)
+        if pg_db is not None:
+            return PostgresThreadLeases(pg_db)
+        if not isinstance(saver, SqliteSaver):
+            return None
+        if saver in _LEASES:
+            return _LEASES[saver]
+        with saver.lock:
+            rows = saver.conn.execute("PRAGMA database_list").fetchall()
+        main = next((r[2] for r in rows if r[1] == "main"), "")
+        leases = cls(Path(main)) if main else None  # an in-memory database: one process only
+        if leases is not None:
+            _LEASES[saver] = leases
+        return leases
+
+    @staticmethod
+    def _alive(pid: int, host: str, since: float) -> bool:
+        if host != socket.gethostname():
+            return time.time() - since < FOREIGN_LEASE_STALE_S
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True  # exists, owned by someone else
+        return True
 
     @contextmanager
-    def _cursor(self, *, transaction: bool = True) -> Iterator[sqlite3.Cursor]:
-        cur = self.conn.cursor()
-        try:
-            yield cur
-        finally:
-            cur.close()
+    def hold(self, thread_id: str) -> Iterator[None]:
+        """Hold ``thread_id``'s lease for the block.
 
-
-def update_item(
-    store: BaseStore, namespace: tuple[str, ...], key: str, update: Callable[[dict[str, Any]], dict[str, Any]]
-) -> dict[str, Any]:
-    """Replace the item at ``(namespace, key)`` by ``update(current value or {})``, atomically.
-
-    No other thread or process updates the same item in between, so concurrent read-modify-writes
-    (running sums, appended notes) lose nothing: on SQLite the write lock is taken before the read
-    (``BEGIN IMMEDIATE``); on PostgreSQL a transaction-scoped advisory lock on the item serialises
-    writers of that item only; other stores (in memory, one process) use a process lock.
-    ``update`` must not touch the store itself.
-
-    Returns:
-        The value written.
-    """
-    if isinstance(store, SqliteStore):
-        store.setup()  # before taking the lock: setup takes it too
-        with store.lock:  # no other thread of this process uses the connection meanwhile
-            store.conn.execute("BEGIN IMMEDIATE")
+        Raises:
+            ThreadBusy: A live process holds it.
+        """
+        owner = uuid.uuid4().hex
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
             try:
-                joined = _SqliteInTransaction(store.conn)
-                item = joined.get(namespace, key)
-                value = update(dict(item.value) if item else {})
-                joined.put(namespace, key, value)
+                row = self.conn.execute(
+                    "SELECT pid, host, since FROM mockingbird_thread_leases WHERE thread_id = ?", (thread_id,)
+                ).fetchone()
+                if row is not None and self._alive(int(row[0]), str(row[1]), float(row[2])):
+                    raise ThreadBusy(thread_id, int(row[0]), str(row[1]))
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO mockingbird_thread_leases VALUES (?, ?, ?, ?, ?)",
+                    (thread_id, owner, os.getpid(), socket.gethostname(), time.time()),
+                )
             except BaseException:
-                store.conn.execute("ROLLBACK")
+                self.conn.execute("ROLLBACK")
                 raise
-            store.conn.execute("COMMIT")
-        return value
-    try:
-        from langgraph.store.postgres import PostgresStore
-    except ImportError:  # the postgres extra is not installed: no PostgreSQL store exists either
-        PostgresStore = None  # type: ignore[assignment,misc]
-    if PostgresStore is not None and isinstance(store, PostgresStore):
-        pool_or_conn: Any = store.conn
-        held = pool_or_conn.connection() if hasattr(pool_or_conn, "connection") else nullcontext(pool_or_conn)
-        with held as conn, conn.transaction():
-            lock_name = "\x1f".join(namespace) + "\x1e" + key
-            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock_name,))
-            joined_pg = PostgresStore(conn)  # statements on this connection: inside the transaction
-            item = joined_pg.get(namespace, key)
-            value = update(dict(item.value) if item else {})
-            joined_pg.put(namespace, key, value)
-        return value
-    with _MEMORY_LOCK:
-        item = store.get(namespace, key)
-        value = update(dict(item.value) if item else {})
-        store.put(namespace, key, value)
-    return value
+            self.conn.execute("COMMIT")
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.conn.execute(
+                    "DELETE FROM mockingbird_thread_leases WHERE thread_id = ? AND owner = ?",
+                    (thread_id, owner),
+                )
+
+
+#: The database of each PostgreSQL checkpointer :func:`open_checkpointer` opened (for its leases).
+_PG_SAVERS: weakref.WeakKeyDictionary[Any, Database] = weakref.WeakKeyDictionary()
+
+
+class PostgresThreadLeases:
+    """:class:`ThreadLeases` on PostgreSQL: a session advisory lock per running thread.
+
+    The lock lives on a connection of its own, opened for the run (not one of the pool's, which a
+    process with many concurrent runs would exhaust); the server releases it when that connection
+    ends, so a process that dies holding a thread does not block it. Locks are per database and
+    schema: the same thread id in two schemas (the bench's scratch state) are two threads.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @contextmanager
+    def hold(self, thread_id: str) -> Iterator[None]:
+        """Hold ``thread_id``'s lock for the block.
+
+        Raises:
+            ThreadBusy: Another session (process) holds it.
+            SettingsError: The server cannot be reached.
+        """
+        import psycopg
+
+        options: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S, "autocommit": True}
+        try:
+            conn = psycopg.connect(self.db.url, **options)
+        except psycopg.Error as exc:
+            raise SettingsError(f"{self.db}: cannot connect to PostgreSQL: {_first_line(exc)}") from None
+        try:
+            name = f"mockingbird-thread\x1f{self.db.schema}\x1f{thread_id}"
+            row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (name,)).fetchone()
+            if not (row and row[0]):
+                raise ThreadBusy(thread_id)
+            yield  # closing the connection below releases the lock
+        finally:
+            conn.close()

@@ -9,7 +9,8 @@ Three ways to embed the compiled graph (``graph.builder.build_graph``) in anothe
        parent.add_node("solve", as_node(child, task="problem", query="x", outputs={"answer": "solution"}))
 
 3. **As a tool** for a tool-calling agent: :func:`as_tool` (one call: task + query -> answer,
-   confidence, strategy, reason).
+   confidence, strategy, reason). The task is an object; files are read only under a
+   ``task_root`` the caller names.
 
 In every case the child runs *inside* the parent's run (it is invoked with the parent's config),
 so when it pauses for a human expert the interrupt surfaces in the parent's result
@@ -74,17 +75,31 @@ class ToolInput(BaseModel):
     """What a tool-calling model passes to the Mockingbird tool."""
 
     task: dict[str, Any] | str = Field(
-        description="The task: the project's task JSON object (function, train examples), or a file path."
+        description="The task: the project's task JSON object (function, train examples), or the path "
+        "of a task file under the folder the tool was given (if any)."
     )
     query: Any = Field(description="The input to predict an output for (a grid, list, text or feature map).")
 
 
-def _load_task(raw: dict[str, Any] | str) -> dict[str, Any]:
+def _load_task(raw: dict[str, Any] | str, task_root: Path | None) -> dict[str, Any]:
+    """The task a model passed: a task object, or a file under ``task_root`` (never elsewhere).
+
+    A tool-calling model chooses its arguments, so a path is untrusted: without ``task_root`` no path
+    is read at all, and with it only files that resolve (symbolic links followed) inside it.
+    """
     from tasks.loaders import load_any
     from tasks.schema import Task
 
     if isinstance(raw, str):
-        tasks = load_any(Path(raw))
+        if task_root is None:
+            raise InvalidInputError("task: pass the task object; this tool reads no files")
+        root = task_root.resolve()
+        path = (root / raw).resolve()  # a relative path is taken under the root
+        if not path.is_relative_to(root):
+            raise InvalidInputError(f"task: {raw} is outside the tool's task folder")
+        if not path.is_file():
+            raise InvalidInputError(f"task: {raw} is not a task file in the tool's task folder")
+        tasks = load_any(path)
         if len(tasks) != 1:
             raise InvalidInputError(f"task: {raw} holds {len(tasks)} tasks; the tool answers one")
         return tasks[0].model_dump(mode="json")
@@ -98,6 +113,7 @@ def as_tool(
     child: CompiledStateGraph[Any, Any, Any, Any],
     *,
     context: Context | None = None,
+    task_root: str | Path | None = None,
     name: str = "mockingbird",
     description: str = (
         "Predict the output of a function from a few input/output examples (role-play the function); "
@@ -106,13 +122,21 @@ def as_tool(
 ) -> StructuredTool:
     """A LangChain tool: one call, task + query -> ``{answer, confidence, strategy, reason}``.
 
+    The model passes the task as an object; a file path is read only when the caller names a
+    ``task_root`` folder, and only for files inside it (a model's arguments are untrusted input:
+    it must not pull arbitrary local files into prompts).
+
     The tool runs the child inside the calling graph's run (the tool's ``config``), so an expert
     review the child asks for pauses the *caller*, which resumes it with ``Command(resume=...)``.
     """
 
+    root = Path(task_root) if task_root is not None else None
+    if root is not None and not root.is_dir():
+        raise InvalidInputError(f"task_root: {root} is not a folder")
+
     def call(task: dict[str, Any] | str, query: Any, config: RunnableConfig) -> str:
         out = child.invoke(
-            {"task": _load_task(task), "query": {"input": query}},
+            {"task": _load_task(task, root), "query": {"input": query}},
             config,
             context=context or Context(),
             version="v2",

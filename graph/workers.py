@@ -3,7 +3,8 @@
 Each worker is a separate process (``spawn``: no torch state is forked) that loads the model,
 opens the shared checkpointer and store, and takes queries from a common queue until it is empty;
 every run checkpoints on its own thread and updates the shared task memory (router evidence,
-notes, outcomes) through :func:`graph.storage.update_item`, so concurrent updates lose nothing.
+notes, outcomes) through :func:`nodes.common.update_item` (the stores' atomic updates), so
+concurrent updates lose nothing.
 
 Throughput is measured from the moment every worker has loaded its model to the last answer, so
 model loading (seconds, once per process) is not counted. Afterwards the model's running sums in
@@ -25,7 +26,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +153,7 @@ def run_parallel(
     # busy 2-core machine spin in OpenMP barriers and measured 6x slower per query than one.)
     threads = 1
     procs = [
-        mp.Process(target=_worker, args=(w, db, asdict(ctx), threads, job_q, out_q, go), daemon=True)
+        mp.Process(target=_worker, args=(w, db, ctx.model_dump(), threads, job_q, out_q, go), daemon=True)
         for w in range(workers)
     ]
     for p in procs:

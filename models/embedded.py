@@ -24,10 +24,10 @@ MARKER = "mockingbird.json"
 class EmbeddedConfig:
     """Shape of the embedded transformer."""
 
-    hidden_size: int = 160  # width: 1.66 M parameters at 4 layers, ~8 k tokens/s on 2 CPU cores
-    num_layers: int = 4  # depth (induction-style copying needs at least two layers)
-    num_heads: int = 5  # attention heads (head dim 32)
-    intermediate_size: int = 640  # MLP width (4x hidden)
+    hidden_size: int = 192  # width: 3.56 M parameters at 6 layers (14 MB in fp32)
+    num_layers: int = 6  # depth (copying needs two layers; reading a composed rule, more)
+    num_heads: int = 6  # attention heads (head dim 32)
+    intermediate_size: int = 768  # MLP width (4x hidden)
     max_positions: int = 1024  # longest episode in tokens (characters)
     rope_theta: float = 10000.0  # rotary embedding base
     tie_embeddings: bool = True  # input and output embeddings shared: fewer parameters

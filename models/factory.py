@@ -52,7 +52,8 @@ def load_model(
         openai_base_url: Base URL of an OpenAI-compatible server; defaults to
             ``MOCKINGBIRD_OPENAI_BASE_URL`` or ``OPENAI_BASE_URL``, else OpenAI itself.
         openai_api_key: API key; defaults to ``MOCKINGBIRD_OPENAI_API_KEY`` or ``OPENAI_API_KEY``.
-        timeout_s: Per-request time-out for remote models.
+        timeout_s: Deadline of one logical call of a remote model (every attempt, and the waits
+            between them, within it).
         max_attempts: Attempts per remote request (retries included).
         device: torch device for local models.
 
@@ -120,4 +121,5 @@ def _openai(
         api_key=key,
         timeout_s=timeout_s,
         max_attempts=max_attempts,
+        deadline_s=timeout_s,  # one deadline per logical call: retries and waits fit inside it
     )

@@ -1,21 +1,29 @@
-"""Train the embedded model on procedural 1-D grid tasks.
+"""Train the embedded model on procedural tasks, in resumable legs with a ledger.
 
-Command (what produced the shipped checkpoint; fixed seed, reproducible up to thread timing)::
+Commands::
 
-    python -m models.train --out models/checkpoints/embedded --minutes 22 --seed 0
+    python -m models.train --out models/checkpoints/embedded --minutes 150      # a new run, first leg
+    python -m models.train --resume models/checkpoints/embedded --minutes 150   # the next leg
+    python -m models.train --smoke --out /tmp/ckpt                              # seconds (a test runs it)
 
-``--smoke`` trains a tiny model for a few steps (a test runs it). Episodes are drawn on the fly
-from ``tasks.generators`` and written with ``prompts.compact`` (the format the model reads at
-inference): 2-4 demonstrations and a query, loss on every output cell and the newline that ends
-it, never on inputs (so one episode trains predictions after 0, 1, 2, ... demonstrations). Rows
-start short (6-12 cells) and grow to 6-30 over the first half of the budget (a curriculum:
-copying input cell i to output cell i is easiest to discover when few row lengths occur).
-With a time budget the step count depends on the machine's speed.
+Episodes are drawn on the fly from ``tasks.generators`` (primitives composed one to three deep,
+never a held-out composition, plus lists of numbers) and written with ``prompts.compact``, the
+format the model reads at inference: 2-5 demonstrations and a query, loss on every output cell
+and the newline that ends it, never on inputs. The batch of step ``s`` is a pure function of the
+seed and ``s`` (:func:`batch_at`), so a resumed run sees exactly the batches it would have seen.
 
-At the end the script measures the output loss after 0, 1, 2 and 3 demonstrations on the same
-queries (the signature of in-context learning), held-in exact match through
-:class:`models.hf_backend.HFBackend` and, when the folder exists, 1D-ARC per type (``--eval-arc``);
-it prints a report and stores it in ``mockingbird.json``.
+A run is laid out over ``total_steps`` (warm-up, a long constant phase, a final decay: a
+warmup-stable-decay schedule, so a run can be extended by raising ``--total-steps`` on resume).
+Rows start short and grow, and compositions get more frequent, over ``curriculum_steps``. An
+exponential moving average of the weights is what ships (it needs no decay phase to be good).
+
+Every ``save_minutes`` the run saves ``train_state.pt`` (model, optimiser, EMA, step, counters;
+kept out of git) and the shipped weights, and measures greedy exact match on the held-out
+families, held-in chains, the shared 1D-ARC types and the bundled examples (:mod:`models.evaluate`,
+teacher-forced, so a few seconds): the curve in ``mockingbird.json``. A leg ends after
+``--minutes`` or on SIGTERM/SIGINT, saving first, and appends its line to the ledger
+(tokens, CPU hours, steps, metrics). Without ``train_state.pt`` (e.g. a fresh clone), ``--resume``
+warm-starts from the committed weights with a fresh optimiser, and the ledger says so.
 """
 
 from __future__ import annotations
@@ -23,50 +31,61 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import random
+import resource
+import signal
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models.embedded import EmbeddedConfig, build_model, config_dict, save_checkpoint
+from models.embedded import MARKER, EmbeddedConfig, build_model, config_dict, save_checkpoint
 from models.tokenizer import vocabulary
 from prompts.compact import encode_pair, encode_query
-from tasks.generators import FAMILIES, sample_task
+from tasks.generators import FAMILIES, HELD_OUT, sample_list_task, sample_task
 from tasks.schema import Task
 
 logger = logging.getLogger("models.train")
-#: The shared 1D-ARC folder beside the repository (measured after training when present).
-DEFAULT_ARC = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "1d-arc"
+STATE_FILE = "train_state.pt"
 
 
 @dataclass(kw_only=True)
 class TrainConfig:
-    """Training settings."""
+    """Training settings (a run keeps the ones it started with; ``--resume`` reads them back)."""
 
     model: EmbeddedConfig = field(default_factory=EmbeddedConfig)  # the model's shape
-    batch_size: int = 16  # episodes per step
-    lr: float = 2e-3  # peak learning rate (small models like it high)
+    batch_size: int = 24  # episodes per step
+    lr: float = 1.5e-3  # peak learning rate (small models like it high; 2e-3 suited 4 layers)
     weight_decay: float = 0.01  # AdamW decay
-    warmup_steps: int = 100  # linear warm-up, then cosine decay to 10 %
-    minutes: float = 20.0  # wall-clock budget; the schedule is laid out for this time
-    max_steps: int = 0  # stop after this many steps too (0 = only the time budget)
-    min_demos: int = 2  # demonstrations per episode drawn from min_demos..max_demos; the loss on
-    max_demos: int = 4  # every output already covers 0..k demonstrations of context in one episode
-    compose_p: float = 0.2  # share of two-rule compositions
+    warmup_steps: int = 300  # linear warm-up
+    total_steps: int = 30_000  # the schedule's length (~130 M tokens); raise it on resume to extend
+    decay_frac: float = 0.15  # the last share of total_steps decays linearly to 10 % of lr
+    ema_decay: float = 0.999  # the shipped weights average ~1/(1-decay) recent steps
+    min_demos: int = 2  # demonstrations per episode drawn from min_demos..max_demos; the loss
+    max_demos: int = 5  # on every output covers 0..k demonstrations of context in one episode
+    compose_p: tuple[float, float] = (
+        0.15,
+        0.5,
+    )  # share of compositions, at the start and after the curriculum
+    deep_p: float = 0.3  # share of compositions that are three steps deep
+    list_p: float = 0.1  # share of list-of-numbers episodes
+    discriminate: bool = True  # queries a rival rule would answer differently (read the demos)
     start_lengths: tuple[int, int] = (6, 12)  # row lengths at the start (short: copying is easy)
     lengths: tuple[int, int] = (6, 30)  # row lengths once the curriculum is over
-    curriculum: float = 0.5  # share of the budget over which the longest row grows to lengths[1]
-    indexed: bool = False  # indexed serialization (prompts/compact.py): copying becomes induction
-    eval_tasks: int = 100  # fresh episodes for held-in accuracy and the demos table
+    curriculum_steps: int = 4000  # steps over which rows grow and compositions become common
+    pool: int = 8  # batches drawn together and sorted by length (less padding)
+    save_minutes: float = 15.0  # save + measure this often (a session stop kills the process)
+    eval_per_family: int = 30  # held-out tasks per family in each measurement
+    ttt_per_family: int = 1  # held-out tasks per family for TTT + vote at the end of each leg (slow)
     threads: int = 2  # torch CPU threads
     seed: int = 0  # everything random derives from this
 
 
-def encode_episode(task: Task, vocab: dict[str, int], indexed: bool = False) -> tuple[list[int], list[int]]:
+# --- data ---------------------------------------------------------------------------------------
+
+
+def encode_episode(task: Task, vocab: dict[str, int]) -> tuple[list[int], list[int]]:
     """Token ids and loss mask (1 on every output token and its newline) of one episode.
 
     Demonstrations are the task's train pairs, the query its first test pair with its target.
@@ -74,8 +93,8 @@ def encode_episode(task: Task, vocab: dict[str, int], indexed: bool = False) -> 
     ids, mask = [vocab["<bos>"]], [0]
     pairs = [(e.input, e.output) for e in task.train] + [(q.input, q.target) for q in task.test[:1]]
     for inp, out in pairs:
-        line = encode_pair(inp, out, task.kind, indexed)
-        head = len(encode_query(inp, task.kind, indexed))
+        line = encode_pair(inp, out, task.kind)
+        head = len(encode_query(inp, task.kind))
         for i, ch in enumerate(line):
             ids.append(vocab.get(ch, vocab["<unk>"]))
             mask.append(1 if i >= head else 0)
@@ -98,247 +117,380 @@ def make_batch(episodes: list[tuple[list[int], list[int]]], pad_id: int) -> dict
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
-def lengths_at(progress: float, cfg: TrainConfig) -> tuple[int, int]:
-    """Row-length range at ``progress`` (0..1) of the budget: the longest row grows linearly.
+def curriculum_at(step: int, cfg: TrainConfig) -> tuple[tuple[int, int], float]:
+    """Row-length range and composition share at ``step``: both grow linearly over the curriculum.
 
     Short rows first: the output cell that copies input cell i sits a row length away, and with
-    few row lengths that distance is easy to find; longer rows come once the format is learned.
+    few row lengths that distance is easy to find; longer rows and deeper rules come once the
+    format is learned.
     """
-    ramp = 1.0 if cfg.curriculum <= 0 else min(1.0, progress / cfg.curriculum)
+    ramp = 1.0 if cfg.curriculum_steps <= 0 else min(1.0, step / cfg.curriculum_steps)
     lo = round(cfg.start_lengths[0] + ramp * (cfg.lengths[0] - cfg.start_lengths[0]))
     hi = round(cfg.start_lengths[1] + ramp * (cfg.lengths[1] - cfg.start_lengths[1]))
-    return lo, max(lo, hi)
+    compose = cfg.compose_p[0] + ramp * (cfg.compose_p[1] - cfg.compose_p[0])
+    return (lo, max(lo, hi)), compose
 
 
-def episode_batches(
-    rng: random.Random,
-    cfg: TrainConfig,
-    vocab: dict[str, int],
-    progress: Callable[[], float],
-    pool: int = 8,
-) -> Iterator[list[tuple[list[int], list[int]]]]:
-    """Endless batches of encoded episodes, grouped by length.
+def draw_episode(rng: random.Random, cfg: TrainConfig, step: int) -> Task:
+    """One training task at ``step`` of the curriculum (never a held-out family)."""
+    n_train = rng.randint(cfg.min_demos, cfg.max_demos)
+    if rng.random() < cfg.list_p:
+        return sample_list_task(rng, n_train=n_train)
+    lengths, compose = curriculum_at(step, cfg)
+    return sample_task(
+        rng,
+        n_train=n_train,
+        compose_p=compose,
+        deep_p=cfg.deep_p,
+        discriminate=cfg.discriminate,
+        lengths=lengths,
+    )
 
-    Episodes range from ~30 to ~600 tokens; padding a random batch to its longest wastes about
-    half the compute, so ``pool`` batches are drawn at once, sorted by length and served in a
-    random order. ``progress()`` (0..1) sets the row lengths of the curriculum.
+
+def batch_at(step: int, cfg: TrainConfig, vocab: dict[str, int]) -> list[tuple[list[int], list[int]]]:
+    """The episodes of ``step``: a pure function of the seed and the step (exact resumption).
+
+    ``pool`` batches are drawn together from one RNG seeded by the pool's index, sorted by length
+    (episodes range from ~30 to ~800 tokens: sorting halves the padding) and served in an order
+    drawn from the same RNG.
     """
-    while True:
-        lengths = lengths_at(progress(), cfg)
-        episodes = [
-            encode_episode(
-                sample_task(
-                    rng,
-                    n_train=rng.randint(cfg.min_demos, cfg.max_demos),
-                    compose_p=cfg.compose_p,
-                    lengths=lengths,
-                ),
-                vocab,
-                cfg.indexed,
-            )
-            for _ in range(cfg.batch_size * pool)
-        ]
-        episodes.sort(key=lambda e: len(e[0]))
-        chunks = [episodes[i : i + cfg.batch_size] for i in range(0, len(episodes), cfg.batch_size)]
-        rng.shuffle(chunks)
-        yield from chunks
+    index, offset = divmod(step, cfg.pool)
+    rng = random.Random(cfg.seed * 1_000_003 + index)
+    first = index * cfg.pool
+    episodes = [
+        encode_episode(draw_episode(rng, cfg, first), vocab) for _ in range(cfg.batch_size * cfg.pool)
+    ]
+    episodes.sort(key=lambda e: len(e[0]))
+    chunks = [episodes[i : i + cfg.batch_size] for i in range(0, len(episodes), cfg.batch_size)]
+    rng.shuffle(chunks)
+    return chunks[offset]
 
 
-def lr_at(step: int, progress: float, cfg: TrainConfig) -> float:
-    """Warm-up over steps, then cosine over the budget's progress (0..1) down to 10 %."""
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Warm-up, constant, then a linear decay to 10 % over the last ``decay_frac`` of the run."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    decay_start = cfg.total_steps * (1 - cfg.decay_frac)
+    if step < decay_start:
+        return cfg.lr
+    done = min(1.0, (step - decay_start) / max(1.0, cfg.total_steps - decay_start))
+    return cfg.lr * (1 - 0.9 * done)
 
 
-def loss_by_demos(
-    model: Any, tasks: list[Task], vocab: dict[str, int], indexed: bool = False
-) -> dict[int, float]:
-    """Mean loss per output cell of each task's query given its first k demonstrations, k = 0..3.
-
-    Only colour cells and the closing newline count (not index letters), so the numbers compare
-    across serializations.
-    """
-    counted = {vocab[str(d)] for d in range(10)} | {vocab["\n"]}
-    import torch
-
-    out: dict[int, float] = {}
-    model.eval()
-    for k in range(4):
-        total, count = 0.0, 0
-        for i in range(0, len(tasks), 16):
-            episodes = []
-            for t in tasks[i : i + 16]:
-                ids, mask = encode_episode(t.model_copy(update={"train": t.train[:k]}), vocab, indexed)
-                # only the query's output cells count: clear the mask on demonstrations and letters
-                last = len(ids) - len(encode_pair(t.test[0].input, t.test[0].target, "grid", indexed))
-                episodes.append(
-                    (ids, [m if j >= last and ids[j] in counted else 0 for j, m in enumerate(mask)])
-                )
-            batch = make_batch(episodes, vocab["<pad>"])
-            with torch.no_grad():
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            labels = batch["labels"][:, 1:]
-            losses = torch.nn.functional.cross_entropy(
-                logits[:, :-1].transpose(1, 2), labels, ignore_index=-100, reduction="sum"
-            )
-            total += losses.item()
-            count += int((labels != -100).sum())
-        out[k] = total / max(count, 1)
-    return out
+# --- the run ------------------------------------------------------------------------------------
 
 
-def greedy_hits(checkpoint: Path, tasks: list[Task]) -> list[bool]:
-    """Greedy exact match per task through the product's own backend (the inference code path)."""
-    from models.base import PromptParts
-    from models.hf_backend import HFBackend
-    from tasks.scoring import exact_match
+def cpu_seconds() -> float:
+    """This process's CPU time (user + system): the honest unit on a shared machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
-    backend = HFBackend(checkpoint)
-    hits = []
-    for t in tasks:
-        parts = PromptParts(kind="grid", function=t.function, demos=t.train[:3], query=t.test[0].input)
-        gen = backend.generate(backend.renderer.render(parts), n=1, temperature=0.0)
-        hits.append(
-            exact_match("grid", backend.renderer.parse(gen.samples[0].text, "grid"), t.test[0].target)
+
+class Run:
+    """A training run's mutable state: model, optimiser, EMA weights and counters."""
+
+    def __init__(self, cfg: TrainConfig, out: Path) -> None:
+        import torch
+
+        self.cfg, self.out = cfg, out
+        torch.set_num_threads(cfg.threads)
+        self.vocab = vocabulary()
+        self.model = build_model(cfg.model, seed=cfg.seed)
+        self.opt = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95)
         )
-    return hits
+        self.ema = [p.detach().clone() for p in self.model.parameters()]
+        self.step = 0
+        self.tokens = 0
+        self.cpu_before = 0.0  # CPU seconds of earlier legs
+        self.smoothed: float | None = None
 
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
 
-def arc_report(checkpoint: Path, arc_dir: Path) -> dict[str, dict[str, float]]:
-    """1D-ARC exact match per type (3 demonstrations, first test query) with 95 % bootstrap CIs."""
-    from graph.bench import GPT4_1DARC
-    from tasks.loaders import load_task_dir
-    from tasks.scoring import bootstrap_ci
+    def train_step(self) -> float:
+        """One optimisation step on the step's batch; returns its loss."""
+        import torch
 
-    by_type: dict[str, list[Task]] = {}
-    for t in load_task_dir(arc_dir):
-        by_type.setdefault(t.type or "?", []).append(t)
-    report = {}
-    everything: list[bool] = []
-    for name, tasks in sorted(by_type.items()):
-        hits = greedy_hits(checkpoint, tasks)
-        everything += hits
-        lo, hi = bootstrap_ci(hits)
-        report[name] = {
-            "accuracy": sum(hits) / len(hits),
-            "ci_low": lo,
-            "ci_high": hi,
-            "n": len(hits),
-            "gpt4": GPT4_1DARC.get(name, float("nan")),
+        batch = make_batch(batch_at(self.step, self.cfg, self.vocab), self.vocab["<pad>"])
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(self.step, self.cfg)
+        self.model.train()
+        loss = self.model(**batch).loss
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        # warm-up of the average: early on it would mostly remember the random initialisation
+        decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            for e, p in zip(self.ema, self.model.parameters(), strict=True):
+                e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+        self.tokens += int(batch["attention_mask"].sum())
+        self.step += 1
+        value = float(loss.item())
+        self.smoothed = value if self.smoothed is None else 0.98 * self.smoothed + 0.02 * value
+        return value
+
+    def ema_model(self) -> Any:
+        """A copy of the model carrying the averaged weights (what ships)."""
+        import copy
+
+        import torch
+
+        shipped = copy.deepcopy(self.model)
+        with torch.no_grad():
+            for p, e in zip(shipped.parameters(), self.ema, strict=True):
+                p.copy_(e)
+        return shipped.eval()
+
+    def state(self) -> dict[str, Any]:
+        import torch
+
+        return {
+            "config": asdict(self.cfg),
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "ema": self.ema,
+            "step": self.step,
+            "tokens": self.tokens,
+            "cpu_seconds": self.cpu_before + cpu_seconds(),
+            "smoothed": self.smoothed,
+            "torch_rng": torch.get_rng_state(),
         }
-    lo, hi = bootstrap_ci(everything)
-    report["overall"] = {
-        "accuracy": sum(everything) / max(len(everything), 1),
-        "ci_low": lo,
-        "ci_high": hi,
-        "n": len(everything),
-        "gpt4": 45.1,
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        import torch
+
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.ema = [e.clone() for e in state["ema"]]
+        self.step, self.tokens = state["step"], state["tokens"]
+        self.cpu_before = state["cpu_seconds"] - cpu_seconds()
+        self.smoothed = state["smoothed"]
+        torch.set_rng_state(state["torch_rng"])
+
+    def save_state(self) -> None:
+        """``train_state.pt``, written to a temporary file and renamed (a kill never leaves half)."""
+        import torch
+
+        tmp = self.out / (STATE_FILE + ".tmp")
+        torch.save(self.state(), tmp)
+        tmp.replace(self.out / STATE_FILE)
+
+    def cpu_hours(self) -> float:
+        return (self.cpu_before + cpu_seconds()) / 3600
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """A :class:`TrainConfig` back from ``asdict`` (tuples restored)."""
+    data = dict(data)
+    model = EmbeddedConfig(**data.pop("model"))
+    for name, value in list(data.items()):
+        if isinstance(value, list):
+            data[name] = tuple(value)
+    return TrainConfig(model=model, **data)
+
+
+def read_marker(out: Path) -> dict[str, Any]:
+    path = out / MARKER
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_shipped(run: Run, marker: dict[str, Any]) -> None:
+    """The shipped checkpoint: the averaged weights in fp16 (half the bytes in git; backends load
+    them as fp32), the tokenizer and ``mockingbird.json``."""
+    shipped = run.ema_model().half()
+    save_checkpoint(shipped, run.out, extra={k: v for k, v in marker.items() if k != "format"})
+
+
+def measure(run: Run, marker: dict[str, Any], arc_dir: Path | None) -> dict[str, Any]:
+    """One point of the curve: greedy exact match on every evaluation set, at this step."""
+    from models.evaluate import evaluation_sets, exact_match_rates
+
+    sets = evaluation_sets(per_family=run.cfg.eval_per_family, arc_dir=arc_dir)
+    point: dict[str, Any] = {
+        "step": run.step,
+        "tokens": run.tokens,
+        "cpu_hours": round(run.cpu_hours(), 3),
+        "train_loss": round(run.smoothed or float("nan"), 4),
     }
-    return report
+    point.update(exact_match_rates(run.ema_model(), sets, run.vocab))
+    marker.setdefault("curve", []).append(point)
+    return point
 
 
-def train(cfg: TrainConfig, out: Path, arc_dir: Path | None = None) -> dict[str, Any]:
-    """Train, evaluate, save; returns the report."""
+def train_leg(
+    cfg: TrainConfig,
+    out: Path,
+    *,
+    minutes: float,
+    resume: bool,
+    arc_dir: Path | None,
+    total_steps: int | None = None,
+    max_leg_steps: int = 0,
+) -> dict[str, Any]:
+    """Run one leg: train until ``minutes`` pass (or a signal), saving and measuring on the way.
+
+    Returns the ledger entry appended to ``mockingbird.json``.
+    """
     import torch
 
-    torch.set_num_threads(cfg.threads)
-    rng = random.Random(cfg.seed)
-    vocab = vocabulary()
-    model = build_model(cfg.model, seed=cfg.seed)
-    params = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
-    eval_rng = random.Random(cfg.seed + 1)  # a separate stream: eval tasks never seen in training
-    eval_tasks = [sample_task(eval_rng, n_train=3) for _ in range(cfg.eval_tasks)]
-    logger.info("model: %d parameters; budget %.1f min", params, cfg.minutes)
+    out.mkdir(parents=True, exist_ok=True)
+    marker = read_marker(out)
+    warm_start = False
+    if resume and (out / STATE_FILE).exists():
+        state = torch.load(out / STATE_FILE, weights_only=False)
+        cfg_saved = config_from_dict(state["config"])
+        if total_steps is not None:  # extending (or shortening) the plan is allowed
+            cfg_saved.total_steps = total_steps
+        cfg = cfg_saved
+        run = Run(cfg, out)
+        run.load_state(state)
+    elif resume:
+        # no optimiser state (a fresh clone): warm-start from the committed weights
+        from transformers import AutoModelForCausalLM
 
-    started, step, tokens, smoothed = time.monotonic(), 0, 0, None
-    budget = cfg.minutes * 60
-
-    def progress() -> float:
-        by_time = (time.monotonic() - started) / budget
-        return max(by_time, step / cfg.max_steps) if cfg.max_steps else by_time
-
-    stream = episode_batches(rng, cfg, vocab, progress)
-    model.train()
-    while (done := progress()) < 1:
-        batch = make_batch(next(stream), vocab["<pad>"])
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, done, cfg)
-        loss = model(**batch).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        tokens += int(batch["attention_mask"].sum())
-        smoothed = loss.item() if smoothed is None else 0.98 * smoothed + 0.02 * loss.item()
-        step += 1
-        if step % 100 == 0:
-            elapsed = time.monotonic() - started
-            logger.info(
-                "step %d  loss %.3f  %.0f tok/s  %.1f min  rows %s",
-                step,
-                smoothed,
-                tokens / elapsed,
-                elapsed / 60,
-                lengths_at(done, cfg),
-            )
-    train_s = time.monotonic() - started
-
-    demos_loss = loss_by_demos(model, eval_tasks, vocab, cfg.indexed)
-    report: dict[str, Any] = {
-        "parameters": params,
-        "tokens": tokens,
-        "steps": step,
-        "train_minutes": round(train_s / 60, 2),
-        "families": sorted(FAMILIES),
-        "final_train_loss": round(smoothed or float("nan"), 4),
-        "output_loss_by_demos": {str(k): round(v, 4) for k, v in demos_loss.items()},
+        ledger = marker.get("ledger", [])
+        cfg = config_from_dict(marker["training"]["config"]) if "training" in marker else cfg
+        if total_steps is not None:
+            cfg.total_steps = total_steps
+        run = Run(cfg, out)
+        weights = AutoModelForCausalLM.from_pretrained(
+            out, local_files_only=True, dtype=torch.float32
+        ).state_dict()
+        run.model.load_state_dict(weights)
+        run.ema = [p.detach().clone() for p in run.model.parameters()]
+        if ledger:
+            run.step, run.tokens = ledger[-1]["steps"], ledger[-1]["tokens"]
+            run.cpu_before = ledger[-1]["cpu_hours"] * 3600 - cpu_seconds()
+        warm_start = True
+    else:
+        run = Run(cfg, out)
+        marker = {"format": "compact", "indexed": False}
+    marker["training"] = {
+        "parameters": run.parameters,
         "config": {**asdict(cfg), "model": config_dict(cfg.model)},
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "families": sorted(FAMILIES),
+        "held_out_families": {k: list(v) for k, v in HELD_OUT.items()},
     }
-    marker = {"indexed": cfg.indexed}
-    save_checkpoint(model, out, extra={**marker, "training": report})
-    hits = greedy_hits(out, eval_tasks)
-    report["held_in_accuracy"] = round(sum(hits) / max(len(hits), 1), 4)
-    if arc_dir is not None and arc_dir.is_dir():
-        report["1d_arc"] = arc_report(out, arc_dir)
-    save_checkpoint(model, out, extra={**marker, "training": report})
-    return report
+
+    stop = {"now": False}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        logger.info("signal %d: saving and ending the leg", signum)
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    leg_started = time.monotonic()
+    step0, tokens0, cpu0 = run.step, run.tokens, run.cpu_hours()
+    last_save = time.monotonic()
+    logger.info(
+        "model: %d parameters; step %d of %d; leg of %.0f min",
+        run.parameters,
+        run.step,
+        cfg.total_steps,
+        minutes,
+    )
+    while not stop["now"] and run.step < cfg.total_steps and time.monotonic() - leg_started < minutes * 60:
+        if max_leg_steps and run.step - step0 >= max_leg_steps:
+            break
+        run.train_step()
+        if run.step % 100 == 0:
+            elapsed = time.monotonic() - leg_started
+            logger.info(
+                "step %d  loss %.3f  %.0f tok/s  lr %.2e  %.1f min  rows %s",
+                run.step,
+                run.smoothed,
+                (run.tokens - tokens0) / elapsed,
+                lr_at(run.step, cfg),
+                elapsed / 60,
+                curriculum_at(run.step, cfg)[0],
+            )
+        if time.monotonic() - last_save > cfg.save_minutes * 60:
+            save_and_measure(run, marker, arc_dir)
+            last_save = time.monotonic()
+    point = save_and_measure(run, marker, arc_dir)
+    entry = {
+        "leg": len(marker.get("ledger", [])) + 1,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "steps": run.step,
+        "tokens": run.tokens,
+        "cpu_hours": round(run.cpu_hours(), 3),
+        "gpu_hours": 0.0,
+        "leg_steps": run.step - step0,
+        "leg_tokens": run.tokens - tokens0,
+        "leg_cpu_hours": round(run.cpu_hours() - cpu0, 3),
+        "leg_wall_minutes": round((time.monotonic() - leg_started) / 60, 1),
+        "warm_start": warm_start,
+        **{k: v for k, v in point.items() if k not in ("step", "tokens", "cpu_hours")},
+    }
+    if cfg.ttt_per_family > 0:
+        from models.evaluate import evaluation_sets, ttt_rates, ttt_tasks
+
+        held_out = evaluation_sets(per_family=cfg.eval_per_family, arc_dir=None)["held_out"]
+        entry["held_out_ttt"] = ttt_rates(out, ttt_tasks(held_out, cfg.ttt_per_family))
+    marker.setdefault("ledger", []).append(entry)
+    write_shipped(run, marker)
+    return entry
+
+
+def save_and_measure(run: Run, marker: dict[str, Any], arc_dir: Path | None) -> dict[str, Any]:
+    """Save the resumable state, measure a point of the curve, write the shipped checkpoint."""
+    run.save_state()
+    point = measure(run, marker, arc_dir)
+    write_shipped(run, marker)
+    logger.info("measured at step %d: %s", run.step, json.dumps(point))
+    return point
 
 
 def smoke_config() -> TrainConfig:
     """A tiny model and a few steps: exercises every line in seconds."""
-    tiny = EmbeddedConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=512)
-    return TrainConfig(model=tiny, batch_size=4, warmup_steps=2, minutes=1.0, max_steps=5, eval_tasks=4)
+    tiny = EmbeddedConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=1024)
+    return TrainConfig(
+        model=tiny,
+        batch_size=4,
+        warmup_steps=2,
+        total_steps=6,
+        pool=2,
+        curriculum_steps=4,
+        eval_per_family=2,
+        ttt_per_family=0,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
+    from models.evaluate import DEFAULT_ARC
+
     parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
-    parser.add_argument("--minutes", type=float, help="training time budget")
-    parser.add_argument("--steps", type=int, help="stop after this many steps")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--smoke", action="store_true", help="tiny model, 5 steps (for tests)")
-    parser.add_argument("--indexed", action="store_true", help="indexed serialization of grid cells")
-    parser.add_argument("--hidden", type=int, help="hidden size (heads scale to keep head dim 32)")
-    parser.add_argument("--layers", type=int, help="number of layers")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="checkpoint folder of a new run")
+    where.add_argument("--resume", type=Path, help="continue the run in this checkpoint folder")
     parser.add_argument(
-        "--eval-arc",
-        type=Path,
-        default=DEFAULT_ARC,
-        help="1D-ARC folder to measure on after training (skipped when absent)",
+        "--minutes", type=float, default=60.0, help="this leg's wall-clock budget (default 60)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=0, help="end this leg after this many steps (0: no limit)"
+    )
+    parser.add_argument("--total-steps", type=int, help="the schedule's length (raise it to extend a run)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help="tiny model, 6 steps (for tests)")
+    parser.add_argument("--hidden", type=int, help="hidden size of a new run (heads keep head dim 32)")
+    parser.add_argument("--layers", type=int, help="layers of a new run")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
+    parser.add_argument("--save-minutes", type=float, help="save and measure this often (default 10)")
+    parser.add_argument(
+        "--eval-arc", type=Path, default=DEFAULT_ARC, help="1D-ARC folder (skipped when absent)"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = smoke_config() if args.smoke else TrainConfig()
     cfg.seed = args.seed
-    if args.minutes is not None:
-        cfg.minutes = args.minutes
-    if args.steps is not None:
-        cfg.max_steps = args.steps
-    cfg.indexed = args.indexed
+    if args.total_steps is not None:
+        cfg.total_steps = args.total_steps
     if args.hidden:
         cfg.model.hidden_size, cfg.model.num_heads = args.hidden, max(1, args.hidden // 32)
         cfg.model.intermediate_size = 4 * args.hidden
@@ -346,21 +498,21 @@ def main(argv: list[str] | None = None) -> int:
         cfg.model.num_layers = args.layers
     if args.threads:
         cfg.threads = args.threads
-    report = train(cfg, args.out, None if args.smoke else args.eval_arc)
-    losses = report["output_loss_by_demos"]
-    print(f"parameters      {report['parameters']:,}")
-    print(f"tokens seen     {report['tokens']:,} in {report['steps']} steps, {report['train_minutes']} min")
-    print(f"families        {len(report['families'])}: {', '.join(report['families'])}")
-    print(
-        "output loss after 0/1/2/3 demonstrations: " + " / ".join(f"{losses[str(k)]:.3f}" for k in range(4))
+    if args.save_minutes is not None:
+        cfg.save_minutes = args.save_minutes
+    out = args.resume or args.out
+    if args.resume and not (out / MARKER).exists():
+        parser.exit(2, f"error: --resume {out}: no {MARKER} there (start a run with --out)\n")
+    entry = train_leg(
+        cfg,
+        out,
+        minutes=args.minutes,
+        resume=args.resume is not None,
+        arc_dir=None if args.smoke else args.eval_arc,
+        total_steps=args.total_steps,
+        max_leg_steps=args.steps,
     )
-    print(f"held-in exact match (greedy, 3 demos): {report['held_in_accuracy']:.1%}")
-    for name, row in report.get("1d_arc", {}).items():
-        print(
-            f"1D-ARC {name:<18} {row['accuracy']:6.1%}  [{row['ci_low']:.0%}, {row['ci_high']:.0%}]  "
-            f"n={row['n']:<3}  GPT-4 {row['gpt4']:.1f}%"
-        )
-    print(json.dumps({"checkpoint": str(args.out)}))
+    print(json.dumps(entry, indent=2))
     return 0
 
 

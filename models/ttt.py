@@ -75,6 +75,7 @@ class TTTConfig:
     max_sequences: int = 250  # cap on training sequences per task (the paper's marc code)
     predict_views: int = 4  # views the query is predicted under
     loss_on: Literal["all", "last"] = "last"  # outputs that carry the loss (measured; module doc)
+    episodes: Literal["loo", "loo+l2o"] = "loo"  # leave-one-out only, or leave-two-out episodes too
     augment: bool = True  # False: identity view only, for training and one greedy prediction
     early_stop: bool = False  # hold back one demonstration and stop when its loss stops improving
     eval_every: int = 5  # steps between held-back evaluations
@@ -117,15 +118,50 @@ def leave_one_out(task: Task, rng: random.Random) -> list[tuple[list[Example], E
     ]
 
 
-def _episodes(k: int, rng: random.Random, skip_target: int | None = None) -> list[tuple[list[int], int]]:
-    """Leave-one-out episodes as demonstration indices: (shuffled context, held-out last)."""
+def _episodes(
+    k: int, rng: random.Random, skip_target: int | None = None, kind: str = "loo"
+) -> list[tuple[list[int], int]]:
+    """Episodes as demonstration indices: (shuffled context, target last).
+
+    ``loo``: each demonstration is the target once, all others its context. ``loo+l2o`` adds the
+    leave-two-out episodes (each other demonstration dropped from the context in turn, where at
+    least one remains), in fresh shuffled orders: more, shorter episodes from the same data.
+    """
     out = []
     for i in range(k):
         context = [j for j in range(k) if j != i]
         rng.shuffle(context)
         if i != skip_target:
             out.append((context, i))
+    if kind == "loo+l2o" and k >= 3:
+        for i in range(k):
+            for dropped in range(k):
+                if i in (dropped, skip_target):
+                    continue
+                context = [j for j in range(k) if j not in (i, dropped)]
+                rng.shuffle(context)
+                out.append((context, i))
     return out
+
+
+#: Named recipes: settings that override a run's :class:`TTTConfig` (``--ttt-recipe``).
+#: ``trial`` is the recipe of the team's first TTT trial (NOTES): loss on every output, no early
+#: stopping, at most 60 sequences from leave-one-out and leave-two-out episodes in several orders.
+RECIPES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "trial": {"loss_on": "all", "early_stop": False, "episodes": "loo+l2o", "max_sequences": 60},
+}
+
+
+def with_recipe(cfg: TTTConfig, recipe: str) -> TTTConfig:
+    """``cfg`` with the named recipe's settings applied.
+
+    Raises:
+        ValueError: If the recipe is unknown.
+    """
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown TTT recipe {recipe!r}; known: {', '.join(RECIPES)}")
+    return TTTConfig(**{**asdict(cfg), **RECIPES[recipe]})
 
 
 def episode_segments(
@@ -197,7 +233,7 @@ def training_sequences(
     sequences: list[list[Segment]] = []
     for view in views:
         seen = augment_task(task, view)
-        for context, i in _episodes(len(task.train), rng, skip_target=held_back):
+        for context, i in _episodes(len(task.train), rng, skip_target=held_back, kind=cfg.episodes):
             order = [*context, i]
             no_loss = frozenset(p for p, j in enumerate(order) if j == held_back)
             demos = [seen.train[j] for j in order]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,9 +14,9 @@ from langgraph.store.base import BaseStore
 
 from graph.context import Context
 from graph.state import Attempt, Candidate, Cost
-from graph.storage import update_item
 from models.base import ModelBackend, Usage
 from models.factory import load_model
+from tasks.schema import Task
 
 #: Namespaces of the long-term store (one per kind of task memory).
 NOTES_NS = ("mockingbird", "notes")
@@ -25,6 +26,8 @@ EXAMPLES_NS = ("mockingbird", "examples")
 MODEL_EVIDENCE_NS = ("mockingbird", "model_evidence")
 #: Per (model, task type): gains over ICL on tasks of that type (the router's middle level).
 TYPE_EVIDENCE_NS = ("mockingbird", "type_evidence")
+#: Old task ids (file stems) whose memory was moved to a task's memory key: id -> {to, items, at}.
+MIGRATED_NS = ("mockingbird", "migrated")
 
 
 def get_context(runtime: Runtime[Context] | None) -> Context:
@@ -46,6 +49,51 @@ def resolve_model(ctx: Context, bound: ModelBackend | None) -> ModelBackend:
         timeout_s=ctx.timeout_s,
         max_attempts=ctx.max_attempts,
     )
+
+
+def memory_key(task: Task | dict[str, Any]) -> str:
+    """The store key of a task's long-term memory (:attr:`tasks.schema.Task.key`), also for a
+    task dict that does not carry one yet."""
+    if isinstance(task, Task):
+        return task.key
+    return str(task.get("key") or Task.model_validate(task).key)
+
+
+def migrate_legacy_memory(store: BaseStore | None, task: Task) -> int:
+    """Move memory kept under the task's bare id (stores written before tasks had memory keys)
+    to its memory key; returns how many items moved.
+
+    Several tasks may share an old id (``a/data.csv`` and ``b/data.csv`` were both ``data``): the
+    first task that runs claims that memory, recorded in :data:`MIGRATED_NS`, and the others
+    start fresh rather than inherit another task's notes, examples and evidence. An item already
+    present under the new key is kept, not overwritten.
+    """
+    if store is None or task.key == task.id or store.get(MIGRATED_NS, task.id) is not None:
+        return 0
+    moved = 0
+    for ns in (NOTES_NS, EVIDENCE_NS):
+        item = store.get(ns, task.id)
+        if item is not None:
+            if store.get(ns, task.key) is None:
+                store.put(ns, task.key, item.value)
+            store.delete(ns, task.id)
+            moved += 1
+    for ns in (OUTCOMES_NS, EXAMPLES_NS):
+        for item in store.search((*ns, task.id), limit=100_000):
+            if tuple(item.namespace) != (*ns, task.id):
+                continue
+            if store.get((*ns, task.key), item.key) is None:
+                store.put((*ns, task.key), item.key, item.value)
+            store.delete((*ns, task.id), item.key)
+            moved += 1
+    from datetime import UTC, datetime
+
+    store.put(
+        MIGRATED_NS,
+        task.id,
+        {"to": task.key, "items": moved, "at": datetime.now(UTC).isoformat(timespec="seconds")},
+    )
+    return moved
 
 
 def query_key(value: Any) -> str:
@@ -105,22 +153,48 @@ def task_evidence(store: BaseStore | None, task_id: str) -> dict[str, Any]:
     return dict(item.value) if item else {}
 
 
+#: Serialises read-modify-writes of stores without a transaction of their own (in-process stores).
+_UPDATE_LOCK = threading.Lock()
+
+
+def update_item(
+    store: BaseStore,
+    namespace: tuple[str, ...],
+    key: str,
+    update: Callable[[dict[str, Any] | None], dict[str, Any]],
+) -> dict[str, Any]:
+    """Replace an item by ``update(old value or None)`` without losing a concurrent update.
+
+    The SQLite store does it in one transaction (other processes wait); other stores, which live
+    in one process, under a lock. Returns the new value.
+    """
+    atomic = getattr(store, "atomic_update", None)
+    if atomic is not None:
+        return dict(atomic(namespace, key, update))
+    with _UPDATE_LOCK:
+        item = store.get(namespace, key)
+        new = update(dict(item.value) if item is not None else None)
+        store.put(namespace, key, new)
+        return new
+
+
 def update_evidence(store: BaseStore | None, task_id: str, **values: Any) -> dict[str, Any]:
-    """Merge ``values`` into the task's stored evidence, atomically (a no-op without a store);
-    returns it. Keys computed from the stored evidence go through :func:`update_task_evidence`."""
+    """Merge ``values`` into the task's stored evidence (a no-op without a store); returns it."""
     if store is None:
         return dict(values)
-    return update_item(store, EVIDENCE_NS, task_id, lambda old: old | values)
+    return update_item(store, EVIDENCE_NS, task_id, lambda old: (old or {}) | values)
 
 
-def update_task_evidence(
-    store: BaseStore | None, task_id: str, update: Callable[[dict[str, Any]], dict[str, Any]]
-) -> dict[str, Any]:
-    """Replace the task's evidence by ``update(evidence)`` in one atomic read-modify-write (many
-    workers may update the same task at once); a no-op without a store. Returns the new evidence."""
-    if store is None:
-        return update({})
-    return update_item(store, EVIDENCE_NS, task_id, update)
+def add_observed_gains(store: BaseStore | None, task_id: str, gains: dict[str, float]) -> None:
+    """Add one query's observed gain over ICL per strategy to the task's running sums."""
+    if store is None or not gains:
+        return
+
+    def add(old: dict[str, Any] | None) -> dict[str, Any]:
+        evidence = old or {}
+        return evidence | {"observed": _add_gains(evidence.get("observed") or {}, gains)}
+
+    update_item(store, EVIDENCE_NS, task_id, add)
 
 
 def measured_before(evidence: dict[str, Any], field: str, prefix: str, task_train: int, model: str) -> bool:
@@ -134,17 +208,16 @@ def measured_before(evidence: dict[str, Any], field: str, prefix: str, task_trai
 
 
 def add_task_notes(store: BaseStore | None, task_id: str, notes: list[str]) -> list[str]:
-    """Append ``notes`` (deduplicated, order kept) to the task's stored notes, atomically; returns
-    them all."""
+    """Append ``notes`` (deduplicated, order kept) to the task's stored notes; returns them all."""
 
-    def append(old: dict[str, Any]) -> dict[str, Any]:
-        kept = list(old.get("notes", []))
-        kept.extend(n for n in dict.fromkeys(notes) if n and n not in kept)
-        return {**old, "notes": kept}
+    def add(old: dict[str, Any] | None) -> dict[str, Any]:
+        kept = list((old or {}).get("notes", []))
+        kept += [n for n in dict.fromkeys(notes) if n and n not in kept]
+        return {"notes": kept}
 
     if store is None:
-        return append({})["notes"]
-    return list(update_item(store, NOTES_NS, task_id, append)["notes"])
+        return add(None)["notes"]
+    return list(update_item(store, NOTES_NS, task_id, add)["notes"])
 
 
 def attempt_entry(
@@ -229,11 +302,12 @@ def record_model_evidence(
     task_type: str | None = None,
 ) -> None:
     """Add one query's observed gains and costs per strategy to the model's running sums (and its
-    gains to the sums of the task's type, when it has one); each sum is one atomic update."""
+    gains to the sums of the task's type, when it has one)."""
     if store is None:
         return
 
-    def add(raw: dict[str, Any]) -> dict[str, Any]:
+    def add(old: dict[str, Any] | None) -> dict[str, Any]:
+        raw = old or {}
         sums_c = dict(raw.get("costs") or {})
         for s, (seconds, tokens) in costs.items():
             n, sec, tok = sums_c.get(s, [0, 0.0, 0])
@@ -246,5 +320,5 @@ def record_model_evidence(
             store,
             TYPE_EVIDENCE_NS,
             _type_key(model, task_type),
-            lambda typed: {"gains": _add_gains(typed.get("gains") or {}, gains)},
+            lambda old: {"gains": _add_gains((old or {}).get("gains") or {}, gains)},
         )

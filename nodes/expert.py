@@ -146,13 +146,13 @@ def make_expert_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph n
             conf, message = 1.0, f"{reply.expert} accepted candidate {reply.candidate}"
             usage = None
         elif reply.action == "answer":
-            add_task_example(store, task.id, query, reply.answer, expert=reply.expert)
+            add_task_example(store, task.key, query, reply.answer, expert=reply.expert)
             candidates = [Candidate(answer=reply.answer, text="", votes=1, logprob=None)]
             conf, message = 1.0, f"{reply.expert} gave the answer; added to the task's examples"
             usage = None
         else:
             note = (reply.note or "").strip()
-            add_task_notes(store, task.id, [note])
+            add_task_notes(store, task.key, [note])
             notes = list(dict.fromkeys([*notes, note]))
             ctx = get_context(runtime)
             candidates, gen = ICLPredictor(resolve_model(ctx, bound)).forward(

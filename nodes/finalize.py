@@ -12,10 +12,11 @@ from graph.context import Context
 from graph.state import State
 from nodes.common import (
     OUTCOMES_NS,
+    add_observed_gains,
     cost_entry,
+    memory_key,
     query_key,
     record_model_evidence,
-    update_task_evidence,
 )
 from tasks.scoring import exact_match
 
@@ -31,7 +32,7 @@ def finalize(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     if store is not None:
         # Outcomes are the router's evidence in later queries of this task (one record per query).
         store.put(
-            (*OUTCOMES_NS, task["id"]),
+            (*OUTCOMES_NS, memory_key(task)),
             query_key(query["input"]),
             {
                 "strategy": state.get("strategy"),
@@ -72,14 +73,5 @@ def _learn(store: Any, state: State, target: Any) -> None:
         baseline = hit.get("icl", evidence.get("loo_icl"))
         if baseline is not None:
             gains = {s: h - float(baseline) for s, h in hit.items() if s != "icl"}
-    if gains:
-
-        def observe(evidence: dict[str, Any]) -> dict[str, Any]:
-            observed = dict(evidence.get("observed") or {})
-            for s, gain in gains.items():
-                n, total = observed.get(s, [0, 0.0])
-                observed[s] = [n + 1, total + gain]
-            return evidence | {"observed": observed}
-
-        update_task_evidence(store, task["id"], observe)  # one atomic update: workers lose nothing
+    add_observed_gains(store, memory_key(task), gains)
     record_model_evidence(store, model, gains=gains, costs=costs, task_type=task.get("type"))

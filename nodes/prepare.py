@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from graph.context import Context
 from graph.state import State
-from nodes.common import cost_entry, query_key, task_examples, task_notes
+from nodes.common import cost_entry, migrate_legacy_memory, query_key, task_examples, task_notes
 from tasks.schema import Task, check_query
 
 
@@ -40,12 +40,13 @@ def prepare(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     except ValueError as exc:
         raise InvalidInputError(str(exc)) from None
     store = runtime.store if runtime else None
-    stored = task_notes(store, task.id)
+    migrated = migrate_legacy_memory(store, task)
+    stored = task_notes(store, task.key)
     notes = list(dict.fromkeys([*task.notes, *stored]))  # keep order, drop repeats
     update: dict[str, Any] = {}
     # Examples an expert labelled earlier join the demonstrations (never the query itself).
     known = {query_key(e.input) for e in task.train} | {query_key(query["input"])}
-    added = [e for e in task_examples(store, task.id) if query_key(e["input"]) not in known]
+    added = [e for e in task_examples(store, task.key) if query_key(e["input"]) not in known]
     if added:
         task = Task.model_validate(task.model_dump() | {"train": [*task.model_dump()["train"], *added]})
         update["task"] = task.model_dump()
@@ -56,7 +57,9 @@ def prepare(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             {
                 "node": "prepare",
                 "message": f"task {task.id} ({task.kind}), {len(task.train)} demonstrations, "
-                f"{len(notes)} notes" + (f", {len(added)} expert-labelled examples added" if added else ""),
+                f"{len(notes)} notes"
+                + (f", {len(added)} expert-labelled examples added" if added else "")
+                + (f", {migrated} memory items moved from the old id" if migrated else ""),
             }
         ],
     }

@@ -46,6 +46,7 @@ from nodes.common import (
     update_evidence,
 )
 from nodes.icl import ICLPredictor
+from nodes.loo import leave_one_out
 from prompts.compact import correction_note, parse_correction
 from tasks.schema import Task
 from tasks.scoring import exact_match
@@ -110,16 +111,6 @@ class ReflectionResult(BaseModel):
         return self.acc_after - self.acc_before
 
 
-def held_out_notes(notes: list[str], held_out: Any) -> list[str]:
-    """``notes`` without corrections about ``held_out`` (its own answer must not be in its prompt)."""
-    kept = []
-    for note in notes:
-        pair = parse_correction(note)
-        if pair is None or pair[0] != held_out:
-            kept.append(note)
-    return kept
-
-
 class Reflector:
     """Reflect on held-out mistakes and keep the notes that do not hurt (DSPy-style module)."""
 
@@ -132,15 +123,9 @@ class Reflector:
         predictor = ICLPredictor(self.model)
         usage = Usage()
         mistakes: list[Mistake] = []
-        for i, demo in enumerate(task.train):
-            rest = task.model_copy(update={"train": task.train[:i] + task.train[i + 1 :]})
+        for i, demo, rest, seen in leave_one_out(task, notes):
             candidates, gen = predictor.forward(
-                rest,
-                demo.input,
-                notes=held_out_notes(notes, demo.input),
-                samples=1,
-                max_demos=max_demos,
-                seed=seed + i,
+                rest, demo.input, notes=seen, samples=1, max_demos=max_demos, seed=seed + i
             )
             usage += gen.usage
             answer = candidates[0]["answer"] if candidates else None
@@ -246,8 +231,8 @@ def make_reflect_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph 
         model = resolve_model(ctx, bound)
         task = Task.model_validate(state["task"])
         store = runtime.store if runtime is not None else None
-        notes = list(dict.fromkeys([*state.get("notes", []), *task_notes(store, task.id)]))
-        evidence = task_evidence(store, task.id)
+        notes = list(dict.fromkeys([*state.get("notes", []), *task_notes(store, task.key)]))
+        evidence = task_evidence(store, task.key)
         trace: list[dict[str, Any]] = []
         usage = Usage()
         if _stored_reflection(evidence, task, model):
@@ -284,10 +269,10 @@ def make_reflect_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph 
                 )
             notes = result.notes
             if result.n:
-                add_task_notes(store, task.id, result.new_notes)
+                add_task_notes(store, task.key, result.new_notes)
                 update_evidence(
                     store,
-                    task.id,
+                    task.key,
                     reflect_gain=round(result.gain, 4),
                     reflect_acc_before=round(result.acc_before, 4),
                     reflect_acc_after=round(result.acc_after, 4),

@@ -30,6 +30,7 @@ from nodes.common import (
     update_evidence,
 )
 from nodes.icl import ICLPredictor
+from nodes.loo import leave_one_out
 from tasks.schema import Task
 from tasks.scoring import exact_match
 
@@ -52,22 +53,20 @@ def make_route_node(
 def measure_loo_icl(
     model: ModelBackend, task: Task, notes: list[str], *, max_demos: int = 0, seed: int = 0
 ) -> tuple[dict[str, Any], Usage]:
-    """Leave-one-out ICL accuracy on the demonstrations (greedy, one sample each).
+    """Leave-one-out ICL accuracy on the demonstrations (greedy, one sample each); a held-out
+    demonstration's own correction notes are not in its prompt (:mod:`nodes.loo`).
 
     Returns:
         ``{"acc", "n", "call_s", "call_tokens"}`` and the usage spent measuring it.
     """
-    held = task.train[:LOO_MAX]
-    usage, seconds, hits = Usage(), 0.0, 0
-    for i, example in enumerate(held):
-        rest = task.model_copy(update={"train": [e for j, e in enumerate(task.train) if j != i]})
+    usage, seconds, hits, n = Usage(), 0.0, 0, 0
+    for _, example, rest, seen in leave_one_out(task, notes, limit=LOO_MAX):
         candidates, gen = ICLPredictor(model).forward(
-            rest, example.input, notes=notes, samples=1, max_demos=max_demos, seed=seed
+            rest, example.input, notes=seen, samples=1, max_demos=max_demos, seed=seed
         )
-        usage, seconds = usage + gen.usage, seconds + gen.seconds
+        usage, seconds, n = usage + gen.usage, seconds + gen.seconds, n + 1
         answer = candidates[0]["answer"] if candidates else None
         hits += int(exact_match(task.kind, answer, example.output))
-    n = len(held)
     return {
         "acc": hits / n if n else 0.0,
         "n": n,
@@ -83,11 +82,11 @@ def _loo(
     if len(task.train) < 2:
         return None, Usage()
     key = query_key([model.name, [e.model_dump(mode="json") for e in task.train], notes, ctx.max_demos])
-    cached = task_evidence(store, task.id).get("loo") or {}
+    cached = task_evidence(store, task.key).get("loo") or {}
     if cached.get("key") == key:
         return cached, Usage()
     measured, usage = measure_loo_icl(model, task, notes, max_demos=ctx.max_demos, seed=ctx.seed)
-    update_evidence(store, task.id, loo=measured | {"key": key})
+    update_evidence(store, task.key, loo=measured | {"key": key})
     return measured, usage
 
 
@@ -109,14 +108,14 @@ def _route(state: State, runtime: Runtime[Context], bound: ModelBackend | None) 
     usage = Usage()
     evidence = dict(state.get("evidence") or {})
     if not evidence:  # first visit: measure once per query
-        stored = task_evidence(store, task.id)
+        stored = task_evidence(store, task.key)
         per_model = model_evidence(store, model.name, task.type)
         evidence = {
             "demos": len(task.train),
             "samples": ctx.samples,
             "reflect_rounds": ctx.reflect_rounds,
             "ttt_views": ctx.ttt_views,
-            "outcomes": task_outcomes(store, task.id, "icl"),
+            "outcomes": task_outcomes(store, task.key, "icl"),
             "model": model.name,
             "can_adapt": model.capabilities.adapt,
             "can_score": model.capabilities.score,

@@ -40,7 +40,7 @@ from nodes.common import (
     update_evidence,
 )
 from nodes.icl import ICLPredictor
-from nodes.reflect import held_out_notes
+from nodes.loo import leave_one_out
 from tasks.schema import Task
 from tasks.scoring import exact_match
 
@@ -243,12 +243,11 @@ def measure_dg_diff(
     selector = Selector(model)
     usage = Usage()
     gen_ok = sel_ok = 0
-    for i, demo in enumerate(task.train):
-        rest = task.model_copy(update={"train": task.train[:i] + task.train[i + 1 :]})
+    for i, demo, rest, seen in leave_one_out(task, notes or []):
         result = selector.forward(
             rest,
             demo.input,
-            notes=held_out_notes(notes or [], demo.input),
+            notes=seen,
             n=n,
             temperature=temperature,
             max_demos=max_demos,
@@ -277,11 +276,11 @@ def make_select_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph n
         model = resolve_model(ctx, bound)
         task = Task.model_validate(state["task"])
         store = runtime.store if runtime is not None else None
-        notes = list(dict.fromkeys([*state.get("notes", []), *task_notes(store, task.id)]))
+        notes = list(dict.fromkeys([*state.get("notes", []), *task_notes(store, task.key)]))
         samples = max(ctx.samples, 2)
         usage = Usage()
         trace: list[dict[str, Any]] = []
-        evidence = task_evidence(store, task.id)
+        evidence = task_evidence(store, task.key)
         if _stored_dg(evidence, task, model):
             trace.append(
                 {
@@ -305,7 +304,7 @@ def make_select_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph n
             usage += dg.usage
             update_evidence(
                 store,
-                task.id,
+                task.key,
                 dg_diff=round(dg.dg_diff, 4),
                 select_acc=round(dg.select_acc, 4),
                 gen_acc=round(dg.gen_acc, 4),

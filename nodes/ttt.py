@@ -17,7 +17,7 @@ from langgraph.runtime import Runtime
 from graph.context import Context
 from graph.state import Candidate, State
 from models.base import ModelBackend, Usage
-from models.ttt import TTTConfig, TTTResult, run_ttt
+from models.ttt import TTTConfig, TTTResult, run_ttt, with_recipe
 from nodes.common import attempt_entry, cost_entry, get_context, resolve_model
 from tasks.schema import Task
 
@@ -76,8 +76,12 @@ def make_ttt_node(
 
 
 def config_from_context(ctx: Context) -> TTTConfig:
-    """The run's knobs as TTT settings (LoRA alpha = 2 x rank; the cache only where it is on)."""
-    return TTTConfig(
+    """The run's knobs as TTT settings (LoRA alpha = 2 x rank; the cache only where it is on).
+
+    A named recipe (``ttt_recipe``) overrides the settings it names (e.g. ``trial`` turns early
+    stopping off whatever ``ttt_early_stop`` says).
+    """
+    cfg = TTTConfig(
         steps=ctx.ttt_steps,
         lr=ctx.ttt_lr,
         r=ctx.ttt_rank,
@@ -89,6 +93,7 @@ def config_from_context(ctx: Context) -> TTTConfig:
         cache_dir=ctx.ttt_cache_dir,
         seed=ctx.seed,
     )
+    return with_recipe(cfg, ctx.ttt_recipe)
 
 
 def summary(cfg: TTTConfig, result: TTTResult, conf: float) -> str:

@@ -12,6 +12,7 @@ Example::
     import random
     from tasks.generators import FAMILIES, sample_task
     task = sample_task(random.Random(0), "shift")   # 3 demonstrations + 1 query, one rule
+    held = sample_task(random.Random(0), "shift_hollow")  # a held-out composition
 """
 
 from __future__ import annotations
@@ -492,6 +493,157 @@ def _recolour_end_block(rng: random.Random) -> Rule:
     )
 
 
+def _recolour_by_parity(rng: random.Random) -> Rule:
+    odd, even = rng.sample(range(1, 10), 2)
+    base = _colour(rng, (odd, even))
+
+    def apply(row: Row) -> Row | None:
+        out = list(row)
+        for s, e, _ in blocks(row):
+            out[s:e] = [odd if (e - s) % 2 else even] * (e - s)
+        return out
+
+    return Rule(
+        apply,
+        lambda r, n: _many_blocks(r, n, r.randint(2, 4), colour=base, sizes=(1, 5)),
+        f"Paints blocks of odd size {odd} and blocks of even size {even}.",
+    )
+
+
+def _recolour_by_compare(rng: random.Random) -> Rule:
+    threshold = rng.randint(2, 4)
+    c = _colour(rng)
+    base = _colour(rng, (c,))
+
+    def apply(row: Row) -> Row | None:
+        out = list(row)
+        for s, e, _ in blocks(row):
+            if e - s >= threshold:
+                out[s:e] = [c] * (e - s)
+        return out
+
+    return Rule(
+        apply,
+        lambda r, n: _many_blocks(r, n, r.randint(2, 4), colour=base, sizes=(1, 6)),
+        f"Paints every block of at least {threshold} cells with colour {c}.",
+    )
+
+
+def _swap_colours(rng: random.Random) -> Rule:
+    a, b = rng.sample(range(1, 10), 2)
+
+    def apply(row: Row) -> Row | None:
+        if a not in row and b not in row:
+            return None
+        return [b if v == a else a if v == b else v for v in row]
+
+    def sample(r: random.Random, n: int) -> Row:
+        row = _many_blocks(r, n, r.randint(2, 4), colour=a)
+        for s, e, _ in blocks(row):
+            if r.random() < 0.5:
+                row[s:e] = [b] * (e - s)
+        return row
+
+    return Rule(apply, sample, f"Swaps colours {a} and {b}.")
+
+
+def _remove_colour(rng: random.Random) -> Rule:
+    c = _colour(rng)
+
+    def apply(row: Row) -> Row | None:
+        return [0 if v == c else v for v in row]
+
+    def sample(r: random.Random, n: int) -> Row:
+        row = _many_blocks(r, n, r.randint(2, 4))
+        bs = blocks(row)
+        s, e, _ = r.choice(bs)
+        row[s:e] = [c] * (e - s)  # at least one block of the removed colour
+        return row
+
+    return Rule(apply, sample, f"Removes every cell of colour {c}.")
+
+
+def _grow(rng: random.Random) -> Rule:
+    def apply(row: Row) -> Row | None:
+        out = list(row)
+        for s, e, c in blocks(row):
+            for i in (s - 1, e):
+                if 0 <= i < len(row):
+                    if out[i] not in (0, c):
+                        return None  # two blocks would merge
+                    out[i] = c
+        return out
+
+    return Rule(
+        apply,
+        lambda r, n: _many_blocks(r, n, r.randint(1, 3), sizes=(1, 4)),
+        "Grows every block by one cell on each side.",
+    )
+
+
+def _shrink(rng: random.Random) -> Rule:
+    def apply(row: Row) -> Row | None:
+        out = list(row)
+        for s, e, _ in blocks(row):
+            out[s] = out[e - 1] = 0
+        return out
+
+    return Rule(
+        apply,
+        lambda r, n: _many_blocks(r, n, r.randint(1, 3), sizes=(3, 7)),
+        "Shrinks every block by one cell at each end.",
+    )
+
+
+def _extend_to_marker(rng: random.Random) -> Rule:
+    marker = _colour(rng)
+
+    def apply(row: Row) -> Row | None:
+        bs = [b for b in blocks(row) if b[2] != marker]
+        ms = [i for i, v in enumerate(row) if v == marker]
+        if len(bs) != 1 or len(ms) != 1:
+            return None
+        (s, e, c), m = bs[0], ms[0]
+        out = list(row)
+        if s > m:
+            out[m + 1 : s] = [c] * (s - m - 1)
+        else:
+            out[e:m] = [c] * (m - e)
+        return out
+
+    def sample(r: random.Random, n: int) -> Row:
+        n = max(n, 8)
+        row = [0] * n
+        size = r.randint(1, 3)
+        s = r.randint(0, n // 2 - size - 1)
+        row[s : s + size] = [_colour(r, (marker,))] * size
+        row[r.randint(s + size + 1, n - 1)] = marker
+        return row[::-1] if r.random() < 0.5 else row
+
+    return Rule(apply, sample, f"Extends the block until it touches the marker cell of colour {marker}.")
+
+
+def _count_bar(rng: random.Random) -> Rule:
+    c = _colour(rng)
+    right = rng.random() < 0.3
+
+    def apply(row: Row) -> Row | None:
+        k = len(blocks(row))
+        out = [0] * len(row)
+        if right:
+            out[len(row) - k :] = [c] * k
+        else:
+            out[:k] = [c] * k
+        return out
+
+    return Rule(
+        apply,
+        lambda r, n: _many_blocks(r, n, r.randint(1, 5), sizes=(1, 3)),
+        f"Draws one cell of colour {c} per block, packed at the {'right' if right else 'left'} end.",
+    )
+
+
+#: The primitives: every family a training run may use, alone or composed (see :data:`HELD_OUT`).
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in [
@@ -501,11 +653,18 @@ FAMILIES: dict[str, Family] = {
         Family("recolour_by_size", _recolour_by_size),
         Family("recolour_by_count", _recolour_by_count),
         Family("recolour_end_block", _recolour_end_block),
+        Family("recolour_by_parity", _recolour_by_parity),
+        Family("recolour_by_compare", _recolour_by_compare),
+        Family("swap_colours", _swap_colours),
+        Family("remove_colour", _remove_colour),
         Family("fill_between", _fill_between),
         Family("hollow", _hollow),
+        Family("grow", _grow),
+        Family("shrink", _shrink),
         Family("denoise", _denoise),
         Family("keep_largest", _keep_largest),
         Family("move_to_marker", _move_to_marker),
+        Family("extend_to_marker", _extend_to_marker),
         Family("mirror_marker", _mirror_marker),
         Family("gravity", _gravity),
         Family("extend", _extend),
@@ -513,32 +672,101 @@ FAMILIES: dict[str, Family] = {
         Family("swap_ends", _swap_ends),
         Family("copy_pattern", _copy_pattern),
         Family("sort_blocks", _sort_blocks),
+        Family("count_bar", _count_bar),
     ]
 }
 
-#: Families whose rules keep the row length (safe as the second step of a composition).
+#: Families whose rules keep the row length (safe as a later step of a composition).
 LENGTH_PRESERVING = [name for name in FAMILIES if name != "scale"]
 
+#: Held-out families: new compositions of seen primitives that training never draws (neither the
+#: chain nor, anywhere inside a longer chain, the same two steps next to each other in either
+#: order). They measure whether the model carries what it learned to a rule it never saw.
+HELD_OUT: dict[str, tuple[str, ...]] = {
+    "shift_hollow": ("shift", "hollow"),
+    "denoise_recolour": ("denoise", "recolour_all"),
+    "largest_extend": ("keep_largest", "extend"),
+    "fill_recolour": ("fill_between", "recolour_all"),
+    "mirror_paint_end": ("mirror", "recolour_end_block"),
+    "grow_parity": ("grow", "recolour_by_parity"),
+}
+#: Adjacent step pairs training never composes (each held-out pair, both orders).
+BANNED_PAIRS = frozenset(p for chain in HELD_OUT.values() for p in (chain[:2], chain[1::-1]))
+#: Every name :func:`sample_task` accepts as ``family``.
+ALL_FAMILIES = sorted(FAMILIES) + sorted(HELD_OUT)
 
-def _compose(first: Rule, second: Rule) -> Rule:
+
+def _compose(steps: list[Rule]) -> Rule:
     def apply(row: Row) -> Row | None:
-        mid = first.apply(row)
-        return None if mid is None else second.apply(mid)
+        for step in steps:
+            mid = step.apply(row)
+            if mid is None:
+                return None
+            row = mid
+        return row
 
-    return Rule(apply, first.sample_input, f"{first.description} Then: {second.description}")
+    text = " Then: ".join(step.description for step in steps)
+    return Rule(apply, steps[0].sample_input, text)
 
 
-def draw_rule(rng: random.Random, family: str | None = None, *, compose_p: float = 0.0) -> tuple[str, Rule]:
-    """Draw a family (or use ``family``) and one of its rules; with ``compose_p``, a two-rule chain."""
-    name = family or rng.choice(sorted(FAMILIES))
-    if name not in FAMILIES:
-        raise KeyError(f"unknown family {name!r}; known: {', '.join(sorted(FAMILIES))}")
-    rule = FAMILIES[name].draw(rng)
-    if family is None and rng.random() < compose_p:
-        second = rng.choice(LENGTH_PRESERVING)
-        rule = _compose(rule, FAMILIES[second].draw(rng))
-        name = f"{name}+{second}"
-    return name, rule
+def draw_chain(rng: random.Random, depth: int) -> tuple[str, ...]:
+    """A training chain of ``depth`` primitive names with no held-out pair next to each other."""
+    chain = [rng.choice(sorted(FAMILIES))]
+    while len(chain) < depth:
+        allowed = [n for n in LENGTH_PRESERVING if (chain[-1], n) not in BANNED_PAIRS and n != chain[-1]]
+        chain.append(rng.choice(allowed))
+    return tuple(chain)
+
+
+def draw_rule(
+    rng: random.Random,
+    family: str | None = None,
+    *,
+    compose_p: float = 0.0,
+    deep_p: float = 0.0,
+) -> tuple[str, Rule]:
+    """Draw a family (or use ``family``) and one concrete rule of it.
+
+    Args:
+        rng: The only source of randomness.
+        family: A primitive, a held-out family, or ``None`` for a random training chain.
+        compose_p: Without ``family``: chance of a composition (two steps, or three with
+            ``deep_p``) instead of a single primitive.
+        deep_p: Chance that a composition is three steps deep.
+
+    Returns:
+        The family's name (``a+b`` for a composed training chain) and the rule.
+    """
+    if family is not None:
+        if family in HELD_OUT:
+            return family, _compose([FAMILIES[n].draw(rng) for n in HELD_OUT[family]])
+        if family not in FAMILIES:
+            raise KeyError(f"unknown family {family!r}; known: {', '.join(ALL_FAMILIES)}")
+        return family, FAMILIES[family].draw(rng)
+    depth = 1
+    if rng.random() < compose_p:
+        depth = 3 if rng.random() < deep_p else 2
+    chain = draw_chain(rng, depth)
+    rule = FAMILIES[chain[0]].draw(rng) if depth == 1 else _compose([FAMILIES[n].draw(rng) for n in chain])
+    return "+".join(chain), rule
+
+
+def _discriminates(rng: random.Random, name: str, query: Row, target: Row) -> bool:
+    """Whether a rival rule (a sibling of the same chain, or another family) maps ``query`` elsewhere.
+
+    A query whose output two plausible rules agree on can be answered without reading the
+    demonstrations; training prefers queries where they disagree.
+    """
+    chain = name.split("+") if name not in HELD_OUT else list(HELD_OUT[name])
+    for _ in range(4):
+        if rng.random() < 0.5:
+            rival = _compose([FAMILIES[n].draw(rng) for n in chain])
+        else:
+            rival = FAMILIES[rng.choice(LENGTH_PRESERVING)].draw(rng)
+        out = rival.apply(query)
+        if out is not None and out != target:
+            return True
+    return False
 
 
 def sample_pairs(
@@ -576,28 +804,39 @@ def sample_task(
     n_test: int = 1,
     *,
     compose_p: float = 0.0,
+    deep_p: float = 0.0,
+    discriminate: bool = False,
     lengths: tuple[int, int] = DEFAULT_LENGTHS,
 ) -> Task:
     """One task: ``n_train`` demonstrations and ``n_test`` queries (with targets) of one rule.
 
     Args:
         rng: The only source of randomness: the same state gives the same task.
-        family: A name from :data:`FAMILIES`, or ``None`` for a random family.
+        family: A name from :data:`FAMILIES` or :data:`HELD_OUT`, or ``None`` for a random
+            training chain (never a held-out one).
         n_train: Demonstrations.
         n_test: Queries, each with its target.
-        compose_p: Chance of a two-rule composition (only when ``family`` is ``None``).
+        compose_p: Chance of a composition (only when ``family`` is ``None``).
+        deep_p: Chance that a composition is three steps deep.
+        discriminate: Prefer a first query that a rival rule maps to another output, so only
+            the demonstrations tell which rule applies (training uses this).
         lengths: Range of row lengths for the inputs (a training curriculum starts short).
 
     Returns:
-        A ``grid`` task whose ``type`` is the family (``a+b`` for a composition) and whose
+        A ``grid`` task whose ``type`` is the family (``a+b`` for a composed chain) and whose
         function docstring states the rule in words.
     """
     for _ in range(50):
-        name, rule = draw_rule(rng, family, compose_p=compose_p)
+        name, rule = draw_rule(rng, family, compose_p=compose_p, deep_p=deep_p)
         try:
             pairs = sample_pairs(rng, rule, n_train + n_test, lengths=lengths)
         except RuntimeError:
             continue  # some parameter draws rarely fit; draw another rule
+        if discriminate:
+            for j in range(len(pairs) - 1, -1, -1):
+                if _discriminates(rng, name, *pairs[j]):
+                    pairs.append(pairs.pop(j)) if n_test == 1 else pairs.insert(n_train, pairs.pop(j))
+                    break
         for inp, out in pairs:
             check_value("grid", [inp], "input")
             check_value("grid", [out], "output")
@@ -616,15 +855,79 @@ def sample_task(
     raise RuntimeError(f"family {family!r} kept failing to produce a task")
 
 
-def write_suite(out: Path, *, per_family: int, seed: int, n_train: int = 3) -> int:
-    """Write ``per_family`` fresh tasks of every family to ``out/<family>/<id>.json``.
+# --- lists of numbers ---------------------------------------------------------------------------
+#
+# The compact format writes a list as ``8,3,6``; these families teach the embedded model that a list
+# is a row too: the same reading of demonstrations, on numbers instead of colours.
 
-    A held-in benchmark suite for ``python -m graph.bench --tasks out``; a seed other than the
-    training seed gives episodes the model never saw. Returns the number of tasks written.
+ListRule = Callable[[list[int]], list[int] | None]
+
+
+def _list_rule(rng: random.Random) -> tuple[str, str, ListRule]:
+    kind = rng.choice(["sort", "sort_desc", "reverse", "add", "rotate", "keep_even", "keep_odd", "dedupe",
+                       "drop_first", "double", "max_first", "swap_pairs"])  # fmt: skip
+    k = rng.randint(1, 3)
+    rules: dict[str, tuple[str, ListRule]] = {
+        "sort": ("Returns the numbers in ascending order.", lambda xs: sorted(xs)),
+        "sort_desc": ("Returns the numbers in descending order.", lambda xs: sorted(xs, reverse=True)),
+        "reverse": ("Returns the list reversed.", lambda xs: xs[::-1]),
+        "add": (f"Adds {k} to every number.", lambda xs: [x + k for x in xs]),
+        "rotate": (f"Rotates the list left by {k}.", lambda xs: xs[k % len(xs) :] + xs[: k % len(xs)]),
+        "keep_even": ("Keeps the even numbers.", lambda xs: [x for x in xs if x % 2 == 0] or None),
+        "keep_odd": ("Keeps the odd numbers.", lambda xs: [x for x in xs if x % 2] or None),
+        "dedupe": ("Drops repeated numbers, keeping first occurrences.", lambda xs: list(dict.fromkeys(xs))),
+        "drop_first": (f"Drops the first {k} numbers.", lambda xs: xs[k:] or None),
+        "double": ("Doubles every number.", lambda xs: [2 * x for x in xs]),
+        "max_first": ("Moves the largest number to the front.",
+                      lambda xs: [max(xs)] + [x for i, x in enumerate(xs) if i != xs.index(max(xs))]),
+        "swap_pairs": ("Swaps neighbours pairwise.",
+                       lambda xs: [xs[i ^ 1] if (i ^ 1) < len(xs) else xs[i] for i in range(len(xs))]),
+    }  # fmt: skip
+    return kind, *rules[kind]
+
+
+def sample_list_task(rng: random.Random, n_train: int = 3, n_test: int = 1) -> Task:
+    """One ``list`` task of small whole numbers (sort, reverse, add k, rotate, filter, ...)."""
+    for _ in range(50):
+        kind, description, fn = _list_rule(rng)
+        pairs: list[tuple[list[int], list[int]]] = []
+        seen: set[tuple[int, ...]] = set()
+        for _ in range(100):
+            xs = [rng.randint(0, 20) for _ in range(rng.randint(3, 8))]
+            out = fn(list(xs))
+            if out is None or out == xs or tuple(xs) in seen:
+                continue
+            seen.add(tuple(xs))
+            pairs.append((xs, list(out)))
+            if len(pairs) == n_train + n_test:
+                break
+        if len(pairs) < n_train + n_test:
+            continue
+        return Task(
+            id=f"list_{kind}-{rng.getrandbits(32):08x}",
+            kind="list",
+            type=f"list_{kind}",
+            function=MockFunction(name="transform", signature="transform(xs: list[int]) -> list[int]",
+                                  docstring=description),
+            train=[Example(input=i, output=o) for i, o in pairs[:n_train]],
+            test=[Query(input=i, target=o) for i, o in pairs[n_train:]],
+        )  # fmt: skip
+    raise RuntimeError("list rules kept failing")  # a generator bug
+
+
+def write_suite(
+    out: Path, *, per_family: int, seed: int, n_train: int = 3, families: list[str] | None = None
+) -> int:
+    """Write ``per_family`` fresh tasks of each family to ``out/<family>/<id>.json``.
+
+    A benchmark suite for ``python -m graph.bench --tasks out``: the primitives by default (held-in),
+    or any names from :data:`ALL_FAMILIES` (``--held-out``: the families training never draws). A
+    seed other than the training seed gives episodes the model never saw. Returns the number of
+    tasks written.
     """
     rng = random.Random(seed)
     count = 0
-    for family in sorted(FAMILIES):
+    for family in families or sorted(FAMILIES):
         folder = out / family
         folder.mkdir(parents=True, exist_ok=True)
         for _ in range(per_family):
@@ -635,15 +938,25 @@ def write_suite(out: Path, *, per_family: int, seed: int, n_train: int = 3) -> i
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tasks.generators --out DIR [--per-family N] [--seed S]``: write a suite."""
+    """``python -m tasks.generators --out DIR [--per-family N] [--seed S] [--held-out]``: write a suite."""
     parser = argparse.ArgumentParser(prog="python -m tasks.generators", description=write_suite.__doc__)
     parser.add_argument("--out", type=Path, required=True, help="folder to write (sub-folder per family)")
     parser.add_argument("--per-family", type=int, default=10, help="tasks per family (default 10)")
     parser.add_argument("--seed", type=int, default=1000, help="suite seed (default 1000)")
+    parser.add_argument(
+        "--held-out", action="store_true", help="the held-out families instead of the primitives"
+    )
+    parser.add_argument("--demos", type=int, default=3, help="demonstrations per task (default 3)")
     args = parser.parse_args(argv)
     if args.per_family < 1:
         parser.error("--per-family must be at least 1")
-    print(f"wrote {write_suite(args.out, per_family=args.per_family, seed=args.seed)} tasks to {args.out}")
+    if args.demos < 1:
+        parser.error("--demos must be at least 1")
+    families = sorted(HELD_OUT) if args.held_out else None
+    count = write_suite(
+        args.out, per_family=args.per_family, seed=args.seed, n_train=args.demos, families=families
+    )
+    print(f"wrote {count} tasks to {args.out}")
     return 0
 
 

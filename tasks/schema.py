@@ -15,7 +15,9 @@ checkpoints unchanged:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -113,6 +115,12 @@ class Task(BaseModel):
     notes: list[str] = Field(default_factory=list, description="Domain notes shown to the model.")
     type: str | None = Field(default=None, description="Task type or family, for grouping in benchmarks.")
     source: str | None = Field(default=None, description="File the task was loaded from, if any.")
+    key: str = Field(
+        default="",
+        description="Where long-term memory of the task is kept (notes, expert-labelled examples, "
+        "router evidence). Empty: derived from the id and the task's content (kind, function, "
+        "demonstrations), so two tasks that share an id (a/data.csv and b/data.csv) never share memory.",
+    )
 
     @field_validator("id")
     @classmethod
@@ -129,6 +137,12 @@ class Task(BaseModel):
             self._check_pair(q.input, q.target, f"test[{i}]", output_optional=True)
         return self
 
+    @model_validator(mode="after")
+    def _fill_key(self) -> Task:
+        if not self.key:
+            self.key = content_key(self)
+        return self
+
     def _check_pair(self, inp: Any, out: Any, where: str, output_optional: bool = False) -> None:
         if self.kind == "tabular":
             if not isinstance(inp, dict) or not inp:
@@ -143,6 +157,20 @@ class Task(BaseModel):
         if out is None and output_optional:
             return
         check_value(self.kind, out, f"{where}.{'target' if output_optional else 'output'}")
+
+
+def content_key(task: Task) -> str:
+    """``<id slug>-<digest>``: the task's id made safe for store namespaces, and a digest of its
+    id, kind, function and demonstrations (the memory key of a task that names none)."""
+    payload = {
+        "id": task.id,
+        "kind": task.kind,
+        "function": task.function.model_dump(mode="json"),
+        "train": [e.model_dump(mode="json") for e in task.train],
+    }
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", task.id)[:60] or "task"
+    return f"{slug}-{digest[:12]}"
 
 
 def check_query(task: Task, value: Any, where: str = "query.input") -> Any:

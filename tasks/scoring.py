@@ -1,9 +1,10 @@
-"""Exact-match scoring per task kind, and bootstrap confidence intervals for accuracies."""
+"""Exact-match scoring per task kind, and confidence intervals for accuracies (Wilson score)."""
 
 from __future__ import annotations
 
-import random
+import math
 import re
+from statistics import NormalDist
 from typing import Any
 
 from tasks.schema import TaskKind
@@ -54,16 +55,28 @@ def accuracy(flags: list[bool]) -> float:
     return sum(flags) / len(flags) if flags else 0.0
 
 
+def proportion_ci(flags: list[bool], *, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson score interval of the share of true ``flags`` (``1 - alpha`` coverage).
+
+    Unlike a percentile bootstrap it never collapses at the edges: 0 of 5 gives [0, 0.43], not
+    [0, 0]. With no flags the interval is [0, 1] (nothing is known).
+    """
+    n = len(flags)
+    if n == 0:
+        return (0.0, 1.0)
+    z = NormalDist().inv_cdf(1 - alpha / 2)
+    p = sum(flags) / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # exact at the edges (the formula gives 0 and 1 there up to rounding)
+    lo = 0.0 if p == 0 else max(0.0, centre - half)
+    hi = 1.0 if p == 1 else min(1.0, centre + half)
+    return (lo, hi)
+
+
 def bootstrap_ci(
     flags: list[bool], *, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the accuracy, resampling items with replacement."""
-    if not flags:
-        return (0.0, 0.0)
-    rng = random.Random(seed)
-    n = len(flags)
-    values = [int(f) for f in flags]
-    stats = sorted(sum(rng.choices(values, k=n)) / n for _ in range(n_boot))
-    lo = stats[int((alpha / 2) * (n_boot - 1))]
-    hi = stats[int((1 - alpha / 2) * (n_boot - 1))]
-    return (lo, hi)
+    """The old name of :func:`proportion_ci` (a Wilson interval now; ``n_boot``/``seed`` unused)."""
+    return proportion_ci(flags, alpha=alpha)

@@ -15,6 +15,55 @@ from pathlib import Path
 import pytest
 
 
+def in_ci() -> bool:
+    """Whether the tests run in CI (``.ci/run`` sets ``CI=true``, as CI services do)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """In CI a skip of a test marked ``required_in_ci`` is a failure: CI installs the component
+    (Chromium, ``transformers serve``...), so a skip there means the claim went untested."""
+    outcome = yield
+    report = outcome.get_result()
+    marker = item.get_closest_marker("required_in_ci")
+    if report.skipped and marker is not None and in_ci() and not hasattr(report, "wasxfail"):
+        component = marker.args[0] if marker.args else "a required component"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where {component} must be installed: {reason}"
+
+
+#: The ``required_in_ci`` component of every test that runs on the session's PostgreSQL cluster.
+POSTGRES_COMPONENT = "PostgreSQL (apt-get install postgresql)"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on PostgreSQL (the ``postgres`` fixture, or ``db`` on its ``postgres`` side) are
+    ``required_in_ci``: without ``initdb`` they skip locally, in CI they fail."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("db") == "postgres"
+        if on_postgres or "postgres" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.required_in_ci(POSTGRES_COMPONENT))
+
+
+#: Variables that configure runs: a developer's shell (or CI) must not change what tests see.
+SETTINGS_ENV = ("MOCKINGBIRD_", "OPENAI_API_KEY", "OPENAI_BASE_URL")
+
+
+@pytest.fixture(autouse=True)
+def _no_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clear ``MOCKINGBIRD_*`` and the OpenAI variables; a test that needs one sets it itself.
+
+    ``.env`` files never reach tests either: library code does not read them (only the CLIs do,
+    from their working directory, and the CLI tests run in a fresh temporary one).
+    """
+    for name in list(os.environ):
+        if name.startswith(SETTINGS_ENV):
+            monkeypatch.delenv(name)
+
+
 def build_tiny_checkpoint(path: Path, *, compact: bool = True, seed: int = 0) -> Path:
     """Save a randomly initialised tiny Llama with the project's char-level tokenizer.
 
@@ -96,10 +145,6 @@ def no_cached_adapters():
 # --- PostgreSQL: a real cluster of our own, started once per session --------------------------
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
 def _find_initdb() -> str | None:
     """``initdb`` on PATH, else the newest Debian/Ubuntu install (``/usr/lib/postgresql/N/bin``)."""
     found = shutil.which("initdb")
@@ -169,22 +214,17 @@ def _start_cluster(initdb: str) -> PostgresCluster:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresCluster]:
-    """A PostgreSQL cluster for the session. Without ``initdb`` the tests skip, except under CI
-    (``CI=true``), where they fail: CI installs PostgreSQL and must run them."""
+    """A PostgreSQL cluster for the session. Without ``initdb`` (or when it cannot start) the
+    tests skip; in CI (``CI=true``) such a skip fails (``required_in_ci``, set on every test that
+    uses this fixture by :func:`pytest_collection_modifyitems`): CI installs PostgreSQL."""
     initdb = _find_initdb()
     if initdb is None:
-        message = "PostgreSQL (initdb) is not installed: apt-get install -y postgresql"
-        if _in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        pytest.skip("PostgreSQL (initdb) is not installed: apt-get install -y postgresql")
     try:
         cluster = _start_cluster(initdb)
     except (subprocess.CalledProcessError, OSError, KeyError) as exc:
         detail = getattr(exc, "stderr", b"") or b""
-        message = f"cannot start PostgreSQL: {exc} {detail.decode(errors='replace')[-500:]}"
-        if _in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        pytest.skip(f"cannot start PostgreSQL: {exc} {detail.decode(errors='replace')[-500:]}")
     yield cluster
     from graph.storage import close_pools
 

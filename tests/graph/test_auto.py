@@ -52,7 +52,7 @@ def test_icl_wrong_on_its_demonstrations_escalates_and_says_why(task):
     assert "chose reflect" in result.reason and "LOO-ICL 0.00" in result.reason
     assert "no strategy left expected to do better" in result.reason
     # the outcome teaches the router: reflection's gain on this task and the model's costs
-    assert task_evidence(store, task.id)["observed"]["reflect"] == [1, 0.0]
+    assert task_evidence(store, task.key)["observed"]["reflect"] == [1, 0.0]
     costs = store.get(MODEL_EVIDENCE_NS, "rule").value["costs"]
     assert set(costs) == {"icl", "reflect"}
     # ... and the record of the task's type, which later tasks of the type read

@@ -47,7 +47,25 @@ def test_standing_against_the_best_fixed_strategy():
     assert not standing(fixed, _p("auto", 0.5, 5.0), _p("oracle", 0.6, 4.0)).meets_target  # 50 % of compute
 
 
+@pytest.mark.required_in_ci("matplotlib (the test extra)")
 def test_plot_writes_a_png(tmp_path):
     pytest.importorskip("matplotlib")
     out = plot([_p("icl", 0.2, 0.1), _p("ttt", 0.5, 10.0), _p("oracle", 0.6, 4.0)], tmp_path / "p.png", "t")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+
+
+def test_calibration_counts_sure_answers_that_were_wrong():
+    from graph.bench_report import calibration
+
+    def r(correct, confidence):
+        return SimpleNamespace(correct=correct, confidence=confidence)
+
+    results = [r(True, 1.0), r(False, 0.95), r(False, 0.7), r(False, 0.2), r(True, 0.5), r(None, 1.0)]
+    c = calibration(results, 0.6)
+    assert (c.queries, c.confident, c.confident_wrong) == (5, 3, 2)
+    assert c.wrong_rate == pytest.approx(2 / 3, abs=1e-4)
+    assert c.very_sure_wrong == 1
+    assert c.mean_conf_correct == pytest.approx(0.75)
+    assert c.mean_conf_wrong == pytest.approx((0.95 + 0.7 + 0.2) / 3, abs=1e-4)
+    empty = calibration([r(False, 0.1)], 0.6)
+    assert empty.wrong_rate is None and empty.mean_conf_correct is None

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ def run_cli(
         capture_output=True,
         text=True,
         env=full_env,
-        cwd=cwd or ROOT,
+        cwd=cwd or tempfile.mkdtemp(prefix="mb-cli-"),  # never the checkout: its .env must not leak in
         timeout=timeout,
         check=False,
     )
@@ -131,7 +132,8 @@ def test_json_results_and_resume_by_thread(task_file, tiny_checkpoint, tmp_path)
         ("reverse", 1, "icl"),
     ]
     assert results[0]["thread_id"] == "demo:reverse:0"
-    assert results[0]["target"] == [[9, 8, 0, 7]] and results[0]["correct"] in (True, False)
+    assert results[0]["target"] == [[9, 8, 0, 7]]
+    assert results[0]["correct"] is (results[0]["answer"] == [[9, 8, 0, 7]])  # scored, not just a bool
     assert "Summary" in first.stderr and "chose icl" in first.stderr
     again = json.loads(run_cli(*args).stdout)
     assert [r["resumed"] for r in again] == ["finished earlier"] * 2
@@ -170,6 +172,10 @@ def test_bench_prints_a_table_and_writes_json(tiny_checkpoint, tmp_path):
     assert [r["type"] for r in report["rows"]] == ["alpha", "beta"]
     assert report["overall"]["queries"] == 4  # 2 types x 2 tasks x the one query with a target
     assert "overall" in proc.stdout and "95% CI" in proc.stdout
+    cal = report["calibration"]
+    wrong = sum(1 for r in report["results"] if not r["correct"] and r["confidence"] >= cal["threshold"])
+    assert cal["queries"] == 4 and cal["confident_wrong"] == wrong
+    assert "calibration" in proc.stdout
 
 
 def test_bench_compares_models_side_by_side_including_the_random_control(tiny_checkpoint, tmp_path):
@@ -202,6 +208,19 @@ def test_bench_fails_fast_on_a_bad_model_in_the_list(tmp_path):
     (folder / "a.json").write_text(reverse_task("a").model_dump_json())
     proc = run_cli("--tasks", str(tmp_path / "tasks"), "--model", "embedded,nonsense", module="graph.bench")
     assert_user_error(proc, "nonsense")
+
+
+def test_bench_checks_its_output_paths_before_running(tiny_checkpoint, tmp_path):
+    folder = tmp_path / "tasks" / "toy"
+    folder.mkdir(parents=True)
+    (folder / "a.json").write_text(reverse_task("a").model_dump_json())
+    common = ("--tasks", str(tmp_path / "tasks"), "--model", f"hf:{tiny_checkpoint}", "--samples", "1")
+    proc = run_cli(*common, "--json", str(tmp_path / "missing" / "x.json"), module="graph.bench")
+    assert_user_error(proc, "--json", "does not exist")
+    assert "overall" not in proc.stdout  # refused before the run, not after it
+    proc = run_cli(*common, "--strategy", "icl,select", "--plot", str(tmp_path), module="graph.bench")
+    assert_user_error(proc, "--plot", "is a folder")
+    assert not (tmp_path / "missing").exists()
 
 
 def test_ttt_on_an_openai_model_is_refused_before_any_request(task_file, tmp_path):
@@ -243,3 +262,11 @@ def test_ttt_run_shows_training_progress(task_file, tiny_checkpoint, tmp_path):
     [result] = json.loads(proc.stdout)
     assert result["strategy"] == "ttt" and "leave-one-out" in result["reason"]
     assert "training adapter" in proc.stderr and "8/8" in proc.stderr
+
+
+def test_a_reused_thread_refuses_another_query(task_file, tiny_checkpoint, tmp_path):
+    common = ("--task", str(task_file), "--model", f"hf:{tiny_checkpoint}", "--strategy", "icl")
+    common += ("--samples", "1", "--db", str(tmp_path / "db"), "--thread", "X", "--json", "--quiet")
+    first = run_cli(*common, "--query", "[[1, 2, 0, 0]]")
+    assert first.returncode == 0, first.stderr
+    assert_user_error(run_cli(*common, "--query", "[[3, 4, 0, 0]]"), "--thread X", "another query")

@@ -73,3 +73,23 @@ def tables(db: Path | str) -> set[str]:
     with psycopg.connect(db) as conn:
         rows = conn.execute("select tablename from pg_tables where schemaname = 'public'").fetchall()
     return {r[0] for r in rows}
+
+
+def test_a_thread_answers_only_its_own_task_and_query(task, db):
+    import pytest
+
+    from nodes.prepare import InvalidInputError
+    from tests.graph.conftest import reverse_task
+
+    model = ScriptedBackend(["9807\n"])
+    g = build_graph(model=model, checkpointer=open_checkpointer(db), store=open_store(db))
+    ctx = Context(strategy="icl", samples=1)
+    first = run_query(g, task, 0, context=ctx, thread_id="x")
+    calls = len(model.calls)
+    with pytest.raises(InvalidInputError, match="--thread x: belongs to task reverse and another query"):
+        run_query(g, task, 1, context=ctx, thread_id="x")  # another query of the task
+    with pytest.raises(InvalidInputError, match="another task"):
+        run_query(g, reverse_task("other"), 0, context=ctx, thread_id="x")
+    assert len(model.calls) == calls  # refused before anything ran
+    again = run_query(g, task, 0, context=ctx, thread_id="x")  # its own query: the stored answer
+    assert again.resumed == "finished earlier" and again.answer == first.answer

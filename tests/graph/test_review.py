@@ -12,9 +12,11 @@ import os
 import re
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import pexpect  # the test extra: drives the terminal sessions
 import pytest
 
 from graph.builder import build_graph
@@ -26,8 +28,6 @@ from nodes.common import task_examples, task_notes
 from nodes.prepare import InvalidInputError
 from tests.graph.conftest import ScriptedBackend, reverse_task
 from tests.graph.test_cli import ROOT, assert_user_error, run_cli
-
-pexpect = pytest.importorskip("pexpect", reason="pexpect drives the terminal sessions")
 
 
 def make_waiting(db: Path, model_spec: str, runs: dict[str, str]) -> None:
@@ -46,13 +46,13 @@ def final_state(db: Path, thread: str) -> dict[str, Any]:
     return dict(saved.checkpoint["channel_values"])
 
 
-def spawn(*args: str, cwd: Path = ROOT) -> Any:
+def spawn(*args: str, cwd: Path | None = None) -> Any:
     """A CLI in a pseudo-terminal, plain (no colour codes) and wide enough for a grid row."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MOCKINGBIRD_", "OPENAI_"))}
     env.update({"PYTHONPATH": str(ROOT), "NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "160"})
     return pexpect.spawn(
-        sys.executable, list(args), cwd=str(cwd), env=env, encoding="utf-8", timeout=60,
-        dimensions=(60, 160),
+        sys.executable, list(args), cwd=str(cwd or tempfile.mkdtemp(prefix="mb-review-")), env=env,
+        encoding="utf-8", timeout=60, dimensions=(60, 160),
     )  # fmt: skip
 
 
@@ -139,7 +139,9 @@ def test_a_terminal_session_answers_one_run_and_skips_another(db, tiny_checkpoin
     t1 = final_state(db, "t1")
     assert t1["expert"] == {"action": "answer", "answer": [[9, 8, 0, 7]], "expert": "ada"}
     assert t1["strategy"] == "expert" and t1["correct"] is True
-    assert task_examples(open_store(db), "reverse") == [{"input": [[7, 0, 8, 9]], "output": [[9, 8, 0, 7]]}]
+    assert task_examples(open_store(db), reverse_task().key) == [
+        {"input": [[7, 0, 8, 9]], "output": [[9, 8, 0, 7]]}
+    ]
     assert [r.thread for r in Reviewer(db).waiting()] == ["t2"]  # skipped: still waiting
 
 
@@ -164,7 +166,7 @@ def test_batch_reviews_every_waiting_run_of_one_task_and_a_note_predicts_again(d
     assert final_state(db, "r1")["expert"] == {"action": "accept", "candidate": 1, "expert": "lin"}
     r2 = final_state(db, "r2")
     assert r2["expert"]["expert"] == "lin" and r2["attempts"][-1]["strategy"] == "expert"
-    assert "Read the row from right to left." in task_notes(open_store(db), "reverse")
+    assert "Read the row from right to left." in task_notes(open_store(db), reverse_task().key)
     assert [r.thread for r in Reviewer(db).waiting()] == ["o1"]  # another task's run is not in the batch
 
 

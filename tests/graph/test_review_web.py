@@ -121,7 +121,9 @@ def test_a_same_origin_post_resumes_the_run_and_records_the_answer(serve, db):
     assert status == 303 and headers["location"] == "/?done=w1"
     _, _, page = request(server, "GET", "/?done=w1")
     assert "0 run(s) waiting" in page and "resumed: done" in page and "(correct)" in page
-    assert task_examples(open_store(db), "reverse") == [{"input": [[7, 0, 8, 9]], "output": [[9, 8, 0, 7]]}]
+    assert task_examples(open_store(db), reverse_task().key) == [
+        {"input": [[7, 0, 8, 9]], "output": [[9, 8, 0, 7]]}
+    ]
     state = open_checkpointer(db).get_tuple({"configurable": {"thread_id": "w1", "checkpoint_ns": ""}})
     assert state is not None and state.checkpoint["channel_values"]["expert"]["expert"] == "ada"
 
@@ -134,6 +136,34 @@ def test_a_bad_reply_is_one_line_and_the_run_keeps_waiting(serve):
     status, _, body = request(server, "POST", "/resume", form=ANSWER | {"thread": "nope"})
     assert status == 400 and "thread nope: not waiting for an expert" in body
     assert [r.thread for r in server.reviewer.waiting()] == ["w1"]
+
+
+class DownBackend(ScriptedBackend):
+    """A model whose server is down: every call fails the way a backend reports it."""
+
+    def generate(self, prompt: Any, **kwargs: Any) -> Any:
+        from models.base import ModelError
+
+        raise ModelError("server at http://127.0.0.1:9 refused the connection")
+
+
+def test_a_model_error_after_a_note_is_shown_and_the_run_keeps_waiting(db):
+    make_waiting(db)
+    server = ReviewServer(Reviewer(db, model=DownBackend(["x"])), port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        note = {"thread": "w1", "action": "note", "note": "mirror the row", "expert": "ada"}
+        status, _, body = request(server, "POST", "/resume", form=note)
+        assert status == 502
+        assert "model call failed: server at http://127.0.0.1:9 refused" in body and "still waits" in body
+        assert [r.thread for r in server.reviewer.waiting()] == ["w1"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    # nothing lost: with the model back, the same reply resumes the run
+    again = Reviewer(db, model=ScriptedBackend(["9807\n"]))
+    result = again.resume("w1", {k: v for k, v in note.items() if k != "thread"})
+    assert result.status == "done" and result.answer == [[9, 8, 0, 7]] and result.strategy == "expert"
 
 
 def test_a_token_is_required_when_set_and_compared_exactly(serve):
@@ -181,8 +211,8 @@ def test_bound_beyond_loopback_without_a_token_the_cli_refuses_in_one_line(db, t
     make_waiting(db)
     proc = subprocess.run(
         [sys.executable, "-m", "graph.review", "--db", str(db), "--web", "--host", "0.0.0.0", "--port", "0"],
-        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,  # not the checkout: no .env from there
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(Path(__file__).parents[2])},
     )  # fmt: skip
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("error: --host 0.0.0.0: not a loopback address, so a token is needed")
@@ -195,16 +225,21 @@ def test_the_review_flag_serves_the_page(db, tmp_path):
 
     make_waiting(db)
     root = Path(__file__).resolve().parents[2]
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "graph.review", "--db", str(db), "--web", "--port", "0", "--token", TOKEN],
-        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "NO_COLOR": "1", "HOME": str(tmp_path)},
+        [sys.executable, "-m", "graph.review", "--db", str(db), "--web", "--port", "0", "--token-file",
+         str(token_file)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "NO_COLOR": "1", "HOME": str(tmp_path),
+             "PYTHONPATH": str(root)},
     )  # fmt: skip
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.startswith("Review page: http://127.0.0.1:") and "?token=<your token>" in line
         assert TOKEN not in line  # the token is the starter's; it is never echoed
+        assert TOKEN not in Path(f"/proc/{proc.pid}/cmdline").read_text()  # nor shown by `ps`
         port = int(line.split("127.0.0.1:")[1].split("/")[0])
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         conn.request("GET", "/api/waiting", headers={"Authorization": f"Token {TOKEN}"})
@@ -214,6 +249,27 @@ def test_the_review_flag_serves_the_page(db, tmp_path):
         proc.wait(timeout=30)
 
 
+def test_the_token_comes_from_a_file_or_the_environment(tmp_path, monkeypatch, caplog):
+    from graph.review import review_token
+
+    assert review_token(None, None) is None
+    monkeypatch.setenv("MOCKINGBIRD_REVIEW_TOKEN", "from-env")
+    assert review_token(None, None) == "from-env"
+    (tmp_path / "t").write_text("  from-file\n")
+    monkeypatch.setenv("MOCKINGBIRD_REVIEW_TOKEN_FILE", str(tmp_path / "t"))
+    assert review_token(None, None) == "from-file"
+    (tmp_path / "u").write_text("from-flag-file")
+    assert review_token(str(tmp_path / "u"), None) == "from-flag-file"
+    with caplog.at_level(logging.WARNING):
+        assert review_token(None, "on-the-command-line") == "on-the-command-line"
+    assert "visible to other users in `ps`" in caplog.text and "on-the-command-line" not in caplog.text
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(SettingsError, match=r"^--token-file: .*empty is empty$"):
+        review_token(str(tmp_path / "empty"), None)
+    with pytest.raises(SettingsError, match=r"^--token-file: cannot read .*nope"):
+        review_token(str(tmp_path / "nope"), None)
+
+
 def _chromium_or_skip() -> Any:
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     if not CHROMIUM.exists() and not shutil.which("chromium"):
@@ -221,6 +277,7 @@ def _chromium_or_skip() -> Any:
     return playwright
 
 
+@pytest.mark.required_in_ci("chromium (apt) and playwright")
 def test_the_page_in_headless_chromium_answers_a_run(serve, db):
     sync_api = _chromium_or_skip()
     make_waiting(db, ("w2",))
@@ -263,6 +320,7 @@ def test_the_page_in_headless_chromium_answers_a_run(serve, db):
     }  # fmt: skip
 
 
+@pytest.mark.required_in_ci("chromium (apt) and playwright")
 def test_chromium_refuses_a_form_posted_from_another_origin(serve, tmp_path):
     """A page of another local origin submits a reply form to the review server: refused."""
     import functools

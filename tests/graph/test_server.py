@@ -2,7 +2,7 @@
 
 A real server (langgraph-cli, in-memory runtime) on 127.0.0.1 and a free port, offline; the model
 is the tiny local checkpoint, named in each run's context. Skips without langgraph-cli, except
-under CI (``CI=true``), which installs it and must run this.
+under CI (``CI=true``, ``required_in_ci``), which installs it and must run this.
 """
 
 from __future__ import annotations
@@ -18,11 +18,14 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import _free_port, _in_ci
+from tests.conftest import _free_port
 from tests.graph.conftest import reverse_task
 from tests.graph.test_cli import ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.required_in_ci("langgraph-cli[inmem] and langgraph-sdk (the server extra)"),
+]
 
 
 def _langgraph_cli() -> str | None:
@@ -39,10 +42,7 @@ def _langgraph_cli() -> str | None:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     cli = _langgraph_cli()
     if cli is None:
-        message = "langgraph-cli[inmem] / langgraph-sdk not installed (the 'server' extra)"
-        if _in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        pytest.skip("langgraph-cli[inmem] / langgraph-sdk not installed (the 'server' extra)")
     port = _free_port()
     cwd = tmp_path_factory.mktemp("langgraph-dev")  # the dev server keeps its state under cwd
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MOCKINGBIRD_", "OPENAI_", "LANGSMITH_"))}

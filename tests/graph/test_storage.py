@@ -21,9 +21,9 @@ from graph.storage import (
     parse_db,
     redact_url,
     strip_password,
-    update_item,
 )
 from nodes.common import (
+    EVIDENCE_NS,
     MODEL_EVIDENCE_NS,
     TYPE_EVIDENCE_NS,
     add_task_example,
@@ -33,7 +33,7 @@ from nodes.common import (
     task_evidence,
     task_examples,
     task_notes,
-    update_task_evidence,
+    update_item,
 )
 from tests.conftest import _free_port
 from tests.graph.test_cli import assert_user_error, run_cli
@@ -110,7 +110,7 @@ def test_setup_is_idempotent_and_concurrent_starts_do_not_race(db):
 
 def test_update_item_creates_then_updates_one_item(db):
     store = open_store(db)
-    assert update_item(store, ("c",), "n", lambda v: {"n": v.get("n", 0) + 1}) == {"n": 1}
+    assert update_item(store, ("c",), "n", lambda v: {"n": (v or {}).get("n", 0) + 1}) == {"n": 1}
     assert update_item(store, ("c",), "n", lambda v: {"n": v["n"] + 1}) == {"n": 2}
     with pytest.raises(ZeroDivisionError):  # a failing update writes nothing
         update_item(store, ("c",), "n", lambda v: {"n": 1 / 0})
@@ -129,11 +129,12 @@ def _worker(db: str, worker: int, start: multiprocessing.synchronize.Event) -> N
         add_task_notes(store, "t", [f"note {worker}-{j}"])
         add_task_example(store, "t", [[worker, j]], [[j, worker]], expert=f"w{worker}")
 
-        def observe(ev: dict, w: int = worker, j: int = j) -> dict:
+        def observe(old: dict | None, w: int = worker, j: int = j) -> dict:
+            ev = old or {}
             n, total = (ev.get("observed") or {}).get("ttt", [0, 0.0])
             return ev | {"observed": {"ttt": [n + 1, total + 1.0]}, f"last_{w}": j}
 
-        update_task_evidence(store, "t", observe)
+        update_item(store, EVIDENCE_NS, "t", observe)
 
 
 def test_many_workers_updating_one_state_lose_nothing(db):

@@ -69,12 +69,31 @@ def test_as_tool_answers_in_one_call(task, tmp_path):
     tool = as_tool(build_graph(model=ScriptedBackend(["9807\n"])), context=Context(strategy="icl", samples=1))
     assert tool.name == "mockingbird" and set(tool.args) == {"task", "query"}
     out = json.loads(tool.invoke({"task": task.model_dump(mode="json"), "query": [[7, 0, 8, 9]]}))
-    assert out["answer"] == [[9, 8, 0, 7]] and out["strategy"] == "icl" and 0 < out["confidence"] <= 1
-    path = tmp_path / "t.json"
-    path.write_text(task.model_dump_json())
-    assert json.loads(tool.invoke({"task": str(path), "query": [[7, 0, 8, 9]]}))["answer"] == [[9, 8, 0, 7]]
+    assert out["answer"] == [[9, 8, 0, 7]] and out["strategy"] == "icl"
+    assert out["confidence"] == 0.9048  # one greedy sample: its probability, exp(-0.1)
     with pytest.raises(InvalidInputError, match=r"^task: "):
         tool.invoke({"task": {"id": "x"}, "query": [[1]]})
+
+
+def test_as_tool_reads_files_only_under_the_callers_root(task, tmp_path):
+    root, outside = tmp_path / "tasks", tmp_path / "private"
+    root.mkdir()
+    outside.mkdir()
+    (root / "t.json").write_text(task.model_dump_json())
+    (outside / "secret.json").write_text(task.model_dump_json())
+    (root / "link.json").symlink_to(outside / "secret.json")
+    graph = build_graph(model=ScriptedBackend(["9807\n"]))
+    ctx = Context(strategy="icl", samples=1)
+    query = [[7, 0, 8, 9]]
+    no_files = as_tool(graph, context=ctx)  # the default: task objects only
+    with pytest.raises(InvalidInputError, match="this tool reads no files"):
+        no_files.invoke({"task": str(root / "t.json"), "query": query})
+    tool = as_tool(graph, context=ctx, task_root=root)
+    assert json.loads(tool.invoke({"task": "t.json", "query": query}))["answer"] == [[9, 8, 0, 7]]
+    assert json.loads(tool.invoke({"task": str(root / "t.json"), "query": query}))["answer"] == [[9, 8, 0, 7]]
+    for sneaky in (str(outside / "secret.json"), "../private/secret.json", "link.json", "/etc/passwd"):
+        with pytest.raises(InvalidInputError, match="outside the tool's task folder"):
+            tool.invoke({"task": sneaky, "query": query})
 
 
 def test_the_tool_in_a_tool_calling_agent_with_an_expert_pause(task):
@@ -92,7 +111,7 @@ def test_the_tool_in_a_tool_calling_agent_with_an_expert_pause(task):
     )
     last = done.value["messages"][-1]
     assert isinstance(last, AIMessage) and "expert, confidence 1.00" in str(last.content)
-    assert ToolNode  # the example's tool node is LangGraph's own
+    assert isinstance(app.nodes["tools"].bound, ToolNode)  # the example's tool node is LangGraph's own
 
 
 def test_the_example_runs(tmp_path):

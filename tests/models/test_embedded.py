@@ -15,7 +15,7 @@ import torch
 from models.base import PromptParts
 from models.embedded import EMBEDDED_DIR, EmbeddedConfig, build_model, random_init_like
 from models.tokenizer import build_tokenizer, vocabulary
-from models.train import TrainConfig, encode_episode, lengths_at, make_batch
+from models.train import TrainConfig, curriculum_at, encode_episode, make_batch
 from prompts.compact import CompactRenderer
 from tasks.generators import sample_task
 
@@ -36,12 +36,12 @@ def test_episode_encoding_matches_the_tokenizer_and_masks_only_outputs():
     assert masked == "".join("".join(map(str, o)) + "\n" for o in outputs)
 
 
-def test_curriculum_starts_short_and_reaches_the_full_range():
-    cfg = TrainConfig(start_lengths=(6, 12), lengths=(6, 30), curriculum=0.5)
-    assert lengths_at(0.0, cfg) == (6, 12)
-    assert lengths_at(0.25, cfg) == (6, 21)
-    assert lengths_at(0.5, cfg) == lengths_at(1.0, cfg) == (6, 30)
-    assert lengths_at(0.3, TrainConfig(curriculum=0)) == TrainConfig().lengths
+def test_curriculum_starts_short_and_simple_and_reaches_the_full_range():
+    cfg = TrainConfig(start_lengths=(6, 12), lengths=(6, 30), curriculum_steps=1000, compose_p=(0.1, 0.5))
+    assert curriculum_at(0, cfg) == ((6, 12), 0.1)
+    assert curriculum_at(500, cfg) == ((6, 21), pytest.approx(0.3))
+    assert curriculum_at(1000, cfg) == curriculum_at(5000, cfg) == ((6, 30), 0.5)
+    assert curriculum_at(3, TrainConfig(curriculum_steps=0))[0] == TrainConfig().lengths
 
 
 def test_forward_pass_and_loss():
@@ -82,7 +82,10 @@ def test_shipped_checkpoint_loads_through_transformers():
     assert size <= 20 * 1024 * 1024
     marker = json.loads((EMBEDDED_DIR / "mockingbird.json").read_text())
     assert marker["format"] == "compact"
-    assert {"parameters", "tokens", "output_loss_by_demos", "held_in_accuracy"} <= set(marker["training"])
+    assert {"parameters", "config", "held_out_families"} <= set(marker["training"])
+    ledger = marker["ledger"]
+    needed = {"tokens", "cpu_hours", "gpu_hours", "steps", "held_out", "arc", "bundled"}
+    assert ledger and needed <= set(ledger[-1])
     model = AutoModelForCausalLM.from_pretrained(EMBEDDED_DIR, local_files_only=True)
     tok = AutoTokenizer.from_pretrained(EMBEDDED_DIR, local_files_only=True)
     assert tok("I01O").input_ids == build_tokenizer()("I01O").input_ids
@@ -102,11 +105,13 @@ def test_training_smoke_run_writes_a_loadable_checkpoint(tmp_path):
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "output loss after 0/1/2/3 demonstrations" in proc.stdout
     from models.hf_backend import HFBackend
 
     backend = HFBackend(tmp_path / "ckpt")
-    report = json.loads((tmp_path / "ckpt" / "mockingbird.json").read_text())["training"]
-    assert report["steps"] == 5 and report["tokens"] > 0
-    assert all(0 < v < 20 for v in report["output_loss_by_demos"].values())
+    marker = json.loads((tmp_path / "ckpt" / "mockingbird.json").read_text())
+    entry = marker["ledger"][-1]
+    assert entry["steps"] == 6 and entry["tokens"] > 0 and entry["cpu_hours"] > 0
+    assert set(entry["held_out_loss_by_demos"]) == {"0", "1", "2", "3"}
+    assert set(entry["held_out_by_family"]) == set(marker["training"]["held_out_families"])
+    assert marker["curve"][-1]["step"] == 6
     assert backend.renderer.name == "compact"

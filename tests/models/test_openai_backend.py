@@ -164,6 +164,31 @@ def test_deadline_stops_retries() -> None:
     assert "RateLimitError after 3 attempts" in str(info.value)
 
 
+def test_the_configured_timeout_is_one_deadline_for_the_whole_call() -> None:
+    """``--timeout`` / ``MOCKINGBIRD_TIMEOUT_S`` bounds a logical call, retries and waits included.
+
+    Before it was per request only: 4 attempts of 1 s each plus back-off waits on this server.
+    """
+    from models.factory import clear_model_cache, load_model
+
+    clear_model_cache()
+    with FaultServer(default=slow(3.0)) as server:
+        model = load_model(
+            "openai:fake-model", openai_base_url=server.base_url, openai_api_key=KEY, timeout_s=1.0,
+            max_attempts=4,
+        )  # fmt: skip
+        with pytest.raises(ModelError) as info:
+            model.generate(PROMPT)
+    assert server.count == 1  # the first request used the whole deadline: no retry after it (was 4)
+    assert "Timeout" in str(info.value)
+    with FaultServer(default=server_error()) as server:  # failures that come back fast are retried
+        model = load_model("openai:other-model", openai_base_url=server.base_url, openai_api_key=KEY,
+                           timeout_s=30.0, max_attempts=3)  # fmt: skip
+        with pytest.raises(ModelError, match="after 3 attempts"):
+            model.generate(PROMPT)
+    assert server.count == 3
+
+
 def test_connection_refused_is_retried_then_fails() -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
@@ -323,6 +348,7 @@ def transformers_server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPath
 
 
 @pytest.mark.slow
+@pytest.mark.required_in_ci("transformers[serving]")
 def test_real_transformers_serve(transformers_server: str, tiny_checkpoint: Path) -> None:
     # A pinned server only accepts its own model name: the path as given on its command line.
     b = OpenAIBackend(str(tiny_checkpoint), base_url=transformers_server, api_key="unused", timeout_s=60)
@@ -335,6 +361,7 @@ def test_real_transformers_serve(transformers_server: str, tiny_checkpoint: Path
 
 
 @pytest.mark.slow
+@pytest.mark.required_in_ci("transformers[serving]")
 def test_real_server_rejects_wrong_model_without_retry(transformers_server: str) -> None:
     b = OpenAIBackend("no-such-model", base_url=transformers_server, api_key="unused", timeout_s=30)
     with pytest.raises(ModelError) as info:

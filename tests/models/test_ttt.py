@@ -143,3 +143,34 @@ def test_ttt_refuses_what_it_cannot_do(tiny):
     one_demo = sample_task(random.Random(0), "mirror", n_train=1)
     with pytest.raises(CapabilityError, match="at least 2"):
         run_ttt(tiny, one_demo, one_demo.test[0].input, TTTConfig(steps=1))
+
+
+def test_leave_two_out_episodes_add_shorter_contexts_in_fresh_orders():
+    import random as _random
+
+    from models.ttt import _episodes
+
+    loo = _episodes(4, _random.Random(0))
+    both = _episodes(4, _random.Random(0), kind="loo+l2o")
+    assert both[: len(loo)] == loo
+    extra = both[len(loo) :]
+    assert len(extra) == 4 * 3  # each target, each other demonstration dropped once
+    for context, target in both:
+        assert target not in context and context
+    assert {len(c) for c, _ in extra} == {2}
+    assert all(t != 1 for _, t in _episodes(4, _random.Random(0), skip_target=1, kind="loo+l2o"))
+    assert _episodes(2, _random.Random(0), kind="loo+l2o") == _episodes(2, _random.Random(0))
+
+
+def test_recipes_override_only_what_they_name():
+    from models.ttt import RECIPES, TTTConfig, with_recipe
+
+    base = TTTConfig(early_stop=True, steps=33)
+    trial = with_recipe(base, "trial")
+    got = (trial.loss_on, trial.early_stop, trial.episodes, trial.max_sequences)
+    assert got == ("all", False, "loo+l2o", 60)
+    assert trial.steps == 33
+    assert with_recipe(base, "default") == base
+    assert set(RECIPES) >= {"default", "trial"}
+    with pytest.raises(ValueError, match="unknown TTT recipe"):
+        with_recipe(base, "nope")

@@ -54,7 +54,9 @@ def test_an_answer_becomes_a_labelled_example_in_the_next_prompt(tmp_path):
     done = run_query(g, reverse_task(), 0, context=EXPERT, thread_id="t",
                      resume={"action": "answer", "answer": [[9, 8, 0, 7]], "expert": "ada"})  # fmt: skip
     assert done.answer == [[9, 8, 0, 7]] and done.correct is True
-    assert task_examples(open_store(db), "reverse") == [{"input": [[7, 0, 8, 9]], "output": [[9, 8, 0, 7]]}]
+    assert task_examples(open_store(db), reverse_task().key) == [
+        {"input": [[7, 0, 8, 9]], "output": [[9, 8, 0, 7]]}
+    ]
     g2, model = _graph(db)
     run_query(g2, reverse_task(), 1, context=Context(strategy="icl", samples=1), thread_id="next")
     assert "I7089O9807" in (model.prompts[-1].text or "")  # the expert's example is a demonstration
@@ -68,7 +70,7 @@ def test_a_note_is_kept_and_the_query_predicted_again_with_it(tmp_path):
     note = {"action": "note", "note": "Read the row right to left.", "expert": "ada"}
     done = run_query(g, reverse_task(), 0, context=EXPERT, thread_id="t", resume=note)
     assert done.status == "done" and len(model.calls) == calls + 1  # predicted once more
-    assert "Read the row right to left." in task_notes(open_store(db), "reverse")
+    assert "Read the row right to left." in task_notes(open_store(db), reverse_task().key)
     assert done.strategy == "expert" and done.answer == [[9, 8, 0, 7]]
 
 

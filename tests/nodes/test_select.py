@@ -41,7 +41,7 @@ def test_node_stores_dg_diff_once_and_answers_by_score(task):
     store = InMemoryStore()
     model = ScriptedScorer([*DG_SCRIPT, "1111\n", "9807\n"], DG_SCORES | {"9807\n": -0.2})
     out = run_node(make_select_node(model), task, store=store, context=Context(samples=2))
-    ev = task_evidence(store, task.id)
+    ev = task_evidence(store, task.key)
     assert (ev["dg_diff"], ev["select_acc"], ev["gen_acc"], ev["dg_n"]) == (0.3333, 1.0, 0.6667, 3)
     assert out["answer"] == [[9, 8, 0, 7]]
     assert out["confidence"] == round(softmax_share([-5.0, -0.2], 1), 4)
@@ -118,7 +118,7 @@ def test_unparseable_choice_falls_back_to_the_vote(task):
 
 def test_a_backend_that_neither_scores_nor_reads_prose_votes(task):
     store = InMemoryStore()
-    update_evidence(store, task.id, dg_diff=0.0, select_acc=0.0, gen_acc=0.0, dg_n=3, dg_model="scripted")
+    update_evidence(store, task.key, dg_diff=0.0, select_acc=0.0, gen_acc=0.0, dg_n=3, dg_model="scripted")
     model = ScriptedBackend(["1111\n", "9807\n", "1111\n"])
     out = run_node(make_select_node(model), task, store=store, context=Context(samples=3))
     assert out["answer"] == [[1, 1, 1, 1]] and out["confidence"] == pytest.approx(2 / 3, abs=1e-4)
@@ -130,9 +130,10 @@ def test_select_on_a_real_tiny_model(tiny_checkpoint, upper_task: Task, tmp_path
     model, task = HFBackend(tiny_checkpoint), upper_task
     store = open_store(tmp_path / "m.sqlite")
     out = run_node(make_select_node(model), task, store=store, context=Context(samples=3, temperature=1.5))
-    ev = task_evidence(store, task.id)
+    ev = task_evidence(store, task.key)
     assert ev["dg_n"] == 3 and ev["dg_diff"] == pytest.approx(ev["select_acc"] - ev["gen_acc"], abs=1e-3)
-    assert 0.0 <= out["confidence"] <= 1.0 and out["costs"][0]["prompt_tokens"] > 0
+    assert f"confidence {out['confidence']:.2f}" in out["trace"][-1]["message"]
+    assert (out["answer"] is None) == (out["confidence"] == 0.0) and out["costs"][0]["prompt_tokens"] > 0
     store.conn.close()
     # the selection itself, checked against the model's own scores
     result = Selector(model).forward(task, "gh", notes=[], n=4, temperature=1.5, seed=1)

@@ -61,7 +61,9 @@ def test_without_augmentation_the_node_makes_one_greedy_prediction(tiny):
     ctx = Context(strategy="ttt", ttt_steps=2, ttt_views=4, ttt_augment=False, ttt_cache=0)
     update, _ = run_ttt_node(tiny, reverse_task(), ctx)
     assert "one greedy prediction" in update["trace"][0]["message"]
-    assert len(update["candidates"]) <= 1 and 0.0 <= update["confidence"] <= 1.0
+    assert len(update["candidates"]) <= 1
+    assert f"probability {update['confidence']:.2f}" in update["trace"][0]["message"]
+    assert (update["answer"] is None) == (update["confidence"] == 0.0)
 
 
 def test_early_stopping_shows_the_steps_actually_run(tiny):
@@ -116,14 +118,17 @@ def test_bench_all_runs_every_strategy_the_router_and_the_oracle(tiny_checkpoint
     assert [r["variant"] for r in payload["runs"]] == ["icl", "select", "reflect", "ttt", "auto"]
     [(model, points)] = payload["strategies"].items()
     assert set(points) == {"icl", "select", "reflect", "ttt", "auto", "oracle"}
-    # the oracle is at least as accurate as every fixed strategy on the same queries
-    assert all(
-        points["oracle"]["accuracy"] >= points[s]["accuracy"] for s in ("icl", "select", "reflect", "ttt")
-    )
+    # the oracle: per query, right when any fixed strategy was right (recomputed from the runs)
+    runs = {r["variant"]: r["results"] for r in payload["runs"]}
+    fixed = ("icl", "select", "reflect", "ttt")
+    hits = [any(runs[s][i]["correct"] for s in fixed) for i in range(len(runs["icl"]))]
+    assert points["oracle"]["accuracy"] == sum(hits) / len(hits)
+    for s in fixed:
+        assert points[s]["accuracy"] == sum(bool(r["correct"]) for r in runs[s]) / len(runs[s])
     standing = payload["router"][model]
     assert standing["best_fixed"] in ("icl", "select", "reflect", "ttt") and standing["compute_ratio"] > 0
     select_run = next(r for r in payload["runs"] if r["variant"] == "select")
-    assert select_run["dg_tasks"] == 2 and -1.0 <= select_run["dg_diff"] <= 1.0
+    assert select_run["dg_tasks"] == 2 and isinstance(select_run["dg_diff"], float)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
     assert "strategies compared" in printed and "router (" in printed and "oracle" in printed

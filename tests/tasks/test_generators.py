@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
 
-from tasks.generators import FAMILIES, blocks, draw_rule, sample_task
+from tasks.generators import (
+    ALL_FAMILIES,
+    BANNED_PAIRS,
+    FAMILIES,
+    HELD_OUT,
+    blocks,
+    draw_chain,
+    draw_rule,
+    sample_list_task,
+    sample_task,
+)
 from tasks.schema import check_value
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_family_yields_valid_tasks_of_one_rule(family):
     rng = random.Random(1)
     for _ in range(20):
@@ -25,7 +36,7 @@ def test_family_yields_valid_tasks_of_one_rule(family):
             assert any(any(row) for row in inp)  # never an all-background input
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_one_task_shares_one_rule(family):
     """Re-drawing with the same seed gives the rule; it maps every input of the task correctly."""
     seed_rng = random.Random(7)
@@ -71,7 +82,7 @@ def test_rules_of_one_family_disagree_on_some_input():
         assert len(outputs) > 1, family
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_short_rows_for_the_curriculum(family):
     """Every family still draws valid tasks when asked for the shortest rows."""
     rng = random.Random(2)
@@ -121,3 +132,49 @@ def test_suite_on_disk_loads_with_families_as_types(tmp_path):
     tasks = load_task_dir(tmp_path)
     assert {t.type for t in tasks} == set(FAMILIES)
     assert all(t.test[0].target is not None for t in tasks)
+
+
+def test_held_out_families_are_compositions_of_primitives_training_never_chains():
+    assert set(HELD_OUT).isdisjoint(FAMILIES)
+    for chain in HELD_OUT.values():
+        assert all(step in FAMILIES for step in chain)
+        assert chain[:2] in BANNED_PAIRS and chain[1::-1] in BANNED_PAIRS
+    rng = random.Random(11)
+    for _ in range(2000):
+        chain = draw_chain(rng, rng.choice([2, 3]))
+        assert not set(itertools.pairwise(chain)) & BANNED_PAIRS
+    names = {sample_task(rng, compose_p=1.0, deep_p=0.5).type for _ in range(300)}
+    assert not names & set(HELD_OUT)
+    assert any(n.count("+") == 2 for n in names)  # three-deep chains occur
+
+
+def test_held_out_task_applies_its_steps_in_order():
+    task = sample_task(random.Random(3), "shift_hollow")
+    for example in task.train:
+        row, out = example.input[0], example.output[0]
+        assert len([c for c in out if c]) <= len([c for c in row if c])  # hollowed
+        assert out != row
+
+
+def test_discriminating_queries_are_deterministic_and_valid():
+    a = sample_task(random.Random(5), compose_p=0.5, discriminate=True, n_train=4)
+    b = sample_task(random.Random(5), compose_p=0.5, discriminate=True, n_train=4)
+    assert a == b
+    assert len(a.train) == 4 and a.test[0].target is not None
+
+
+def test_list_tasks_are_valid_and_deterministic():
+    rng = random.Random(2)
+    for _ in range(50):
+        task = sample_list_task(rng, n_train=3)
+        assert task.kind == "list" and task.type.startswith("list_")
+        assert all(e.input != e.output for e in task.train)
+    assert sample_list_task(random.Random(9)) == sample_list_task(random.Random(9))
+
+
+def test_held_out_suite_from_the_command_line(tmp_path, capsys):
+    from tasks.generators import main
+    from tasks.loaders import load_task_dir
+
+    assert main(["--out", str(tmp_path), "--per-family", "2", "--held-out", "--seed", "4"]) == 0
+    assert {t.type for t in load_task_dir(tmp_path)} == set(HELD_OUT)

@@ -1,0 +1,73 @@
+"""The training script: exact resumption, warm starts, the ledger; held-out families never trained on."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from pathlib import Path
+
+import torch
+
+from models.embedded import EmbeddedConfig
+from models.tokenizer import vocabulary
+from models.train import STATE_FILE, TrainConfig, batch_at, draw_episode, lr_at, smoke_config, train_leg
+from tasks.generators import BANNED_PAIRS, HELD_OUT
+
+
+def _leg(out: Path, *, steps: int = 0, resume: bool = False, cfg: TrainConfig | None = None) -> dict:
+    return train_leg(cfg or smoke_config(), out, minutes=5, resume=resume, arc_dir=None, max_leg_steps=steps)
+
+
+def test_two_legs_are_bit_identical_to_one(tmp_path):
+    _leg(tmp_path / "one")
+    _leg(tmp_path / "two", steps=2)
+    _leg(tmp_path / "two", resume=True, steps=2)
+    _leg(tmp_path / "two", resume=True)
+    a = torch.load(tmp_path / "one" / STATE_FILE, weights_only=False)
+    b = torch.load(tmp_path / "two" / STATE_FILE, weights_only=False)
+    assert a["step"] == b["step"] == 6 and a["tokens"] == b["tokens"]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(torch.equal(x, y) for x, y in zip(a["ema"], b["ema"], strict=True))
+    ledger = json.loads((tmp_path / "two" / "mockingbird.json").read_text())["ledger"]
+    assert [e["leg"] for e in ledger] == [1, 2, 3]
+    assert [e["steps"] for e in ledger] == [2, 4, 6]
+    assert sum(e["leg_tokens"] for e in ledger) == ledger[-1]["tokens"]
+    assert ledger[-1]["cpu_hours"] >= ledger[0]["cpu_hours"] > 0
+
+
+def test_resume_without_optimizer_state_warm_starts_and_says_so(tmp_path):
+    _leg(tmp_path, steps=2)
+    (tmp_path / STATE_FILE).unlink()  # a fresh clone: the state stays out of git
+    entry = _leg(tmp_path, resume=True, steps=1)
+    assert entry["warm_start"] is True
+    assert entry["steps"] == 3 and entry["leg_steps"] == 1
+
+
+def test_batches_are_a_function_of_the_step():
+    cfg, vocab = smoke_config(), vocabulary()
+    assert batch_at(3, cfg, vocab) == batch_at(3, cfg, vocab)
+    assert batch_at(3, cfg, vocab) != batch_at(4, cfg, vocab)
+    other = TrainConfig(model=cfg.model, batch_size=4, pool=2, seed=1)
+    assert batch_at(3, other, vocab) != batch_at(3, cfg, vocab)
+
+
+def test_held_out_families_never_reach_training():
+    cfg = TrainConfig(model=EmbeddedConfig(), compose_p=(1.0, 1.0), deep_p=0.5)
+    rng = random.Random(0)
+    seen_pairs = set()
+    for i in range(3000):
+        task = draw_episode(rng, cfg, step=10_000 + i)
+        assert task.type not in HELD_OUT
+        chain = tuple(task.type.split("+"))
+        pairs = set(itertools.pairwise(chain))
+        assert not pairs & BANNED_PAIRS, task.type
+        seen_pairs |= pairs
+    assert len(seen_pairs) > 200  # training does compose broadly
+
+
+def test_schedule_warms_up_holds_and_decays():
+    cfg = TrainConfig(lr=1e-3, warmup_steps=10, total_steps=100, decay_frac=0.2)
+    assert lr_at(0, cfg) == 1e-4
+    assert lr_at(50, cfg) == lr_at(80, cfg) == 1e-3
+    assert lr_at(90, cfg) < 1e-3 and abs(lr_at(100, cfg) - 1e-4) < 1e-12
