@@ -68,7 +68,9 @@ from graph.cli_common import (
 from graph.context import Context
 from graph.errors import SettingsError
 from graph.runner import QueryResult
-from graph.settings import load_dotenv_file
+from graph.settings import database, load_dotenv_file
+from graph.storage import Database, open_store
+from graph.workers import Throughput, parse_workers
 from models.base import ModelBackend
 from tasks.schema import Task
 
@@ -183,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
         "knn, logreg, gbm, majority (classification); knnreg, ridge, mean (regression)",
     )
     add_table_flags(parser)
+    parser.add_argument(
+        "--workers",
+        help="run the queries in N processes sharing one database (--db: postgresql://... or SQLite); "
+        "a comma list such as 1,2 measures queries per second for each count",
+    )
     add_context_flags(parser)
     return parser
 
@@ -249,10 +256,24 @@ def _bench(args: argparse.Namespace) -> int:
             runs.append((model, ctx, st or ctx.strategy))
     if args.plot and len(runs) < 2:
         raise SettingsError("--plot: needs at least two strategies or models to compare")
-    reports = [bench_one(model, ctx, jobs, str(args.tasks), variant=st) for model, ctx, st in runs]
+    counts = parse_workers(args.workers)
+    throughput: list[dict[str, Any]] = []
+    if counts:
+        shared = database(args.db) if args.db else None
+        reports = []
+        for model, ctx, st in runs:
+            for n in counts:
+                label = f"{st}@{n}w" if len(counts) > 1 else st
+                report, row = bench_workers(model, ctx, jobs, str(args.tasks), shared, n, variant=label)
+                reports.append(report)
+                throughput.append({"model": model.name, "variant": st, **row.model_dump(), "lost": row.lost})
+    else:
+        reports = [bench_one(model, ctx, jobs, str(args.tasks), variant=st) for model, ctx, st in runs]
     reports += [bench_baseline(name, jobs, str(args.tasks)) for name in baselines]
     reports = [r for r in reports if r.results]  # a baseline that fits none of the tables
     console = Console()
+    if throughput:
+        console.print(throughput_table(throughput))
     for report in reports:
         console.print(detail_table(report))
     console.print(calibration_table(reports))
@@ -283,6 +304,7 @@ def _bench(args: argparse.Namespace) -> int:
                 m: {k: p.model_dump(mode="json") for k, p in pts.items()} for m, pts in points.items()
             },
             "router": {m: x.model_dump(mode="json") for m, x in standings.items()},
+            "throughput": throughput,
         }
         try:
             json_out.write_text(json.dumps(payload, indent=2) + "\n")
@@ -453,17 +475,35 @@ def bench_one(
 
     from graph.builder import build_graph
     from graph.runner import run_query
-    from nodes.common import task_evidence
 
     # No checkpointer: a benchmark is not resumed; an in-memory store keeps per-task evidence.
     store = InMemoryStore()
     graph = build_graph(model=model, store=store)
-    results: dict[str, list[QueryResult]] = defaultdict(list)
+    answered: list[QueryResult] = []
     with Progress(console=Console(stderr=True), transient=True) as progress:
         bar = progress.add_task(f"{model.name} · {variant or ctx.strategy}", total=len(jobs))
         for task, index in jobs:
-            results[task.type or "untyped"].append(run_query(graph, task, index, context=ctx))
+            answered.append(run_query(graph, task, index, context=ctx))
             progress.advance(bar)
+    return make_report(model, ctx, jobs, tasks_dir, answered, store, variant=variant)
+
+
+def make_report(
+    model: ModelBackend,
+    ctx: Context,
+    jobs: list[tuple[Task, int]],
+    tasks_dir: str,
+    answered: list[QueryResult],
+    store: Any,
+    *,
+    variant: str = "",
+) -> BenchReport:
+    """Summarise ``answered`` (one result per job, in job order) per type and overall."""
+    from nodes.common import task_evidence
+
+    results: dict[str, list[QueryResult]] = defaultdict(list)
+    for (task, _), result in zip(jobs, answered, strict=True):
+        results[task.type or "untyped"].append(result)
     measured = [
         float(ev["dg_diff"])
         for key in dict.fromkeys(t.key for t, _ in jobs)
@@ -480,6 +520,56 @@ def bench_one(
         dg_tasks=len(measured),
         calibration_threshold=ctx.confidence_threshold,
     )
+
+
+def bench_workers(
+    model: ModelBackend,
+    ctx: Context,
+    jobs: list[tuple[Task, int]],
+    tasks_dir: str,
+    base: Database | None,
+    workers: int,
+    *,
+    variant: str = "",
+) -> tuple[BenchReport, Throughput]:
+    """Run every job in ``workers`` processes on a scratch database of ``base``'s backend."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from graph.workers import run_parallel, scratch_database
+
+    with scratch_database(base) as db, Progress(console=Console(stderr=True), transient=True) as progress:
+        what = f"{model.name} · {variant or ctx.strategy} · {workers} workers"
+        bar = progress.add_task(what, total=len(jobs))
+        results, row = run_parallel(
+            ctx, jobs, db, workers, model_name=model.name, on_result=lambda: progress.advance(bar)
+        )
+        report = make_report(model, ctx, jobs, tasks_dir, results, open_store(db), variant=variant)
+    return report, row
+
+
+def throughput_table(rows: list[dict[str, Any]]) -> Table:
+    """``--workers``: queries per second per worker count, speed-up over the first, lost updates."""
+    table = Table(title="workers sharing one database (model loading not counted)")
+    columns = ["model", "strategy", "workers", "queries", "wall s", "queries/s", "speed-up", "CPU s", "lost"]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("model", "strategy") else "right")
+    first: dict[tuple[str, str], float] = {}
+    for r in rows:
+        base = first.setdefault((r["model"], r["variant"]), r["queries_per_s"])
+        table.add_row(
+            r["model"],
+            r["variant"],
+            str(r["workers"]),
+            str(r["queries"]),
+            f"{r['wall_s']:.1f}",
+            f"{r['queries_per_s']:.2f}",
+            f"{r['queries_per_s'] / base:.2f}x" if base else "",
+            f"{r['cpu_s']:.1f}",
+            f"{r['lost']} of {r['evidence_expected']}",
+            style="red" if r["lost"] else None,
+        )
+    return table
 
 
 def calibration_table(reports: list[BenchReport]) -> Table:

@@ -50,7 +50,10 @@ def add_context_flags(parser: argparse.ArgumentParser) -> None:
         else:
             kwargs["metavar"] = "TEXT"
         group.add_argument(flag_name(name), **kwargs)
-    parser.add_argument("--db", help="SQLite database for checkpoints and task memory (MOCKINGBIRD_DB)")
+    parser.add_argument(
+        "--db",
+        help="checkpoints and task memory: SQLite path, sqlite:///PATH or postgresql://... (MOCKINGBIRD_DB)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
 
 

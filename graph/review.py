@@ -1,9 +1,9 @@
 """``python -m graph.review``: answer the runs that wait for a human expert.
 
 A run pauses in the ``expert`` node (``nodes/expert.py``) with LangGraph ``interrupt()``; its
-state waits in the SQLite checkpointer until someone answers. This module finds those runs,
-shows each one (rich panels, grids in the ARC colours), takes the expert's reply and resumes the
-run on its own thread with ``Command(resume=reply)``.
+state waits in the checkpointer (SQLite or PostgreSQL, ``--db``) until someone answers. This
+module finds those runs, shows each one (rich panels, grids in the ARC colours), takes the
+expert's reply and resumes the run on its own thread with ``Command(resume=reply)``.
 
 Examples::
 
@@ -17,8 +17,8 @@ At the prompt: ``accept N`` (candidate N is right), ``answer JSON`` (the correct
 ``note TEXT`` (a rule or hint: kept with the task, and the query is predicted again with it),
 ``skip`` or ``quit``.
 
-Resuming needs the graph and the run's knobs: the graph is rebuilt here (same nodes, same SQLite
-file), and the run's :class:`~graph.context.Context` comes from the record ``run_query`` kept in
+Resuming needs the graph and the run's knobs: the graph is rebuilt here (same nodes, same
+database), and the run's :class:`~graph.context.Context` comes from the record ``run_query`` kept in
 the store when the run started (LangGraph does not persist the runtime context). ``--model``
 overrides the model, which only a ``note`` needs (it predicts again).
 """
@@ -44,12 +44,13 @@ from rich.text import Text
 
 from graph.cli_common import run_cli, setup_logging
 from graph.errors import SettingsError
-from graph.settings import db_path, load_dotenv_file
+from graph.settings import database, load_dotenv_file
 from models.base import ModelError
 from nodes.prepare import InvalidInputError
 
 if TYPE_CHECKING:
     from graph.runner import QueryResult
+    from graph.storage import Database
     from models.base import ModelBackend
 
 log = logging.getLogger(__name__)
@@ -79,40 +80,54 @@ class WaitingRun(BaseModel):
 
 
 class Reviewer:
-    """Finds the runs waiting in one SQLite database and resumes them with experts' replies.
+    """Finds the runs waiting in one database and resumes them with experts' replies.
 
     Args:
-        db: The database ``graph.run`` used (checkpoints and task memory).
+        db: The database ``graph.run`` used (checkpoints and task memory): a SQLite path or a
+            ``postgresql://`` URL (a review session in one process resumes runs started in others).
         model: A backend to bind (tests); else the run's own model spec is loaded when needed.
         model_spec: Overrides the model spec recorded with each run (``--model``).
     """
 
-    def __init__(self, db: Path, *, model: ModelBackend | None = None, model_spec: str | None = None) -> None:
+    def __init__(
+        self, db: str | Path | Database, *, model: ModelBackend | None = None, model_spec: str | None = None
+    ) -> None:
         from graph.builder import build_graph
-        from graph.storage import open_checkpointer, open_store
+        from graph.storage import open_checkpointer, open_store, parse_db
 
-        self.db = db
+        self.db = parse_db(db)
         self.model_spec = model_spec
-        self.checkpointer = open_checkpointer(db)
-        self.graph = build_graph(model=model, checkpointer=self.checkpointer, store=open_store(db))
+        self.checkpointer = open_checkpointer(self.db)
+        self.graph = build_graph(model=model, checkpointer=self.checkpointer, store=open_store(self.db))
         # One resume at a time: the web page serves requests in threads on shared connections.
         self.lock = threading.Lock()
 
     def _candidate_threads(self) -> list[str]:
         """Threads that have ever paused at the top level; ``get_state`` then says if still.
 
-        A narrow query of our own on the saver's ``writes`` table (fixed SQL, no user-supplied
-        keys: NOTES, CVE-2025-67644) reads no checkpoint blobs. Should the saver's schema change,
-        fall back to its public API: the latest checkpoint of every thread and its pending writes.
+        A narrow query of our own on the saver's writes table (fixed SQL, no user-supplied keys:
+        NOTES, CVE-2025-67644) reads no checkpoint blobs. Should the saver's schema change, fall
+        back to its public API: the latest checkpoint of every thread and its pending writes.
         """
+        saver: Any = self.checkpointer
         try:
-            with self.checkpointer.lock:
-                rows = self.checkpointer.conn.execute(
+            if self.db.backend == "postgres":
+                with saver.conn.connection() as conn:  # the pool of graph.storage (dict rows)
+                    found = conn.execute(
+                        "SELECT DISTINCT thread_id FROM checkpoint_writes "
+                        "WHERE channel = %s AND checkpoint_ns = ''",
+                        (INTERRUPT_CHANNEL,),
+                    ).fetchall()
+                return [str(r["thread_id"]) for r in found]
+            with saver.lock:
+                rows = saver.conn.execute(
                     "SELECT DISTINCT thread_id FROM writes WHERE channel = ? AND checkpoint_ns = ''",
                     (INTERRUPT_CHANNEL,),
                 ).fetchall()
             return [str(r[0]) for r in rows]
-        except sqlite3.OperationalError as exc:
+        except Exception as exc:  # sqlite3.OperationalError / psycopg.errors.UndefinedTable, ...
+            if not _is_schema_error(exc):
+                raise
             log.debug("writes table not as expected (%s); listing checkpoints instead", exc)
         return self._paused_threads_by_listing()
 
@@ -182,6 +197,17 @@ class Reviewer:
                 thread_id=thread,
                 resume=reply,
             )
+
+
+def _is_schema_error(exc: Exception) -> bool:
+    """A missing table or column in our narrow query (not a connection failure)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return True
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    return isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedColumn)
 
 
 # --- terminal rendering ---------------------------------------------------------------------
@@ -370,7 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m graph.review", description="Answer the runs that wait for a human expert."
     )
-    parser.add_argument("--db", help="SQLite database of the runs (default as graph.run)")
+    parser.add_argument(
+        "--db", help="database of the runs: a SQLite path or postgresql://... (default as graph.run)"
+    )
     parser.add_argument("--task", help="only runs of this task id")
     parser.add_argument("--thread", help="only this run")
     parser.add_argument("--batch", action="store_true", help="all waiting runs of one task in one sitting")
@@ -438,10 +466,10 @@ def _run(args: argparse.Namespace) -> int:
         raise SettingsError("--expert: must not be empty")
     if args.batch and not args.task:
         raise SettingsError("--batch: give --task ID, the task whose waiting runs to review in one sitting")
-    path = db_path(args.db)
-    if not path.exists():
-        raise SettingsError(f"{path}: no such database (run graph.run first, or give --db)")
-    reviewer = Reviewer(path, model_spec=args.model)
+    db = database(args.db)
+    if not db.exists():
+        raise SettingsError(f"{db}: no such database (run graph.run first, or give --db)")
+    reviewer = Reviewer(db, model_spec=args.model)
     console = Console()  # an interactive program: panels and prompts on the terminal's stdout
     if args.web:
         from graph.review_web import serve
@@ -451,7 +479,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     runs = reviewer.waiting(task_id=args.task, thread=args.thread)
     if args.thread and not runs:
-        raise SettingsError(f"--thread: {args.thread} is not waiting for an expert in {path}")
+        raise SettingsError(f"--thread: {args.thread} is not waiting for an expert in {db}")
     if args.list or not runs:
         console.print(waiting_table(runs))
         return 0

@@ -33,7 +33,7 @@ from graph.cli_common import (
     table_kwargs,
 )
 from graph.errors import SettingsError
-from graph.settings import EXAMPLES_DIR, db_path, load_dotenv_file
+from graph.settings import EXAMPLES_DIR, database, load_dotenv_file
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -119,10 +119,11 @@ def _run(args: argparse.Namespace) -> int:
                 raise SettingsError(f"{exc} (task {task.id} is of kind {task.kind})") from None
 
     view = TraceView(verbose=not args.quiet)
+    db = database(args.db)  # before the model: a wrong database fails in a second, not after a load
+    checkpointer, store = open_checkpointer(db), open_store(db)
     model = resolve_model(ctx, None)
     check_strategy(ctx.strategy, can_adapt=model.capabilities.adapt, model=model.name)
-    path = db_path(args.db)
-    graph = build_graph(model=model, checkpointer=open_checkpointer(path), store=open_store(path))
+    graph = build_graph(model=model, checkpointer=checkpointer, store=store)
     run_id = args.thread or uuid.uuid4().hex[:8]
 
     def thread_of(task: Task, index: int) -> str:
@@ -135,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
             check_thread_owner(tid, values, task, query if query is not None else task.test[index].input)
     view.console.print(
         f"[dim]model {model.name} · strategy {ctx.strategy} · {len(jobs)} queries · "
-        f"thread {run_id} · db {path}[/]"
+        f"thread {run_id} · db {db}[/]"
     )
     results = []
     for task, index in jobs:
@@ -161,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
     waiting = [r for r in results if r.status == "waiting"]
     for r in waiting:
         command = (
-            f"python -m graph.review --db {shlex.quote(str(path))} --thread {shlex.quote(r.thread_id or '')}"
+            f"python -m graph.review --db {shlex.quote(db.cli_arg)} --thread {shlex.quote(r.thread_id or '')}"
         )
         view.console.print(
             Text.assemble(  # Text, not markup: a path or thread id may hold '[' characters

@@ -140,9 +140,7 @@ def run_query(
     from graph.storage import ThreadBusy, ThreadLeases
 
     if durability is not None and durability not in DURABILITIES:
-        raise InvalidInputError(
-            f"durability: expected one of {', '.join(DURABILITIES)}, got {durability!r}"
-        )
+        raise InvalidInputError(f"durability: expected one of {', '.join(DURABILITIES)}, got {durability!r}")
     args = (graph, task, query_index, context, query_input, target, thread_id, on_event, resume, durability)
     leases = ThreadLeases.for_saver(graph.checkpointer) if thread_id else None
     if leases is None or thread_id is None:

@@ -1,4 +1,4 @@
-"""Process-level settings shared by the CLIs: ``.env`` loading, storage paths, ``.env.example``.
+"""Process-level settings shared by the CLIs: ``.env`` loading, the database, ``.env.example``.
 
 Per-run knobs live in :class:`graph.context.Context`; this module holds what is about the
 process (where the database is, where the bundled tasks are, the review page's token) and
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dotenv import load_dotenv
 from pydantic import Field
@@ -19,9 +20,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from graph.context import ENV_PREFIX, SECTIONS, Context, env_name
 
+if TYPE_CHECKING:
+    from graph.storage import Database
+
 #: Bundled example tasks (the default of ``python -m graph.run``).
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "tasks" / "examples"
-#: Default SQLite database for checkpoints and long-term task memory.
+#: Default database for checkpoints and long-term task memory (SQLite; ``postgresql://`` for many
+#: processes or machines, see :mod:`graph.storage`).
 DEFAULT_DB = Path(".mockingbird") / "mockingbird.sqlite"
 
 
@@ -32,7 +37,8 @@ class ProcessSettings(BaseSettings):
 
     db: str = Field(
         default=str(DEFAULT_DB),
-        description="SQLite database of checkpoints (resumable runs) and long-term task memory",
+        description="Checkpoints (resumable runs) and task memory: a SQLite path, sqlite:///PATH or "
+        "postgresql://user@host:5432/db (many processes or machines; password via PGPASSWORD or ~/.pgpass)",
     )
     review_token_file: str = Field(
         default="",
@@ -66,9 +72,19 @@ def load_dotenv_file(path: Path | None = None) -> None:
     os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
 
 
-def db_path(override: str | None = None) -> Path:
-    """The checkpoint/store database: flag > ``MOCKINGBIRD_DB`` > ``.mockingbird/mockingbird.sqlite``."""
-    return Path(override) if override else Path(ProcessSettings().db)
+def database(override: str | None = None) -> Database:
+    """The checkpoint/store database: flag > ``MOCKINGBIRD_DB`` > ``.mockingbird/mockingbird.sqlite``.
+
+    A path or ``sqlite:///PATH`` is a SQLite file; ``postgresql://...`` a PostgreSQL database.
+
+    Raises:
+        SettingsError: An unsupported URL scheme or a malformed URL (naming the flag or variable).
+    """
+    from graph.storage import parse_db
+
+    if override:
+        return parse_db(override, "--db")
+    return parse_db(ProcessSettings().db, env_name("db"))
 
 
 def _env_value(value: object) -> str:

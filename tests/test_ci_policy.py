@@ -33,6 +33,33 @@ def test_a_required_component_that_skips_fails_in_ci(pytester: pytest.Pytester, 
     pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(skipped=2)
 
 
+NO_POSTGRES = """
+import pytest
+
+@pytest.fixture(scope="session")
+def postgres():
+    pytest.skip("no PostgreSQL here")
+
+def test_on_both_backends(db):
+    pass
+
+def test_on_the_cluster(postgres):
+    pass
+"""
+
+
+def test_a_postgres_test_that_skips_fails_in_ci(pytester: pytest.Pytester, monkeypatch):
+    pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
+    pytester.makepyfile(test_it=NO_POSTGRES)
+    pytester.makeini("[pytest]\nmarkers =\n    required_in_ci(component): x\n")
+    monkeypatch.setenv("CI", "true")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-rA")
+    result.assert_outcomes(passed=1, errors=2)  # the SQLite side passes; both PostgreSQL tests fail (setup)
+    result.stdout.fnmatch_lines(["*skipped in CI, where PostgreSQL*must be installed*"])
+    monkeypatch.delenv("CI")
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1, skipped=2)
+
+
 def test_settings_in_the_environment_do_not_reach_tests():
     # .ci/run runs the suite with MOCKINGBIRD_STRATEGY=ttt and MOCKINGBIRD_SAMPLES=not-a-number set
     assert not [k for k in os.environ if k.startswith("MOCKINGBIRD_")]

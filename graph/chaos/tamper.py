@@ -389,7 +389,7 @@ def _filter_cases(rec: Any, children: Children, pristine: Path, task_file: Path,
             said = f"returned {len(rows)} checkpoints"
         except Exception as exc:  # refused: what the fixed version does
             rows, said = [], f"refused ({type(exc).__name__}: {str(exc)[:80]})"
-        saver.conn.close()
+        saver.conn.close()  # type: ignore[attr-defined]  # a SQLite file here
         after = _census(db)
         out["ok"] = not rows and after == before
         out["detail"] = said + ("" if after == before else f"; tables changed: {before} -> {after}")

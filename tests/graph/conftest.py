@@ -1,9 +1,9 @@
-"""Fixtures for graph tests: a scripted backend, tasks, and SQLite storage in a temp dir."""
+"""Fixtures for graph tests: a scripted backend and tasks (``db``, on both backends, is in the root
+conftest)."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
@@ -69,8 +69,3 @@ def reverse_task(task_id: str = "reverse") -> Task:
 @pytest.fixture
 def task() -> Task:
     return reverse_task()
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "mb.sqlite"

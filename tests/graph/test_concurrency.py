@@ -1,7 +1,8 @@
 """Two real processes on one database: no lost store update, and one resume of a waiting run.
 
-Each test starts two Python processes that import the project, open the same SQLite file, say
-they are ready and wait for a shared "go" file, so their work overlaps for real.
+Each race test starts two Python processes that import the project, open the same SQLite file,
+say they are ready and wait for a shared "go" file, so their work overlaps for real. On
+PostgreSQL a thread's lease is a session advisory lock: exclusive, and gone with its process.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+
+import pytest
 
 from graph.storage import ThreadLeases, open_checkpointer, open_store
 from nodes.common import MODEL_EVIDENCE_NS, add_task_notes, task_notes
@@ -144,3 +147,62 @@ def test_a_lease_left_by_a_dead_process_is_taken_over(tmp_path):
         row = leases.conn.execute("SELECT pid FROM mockingbird_thread_leases WHERE thread_id='t'").fetchone()
         assert row[0] == os.getpid()
     assert leases.conn.execute("SELECT COUNT(*) FROM mockingbird_thread_leases").fetchone()[0] == 0
+
+
+def test_postgres_leases_are_exclusive_per_thread_and_schema(postgres):
+    from graph.storage import PostgresThreadLeases, ThreadBusy, create_schema, parse_db
+
+    url = postgres.new_database()
+    leases = ThreadLeases.for_saver(open_checkpointer(url))
+    assert isinstance(leases, PostgresThreadLeases)
+    other_schema = PostgresThreadLeases(create_schema(parse_db(url), "scratch"))
+    with leases.hold("t"):
+        busy = pytest.raises(ThreadBusy, match="thread t: another process is running or resuming it")
+        with busy, leases.hold("t"):  # a second session (another process would have one too)
+            pass
+        with leases.hold("u"), other_schema.hold("t"):  # another thread; the same id in another schema
+            pass
+    with leases.hold("t"):  # given back when the block ended
+        pass
+
+
+def test_a_postgres_lease_dies_with_its_process_and_a_busy_thread_is_refused(postgres, task):
+    from graph.builder import build_graph
+    from graph.context import Context
+    from graph.runner import ThreadBusyError, run_query
+    from tests.graph.conftest import ScriptedBackend
+
+    url = postgres.new_database()
+    saver = open_checkpointer(url)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(
+            f"""
+            import sys, time
+            from graph.storage import ThreadLeases, open_checkpointer
+            with ThreadLeases.for_saver(open_checkpointer({url!r})).hold("t"):
+                print("held", flush=True)
+                time.sleep(600)
+            """
+        )],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        model = ScriptedBackend(["9807\n"])
+        g = build_graph(model=model, checkpointer=saver, store=open_store(url))
+        ctx = Context(strategy="icl", samples=1)
+        with pytest.raises(ThreadBusyError, match="thread t: another process is running or resuming it"):
+            run_query(g, task, 0, context=ctx, thread_id="t")
+        assert model.calls == []  # refused before anything ran
+    finally:
+        holder.kill()  # SIGKILL: no clean-up of ours runs; the server ends the session and its lock
+        holder.wait()
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            result = run_query(g, task, 0, context=ctx, thread_id="t")
+            break
+        except ThreadBusyError:
+            assert time.monotonic() < deadline, "the dead process's lease was never released"
+            time.sleep(0.1)
+    assert result.answer is not None

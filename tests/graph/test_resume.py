@@ -1,8 +1,9 @@
-"""Durable runs: resume by thread id from SQLite, strict round-trips, and finished threads."""
+"""Durable runs: resume by thread id (SQLite and PostgreSQL), strict round-trips, finished threads."""
 
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 from graph.builder import build_graph
 from graph.context import Context
@@ -57,10 +58,21 @@ def test_checkpointed_state_round_trips_exactly(task, db):
 
 def test_checkpoints_use_strict_serialization(db):
     saver = open_checkpointer(db)
-    assert saver.serde.pickle_fallback is False
-    # the file is a real SQLite database with LangGraph's tables
-    tables = {r[0] for r in sqlite3.connect(db).execute("select name from sqlite_master where type='table'")}
-    assert {"checkpoints", "writes"} <= tables
+    assert saver.serde.pickle_fallback is False  # type: ignore[attr-defined]
+    assert {"checkpoints", "writes" if isinstance(db, Path) else "checkpoint_writes"} <= tables(db)
+
+
+def tables(db: Path | str) -> set[str]:
+    """The tables of a real database, read with its own driver (not through LangGraph)."""
+    if isinstance(db, Path):
+        return {
+            r[0] for r in sqlite3.connect(db).execute("select name from sqlite_master where type='table'")
+        }
+    import psycopg
+
+    with psycopg.connect(db) as conn:
+        rows = conn.execute("select tablename from pg_tables where schemaname = 'public'").fetchall()
+    return {r[0] for r in rows}
 
 
 def test_a_thread_answers_only_its_own_task_and_query(task, db):
