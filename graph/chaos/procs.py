@@ -71,7 +71,14 @@ class ChildResult:
 
 
 def _entry(target: str, spec: dict[str, Any], out_dir: str, ready: Any) -> None:
-    """In the child: redirect output, run the target, store its result."""
+    """In the child: redirect output, run the target, store its result.
+
+    The child's settings are the suite's own: ``MOCKINGBIRD_*`` and ``OPENAI_*`` variables of
+    whoever started the suite are dropped (a case sets what it needs through ``spec["env"]``),
+    so a developer's shell or CI's environment cannot change what a case measures.
+    """
+    for name in [n for n in os.environ if n.startswith(("MOCKINGBIRD_", "OPENAI_"))]:
+        del os.environ[name]
     out = Path(out_dir)
     for fd, name in ((1, "stdout"), (2, "stderr")):
         handle = os.open(out / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -74,21 +74,35 @@ def test_random_init_control_has_the_same_shape(tmp_path):
     assert not torch.equal(control.model.embed_tokens.weight, model.model.embed_tokens.weight)
 
 
-@pytest.mark.skipif(not (EMBEDDED_DIR / "config.json").exists(), reason="no shipped checkpoint yet")
 def test_shipped_checkpoint_loads_through_transformers():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    size = sum(p.stat().st_size for p in EMBEDDED_DIR.iterdir())
+    size = sum(p.stat().st_size for p in EMBEDDED_DIR.iterdir() if p.name != "train_state.pt")
     assert size <= 20 * 1024 * 1024
     marker = json.loads((EMBEDDED_DIR / "mockingbird.json").read_text())
     assert marker["format"] == "compact"
-    assert {"parameters", "config", "held_out_families"} <= set(marker["training"])
-    ledger = marker["ledger"]
-    needed = {"tokens", "cpu_hours", "gpu_hours", "steps", "held_out", "arc", "bundled"}
-    assert ledger and needed <= set(ledger[-1])
     model = AutoModelForCausalLM.from_pretrained(EMBEDDED_DIR, local_files_only=True)
     tok = AutoTokenizer.from_pretrained(EMBEDDED_DIR, local_files_only=True)
     assert tok("I01O").input_ids == build_tokenizer()("I01O").input_ids
+    assert sum(p.numel() for p in model.parameters()) == marker["training"]["parameters"]
+
+
+RUN_DIR = EMBEDDED_DIR.parent / "prior-v3"
+
+
+@pytest.mark.skipif(not (RUN_DIR / "config.json").exists(), reason="no training run committed yet")
+def test_the_committed_training_run_has_its_ledger_and_loads():
+    from transformers import AutoModelForCausalLM
+
+    size = sum(p.stat().st_size for p in RUN_DIR.iterdir() if p.name != "train_state.pt")
+    assert size <= 20 * 1024 * 1024
+    marker = json.loads((RUN_DIR / "mockingbird.json").read_text())
+    assert {"parameters", "config", "held_out_families"} <= set(marker["training"])
+    needed = {"tokens", "cpu_hours", "gpu_hours", "steps", "held_out", "held_in", "bundled"}
+    assert marker["ledger"] and needed <= set(marker["ledger"][-1])
+    steps = [p["step"] for p in marker["curve"]]
+    assert steps == sorted(steps) and steps[-1] == marker["ledger"][-1]["steps"]
+    model = AutoModelForCausalLM.from_pretrained(RUN_DIR, local_files_only=True)
     assert sum(p.numel() for p in model.parameters()) == marker["training"]["parameters"]
 
 
