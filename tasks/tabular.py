@@ -162,6 +162,10 @@ def _read_jsonl(path: Path) -> tuple[list[str], list[list[Any]]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise TaskFileError(path, f"line {i}", f"invalid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise TaskFileError(path, f"line {i}", "invalid JSON: nested too deeply") from None
+        except ValueError as exc:  # e.g. an integer of more than 4300 digits
+            raise TaskFileError(path, f"line {i}", f"invalid JSON: {exc}") from None
         if not isinstance(row, dict):
             raise TaskFileError(path, f"line {i}", "expected a JSON object")
         if header is None:

@@ -30,7 +30,8 @@ def test_a_type_outside_the_allow_list_is_refused_not_decoded_to_its_arguments(t
     assert serde.loads_typed(serde.dumps_typed(state)) == state  # plain state round-trips
 
 
-def test_a_corrupt_checkpoint_in_the_database_is_one_line_naming_it(task, db):
+def test_a_corrupt_checkpoint_in_the_database_is_one_line_naming_it(task, tmp_path):
+    db = tmp_path / "mb.sqlite"  # the bytes are corrupted with sqlite3 directly: a SQLite file
     g = build_graph(model=ScriptedBackend(["9807\n"]), checkpointer=open_checkpointer(db))
     run_query(g, task, 0, context=Context(strategy="icl", samples=1), thread_id="t")
     conn = sqlite3.connect(db)
