@@ -503,6 +503,33 @@ class MockingbirdStore(SqliteStore):
             self.conn.execute("COMMIT")
         return new
 
+    def atomic_commit(
+        self,
+        puts: list[PutOp],
+        updates: list[tuple[tuple[str, ...], str, Callable[[dict[str, Any] | None], dict[str, Any]]]],
+    ) -> None:
+        """Read-modify-writes and plain writes in one ``BEGIN IMMEDIATE`` transaction: all or none
+        survive a kill, and no other process's update interleaves."""
+        if not self.is_setup:
+            self.setup()
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self.conn.cursor()
+                for namespace, key, update in updates:
+                    results: list[Result] = [None]
+                    self._batch_get_ops([(0, GetOp(namespace, key))], results, cur)
+                    old = results[0]
+                    new = update(dict(old.value) if old is not None else None)  # type: ignore[union-attr]
+                    self._batch_put_ops([(0, PutOp(namespace, key, new))], cur)
+                if puts:
+                    self._batch_put_ops(list(enumerate(puts)), cur)
+                cur.close()
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
 
 @functools.cache
 def _postgres_store_class() -> type[BaseStore]:

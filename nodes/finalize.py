@@ -12,7 +12,7 @@ whose final checkpoint was lost (found by ``python -m graph.chaos --family kill`
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -107,6 +107,25 @@ class DeferredStore(BaseStore):
     def __init__(self, store: BaseStore) -> None:
         self.store = store
         self.writes: dict[tuple[tuple[str, ...], str], PutOp] = {}
+        # read-modify-writes, replayed at commit on the store's values of that moment: computing
+        # them from the view's reads would lose another process's update in between
+        self._views: dict[tuple[tuple[str, ...], str], PutOp] = {}
+        self.updates: list[
+            tuple[tuple[str, ...], str, Callable[[dict[str, Any] | None], dict[str, Any]]]
+        ] = []
+
+    def atomic_update(
+        self, namespace: tuple[str, ...], key: str, update: Callable[[dict[str, Any] | None], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Apply ``update`` to the view now (later reads see it) and replay it atomically at commit."""
+        item = self.get(namespace, key)
+        new = update(dict(item.value) if item is not None else None)
+        self.writes.pop((tuple(namespace), key), None)
+        self.batch([PutOp(namespace, key, new)])
+        view = self.writes.pop((tuple(namespace), key))
+        self.updates.append((tuple(namespace), key, update))
+        self._views[(tuple(namespace), key)] = view
+        return new
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         results: list[Result] = []
@@ -114,8 +133,13 @@ class DeferredStore(BaseStore):
             if isinstance(op, PutOp):
                 self.writes[(tuple(op.namespace), op.key)] = op
                 results.append(None)
-            elif isinstance(op, GetOp) and (tuple(op.namespace), op.key) in self.writes:
-                put = self.writes[(tuple(op.namespace), op.key)]
+            elif isinstance(op, GetOp) and (
+                (tuple(op.namespace), op.key) in self.writes or (tuple(op.namespace), op.key) in self._views
+            ):
+                put = (
+                    self.writes.get((tuple(op.namespace), op.key))
+                    or self._views[(tuple(op.namespace), op.key)]
+                )
                 now = datetime.now(UTC)
                 if put.value is None:  # a deletion
                     results.append(None)
@@ -131,10 +155,21 @@ class DeferredStore(BaseStore):
         return self.batch(ops)
 
     def commit(self) -> None:
-        """Apply every write at once."""
-        if self.writes:
-            self.store.batch(list(self.writes.values()))
+        """Apply every write: the plain writes in one batch, then each read-modify-write atomically
+        on the store's current value (no concurrent update is lost)."""
+        from nodes.common import update_item
+
+        together = getattr(self.store, "atomic_commit", None)
+        if together is not None:  # SQLite: one transaction for everything
+            together(list(self.writes.values()), list(self.updates))
+        else:  # in-memory (one process) and PostgreSQL stores: each update atomic on its own
+            for namespace, key, update in self.updates:
+                update_item(self.store, namespace, key, update)
+            if self.writes:
+                self.store.batch(list(self.writes.values()))
         self.writes.clear()
+        self.updates.clear()
+        self._views.clear()
 
 
 def _learn(store: Any, state: State, target: Any) -> None:
