@@ -3,7 +3,6 @@ real PostgreSQL cluster of the session's own (``db`` runs a test on SQLite and o
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -76,39 +75,9 @@ def build_tiny_checkpoint(path: Path, *, compact: bool = True, seed: int = 0) ->
     Returns:
         ``path``.
     """
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from graph.chaos.tiny import build_tiny_checkpoint as build  # one builder, shared with the chaos suite
 
-    from models.tokenizer import build_tokenizer
-
-    tokenizer = build_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    # An explicit, minimal generation config: no sampling defaults leak into tests.
-    model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    if compact:
-        (path / "mockingbird.json").write_text(json.dumps({"format": "compact"}) + "\n", encoding="utf-8")
-    return path
+    return build(path, seed=seed, compact=compact)
 
 
 @pytest.fixture(scope="session")
