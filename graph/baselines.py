@@ -12,8 +12,10 @@ scikit-learn is optional: ``pip install -e ".[bench]"``.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from graph.errors import SettingsError
@@ -186,3 +188,59 @@ def run_baseline(name: str, task: Task, indices: list[int]) -> list[QueryResult]
 def applies(name: str, task: Task) -> bool:
     """Whether baseline ``name`` fits ``task``'s type (classifiers on classes, regressors on numbers)."""
     return (BASELINES[name][0] == "regression") == is_regression(task)
+
+
+#: scikit-learn's bundled tables: name -> (loader, label column, task type).
+SKLEARN_TABLES = {
+    "iris": ("load_iris", "class", "classification"),
+    "wine": ("load_wine", "class", "classification"),
+    "breast_cancer": ("load_breast_cancer", "class", "classification"),
+    "diabetes": ("load_diabetes", "target", "regression"),
+}
+
+
+def write_sklearn_tables(out: Path) -> list[Path]:
+    """Write scikit-learn's bundled tables as CSV files: ``out/classification/*.csv`` (label
+    ``class``, the class names) and ``out/regression/diabetes.csv`` (label ``target``).
+
+    They are the issue's reference tables; they are never committed (scikit-learn ships them).
+    """
+    import csv
+
+    from sklearn import datasets
+
+    written = []
+    for name, (loader, label, kind) in SKLEARN_TABLES.items():
+        data = getattr(datasets, loader)()
+        folder = out / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.csv"
+        names = getattr(data, "target_names", None)
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow([c.replace(" ", "_") for c in data.feature_names] + [label])
+            for row, y in zip(data.data, data.target, strict=True):
+                value = str(names[int(y)]) if kind == "classification" and names is not None else float(y)
+                writer.writerow([*(float(v) for v in row), value])
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m graph.baselines --write-tables DIR``: scikit-learn's tables as CSV files."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m graph.baselines", description=main.__doc__)
+    parser.add_argument("--write-tables", type=Path, required=True, metavar="DIR")
+    args = parser.parse_args(argv)
+    try:
+        for path in write_sklearn_tables(args.write_tables):
+            print(path)
+    except ImportError:
+        print('error: scikit-learn is missing: pip install -e ".[bench]"', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

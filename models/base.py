@@ -172,6 +172,14 @@ class ModelBackend(ABC):
         """
         raise CapabilityError(f"model {self.name!r} cannot score candidates")
 
+    def for_kind(self, kind: TaskKind) -> ModelBackend:
+        """The backend that answers tasks of ``kind``: this one, unless a specialist stands beside it.
+
+        The embedded model hands tables to its table checkpoint (:mod:`models.table_model`);
+        every other backend answers every kind itself.
+        """
+        return self
+
     @contextmanager
     def adapter(self, **lora: Any) -> Iterator[Any]:
         """Attach a fresh, temporary LoRA adapter; yield the trainable model; remove it on exit.

@@ -17,6 +17,8 @@ from typing import Any
 
 #: Where the shipped checkpoint lives.
 EMBEDDED_DIR = Path(__file__).resolve().parent / "checkpoints" / "embedded"
+#: The shipped table model (:mod:`models.table_model`): ``embedded`` answers tables with it.
+EMBEDDED_TABULAR_DIR = Path(__file__).resolve().parent / "checkpoints" / "embedded-tabular"
 MARKER = "mockingbird.json"
 
 
@@ -76,6 +78,8 @@ def random_init_like(path: Path, *, seed: int = 0) -> Any:
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
+
+    import models.table_model  # noqa: F401 - registers the table architecture with the Auto classes
 
     config = AutoConfig.from_pretrained(path, local_files_only=True)
     torch.manual_seed(seed)

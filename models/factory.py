@@ -95,11 +95,38 @@ def _local(spec: str, device: str) -> ModelBackend:
                 f"the embedded model is not built yet (no {EMBEDDED_DIR}): "
                 "train it, or use hf:PATH or openai:MODEL"
             )
-        return HFBackend(EMBEDDED_DIR, device=device, name=name, random_init=random_init)
+        backend = HFBackend(EMBEDDED_DIR, device=device, name=name, random_init=random_init)
+        _attach_table_model(backend, name, device, random_init)
+        return backend
     path = spec[len("hf:") :].strip()
     if not path:
         raise ModelConfigError(f"empty path in model {spec!r}: {SPEC_HELP}")
     return HFBackend(Path(path), device=device, name=name, random_init=random_init)
+
+
+def _attach_table_model(backend: ModelBackend, name: str, device: str, random_init: bool) -> None:
+    """Let ``embedded`` answer tables with the shipped table checkpoint (loaded on first use).
+
+    A character-level decoder does not learn tables in context on a CPU budget; the table model
+    (:mod:`models.table_model`) reads the same compact text with one token per row. Its name is
+    ``embedded[tabular]`` so its evidence and costs are kept apart from the text model's.
+    """
+    from models.embedded import EMBEDDED_TABULAR_DIR
+    from models.hf_backend import HFBackend
+
+    if not isinstance(backend, HFBackend) or not Path(EMBEDDED_TABULAR_DIR).is_dir():
+        return
+    key = (f"{name}[tabular]", device)
+
+    def load() -> ModelBackend:
+        with _cache_lock:
+            if key not in _cache:
+                _cache[key] = HFBackend(
+                    EMBEDDED_TABULAR_DIR, device=device, name=key[0], random_init=random_init
+                )
+            return _cache[key]
+
+    backend.specialists["tabular"] = load
 
 
 def _openai(

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +33,7 @@ from models.base import (
     Sample,
     Usage,
 )
+from tasks.schema import TaskKind
 
 if TYPE_CHECKING:
     import torch
@@ -108,6 +109,8 @@ class HFBackend(ModelBackend):
         self.capabilities = Capabilities(logprobs=True, score=True, adapt=True)
         self.renderer = renderer_for(self.path)
         self._adapter_active = False
+        #: Task kind -> a loader of the backend that answers that kind instead (see for_kind).
+        self.specialists: dict[str, Callable[[], ModelBackend]] = {}
         # One user of the weights at a time: seeding touches torch's global RNG, and an adapter
         # changes the model in place for every caller (the factory shares one backend per process).
         self._lock = threading.RLock()
@@ -115,6 +118,8 @@ class HFBackend(ModelBackend):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
+
+        import models.table_model  # noqa: F401 - registers the table architecture with the Auto classes
 
         # A library must not draw progress bars on the caller's terminal (the CLI has its own trace).
         hf_logging.disable_progress_bar()
@@ -143,6 +148,11 @@ class HFBackend(ModelBackend):
     def model(self) -> Any:
         """The underlying transformers model (with an adapter's layers while one is active)."""
         return self._model
+
+    def for_kind(self, kind: TaskKind) -> ModelBackend:
+        """A specialist checkpoint for ``kind`` when one was attached (loaded on first use), else self."""
+        loader = self.specialists.get(kind)
+        return loader() if loader is not None else self
 
     def num_parameters(self) -> int:
         """Number of parameters of the base model."""

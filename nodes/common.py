@@ -16,7 +16,7 @@ from graph.context import Context
 from graph.state import Attempt, Candidate, Cost
 from models.base import ModelBackend, Usage
 from models.factory import load_model
-from tasks.schema import Task
+from tasks.schema import Task, TaskKind
 
 #: Namespaces of the long-term store (one per kind of task memory).
 NOTES_NS = ("mockingbird", "notes")
@@ -36,19 +36,22 @@ def get_context(runtime: Runtime[Context] | None) -> Context:
     return ctx if ctx is not None else Context()
 
 
-def resolve_model(ctx: Context, bound: ModelBackend | None) -> ModelBackend:
+def resolve_model(ctx: Context, bound: ModelBackend | None, kind: TaskKind | None = None) -> ModelBackend:
     """The model for this run: bound to the graph (``build_graph(model=...)``) or from the context.
 
-    Local models are cached by the factory, so resolving per node is cheap.
+    With ``kind``, the backend that answers tasks of that kind (:meth:`ModelBackend.for_kind`:
+    the embedded model hands tables to its table checkpoint). Local models are cached by the
+    factory, so resolving per node is cheap.
     """
-    if bound is not None:
-        return bound
-    return load_model(
-        ctx.model,
-        openai_base_url=ctx.openai_base_url or None,
-        timeout_s=ctx.timeout_s,
-        max_attempts=ctx.max_attempts,
-    )
+    model = bound
+    if model is None:
+        model = load_model(
+            ctx.model,
+            openai_base_url=ctx.openai_base_url or None,
+            timeout_s=ctx.timeout_s,
+            max_attempts=ctx.max_attempts,
+        )
+    return model.for_kind(kind) if kind is not None else model
 
 
 def memory_key(task: Task | dict[str, Any]) -> str:

@@ -155,7 +155,7 @@ def make_expert_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph n
             add_task_notes(store, task.key, [note])
             notes = list(dict.fromkeys([*notes, note]))
             ctx = get_context(runtime)
-            candidates, gen = ICLPredictor(resolve_model(ctx, bound)).forward(
+            candidates, gen = ICLPredictor(resolve_model(ctx, bound, task.kind)).forward(
                 task,
                 query,
                 notes=notes,

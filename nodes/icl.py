@@ -62,8 +62,8 @@ def make_icl_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph node
     def icl(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         started = time.perf_counter()
         ctx = get_context(runtime)
-        model = resolve_model(ctx, bound)
         task = Task.model_validate(state["task"])
+        model = resolve_model(ctx, bound, task.kind)
         runtime.stream_writer({"node": "icl", "message": f"sampling {ctx.samples} with {model.name}"})
         candidates, gen = ICLPredictor(model).forward(
             task,

@@ -228,8 +228,8 @@ def make_reflect_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph 
     def reflect(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         started = time.perf_counter()
         ctx = get_context(runtime)
-        model = resolve_model(ctx, bound)
         task = Task.model_validate(state["task"])
+        model = resolve_model(ctx, bound, task.kind)
         store = runtime.store if runtime is not None else None
         notes = list(dict.fromkeys([*state.get("notes", []), *task_notes(store, task.key)]))
         evidence = task_evidence(store, task.key)

@@ -101,9 +101,9 @@ def _spent(state: State) -> tuple[float, int]:
 def _route(state: State, runtime: Runtime[Context], bound: ModelBackend | None) -> dict[str, Any]:
     started = time.perf_counter()
     ctx = get_context(runtime)
-    model = resolve_model(ctx, bound)
-    store = runtime.store if runtime else None
     task = Task.model_validate(state["task"])
+    model = resolve_model(ctx, bound, task.kind)
+    store = runtime.store if runtime else None
     update: dict[str, Any] = {}
     usage = Usage()
     evidence = dict(state.get("evidence") or {})

@@ -273,8 +273,8 @@ def make_select_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph n
     def select(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         started = time.perf_counter()
         ctx = get_context(runtime)
-        model = resolve_model(ctx, bound)
         task = Task.model_validate(state["task"])
+        model = resolve_model(ctx, bound, task.kind)
         store = runtime.store if runtime is not None else None
         notes = list(dict.fromkeys([*state.get("notes", []), *task_notes(store, task.key)]))
         samples = max(ctx.samples, 2)

@@ -30,8 +30,8 @@ def make_ttt_node(
     def ttt(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         started = time.perf_counter()
         ctx = get_context(runtime)
-        model = resolve_model(ctx, bound)
         task = Task.model_validate(state["task"])
+        model = resolve_model(ctx, bound, task.kind)
         task = task.model_copy(update={"notes": state.get("notes", task.notes)})
         cfg = config_from_context(ctx)
 

@@ -92,6 +92,20 @@ def tiny_chat_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "chat", compact=False)
 
 
+def build_tiny_table_checkpoint(path: Path, *, seed: int = 0) -> Path:
+    """Save a randomly initialised tiny table model (:mod:`models.table_model`)."""
+    from models.table_model import build_table_model, save_table_checkpoint
+
+    save_table_checkpoint(build_table_model(hidden=32, layers=1, heads=2, seed=seed), path, {})
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_table_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random table model checkpoint (the embedded model's table specialist, untrained)."""
+    return build_tiny_table_checkpoint(tmp_path_factory.mktemp("tiny") / "table")
+
+
 @pytest.fixture
 def tiny(tiny_checkpoint: Path):
     """The tiny compact checkpoint loaded as a backend, fresh (the model cache cleared first)."""

@@ -55,10 +55,12 @@ def test_embedded_uses_embedded_dir(
 ) -> None:
     fake = types.ModuleType("models.embedded")
     fake.EMBEDDED_DIR = tiny_checkpoint
+    fake.EMBEDDED_TABULAR_DIR = tmp_path / "no-table-model"
     monkeypatch.setitem(sys.modules, "models.embedded", fake)
     backend = load_model("embedded")
     assert isinstance(backend, HFBackend) and backend.name == "embedded"
     assert load_model("embedded") is backend
+    assert backend.for_kind("tabular") is backend  # no table model shipped: the text model answers
 
     clear_model_cache()
     fake.EMBEDDED_DIR = tmp_path / "not-trained"
@@ -90,3 +92,19 @@ def test_openai_from_arguments_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY")
     monkeypatch.setenv("MOCKINGBIRD_OPENAI_API_KEY", "sk-mb")
     assert isinstance(load_model("openai:m3"), OpenAIBackend)
+
+
+def test_embedded_answers_tables_with_its_table_model(
+    monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: Path, tiny_table_checkpoint: Path
+) -> None:
+    fake = types.ModuleType("models.embedded")
+    fake.EMBEDDED_DIR = tiny_checkpoint
+    fake.EMBEDDED_TABULAR_DIR = tiny_table_checkpoint
+    monkeypatch.setitem(sys.modules, "models.embedded", fake)
+    backend = load_model("embedded")
+    assert backend.for_kind("grid") is backend and backend.for_kind("list") is backend
+    table = backend.for_kind("tabular")
+    assert table is not backend and table.name == "embedded[tabular]"
+    assert type(table.model).__name__ == "TableModel"
+    assert backend.for_kind("tabular") is table  # loaded once, cached like any local model
+    assert table.for_kind("tabular") is table

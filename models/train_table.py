@@ -1,0 +1,381 @@
+"""Train the embedded table model on synthetic tables drawn from priors, in resumable legs.
+
+Commands::
+
+    python -m models.train_table --out models/checkpoints/embedded-tabular --minutes 60   # a new run
+    python -m models.train_table --resume models/checkpoints/embedded-tabular --minutes 60  # next leg
+    python -m models.train_table --smoke --out /tmp/table-ckpt                           # seconds
+
+Episodes come from :mod:`tasks.tabular_prior` (random SCMs, trees, linear functions and Gaussian
+blobs; 1-30 features; 2-6 classes or a regression target), written in the compact table format
+the product renders at inference, with the loss on every label: the table model
+(:mod:`models.table_model`) predicts each row's label from the rows before it, so one episode of
+``k`` rows trains ``k`` predictions. Step ``s`` reads tables ``s * batch .. (s + 1) * batch - 1``
+of the seed's stream, so a resumed run sees exactly the tables it would have seen.
+
+Schedule: linear warm-up, constant, a linear decay over the last ``decay_frac`` of
+``total_steps`` (raise ``--total-steps`` on resume to extend). An exponential moving average of
+the weights is what ships. Every ``save_minutes`` and at the end of a leg the run writes
+``train_state.pt`` (kept out of git), the shipped weights, and a measurement: accuracy on held-out
+synthetic tables (another seed: 16 demonstrations, one query each) and, when ``--eval-tables``
+names a folder of tables, on those (16 stratified demonstrations, 5 seeds x 50 queries, exactly
+the product's prompts). Each leg appends ``{"tokens", "cpu_hours", "gpu_hours", "steps",
+...metrics}`` to the ledger in ``mockingbird.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from models.tokenizer import vocabulary
+from models.train import STATE_FILE, cpu_seconds, make_batch
+from tasks.tabular_prior import PriorConfig, episode_ids, sample_task, serialize_episode
+
+logger = logging.getLogger("models.train_table")
+MARKER = "mockingbird.json"
+#: Seed of the held-out synthetic tables (never a training seed).
+EVAL_SEED = 987_654
+
+
+@dataclass(kw_only=True)
+class TableTrainConfig:
+    """Training settings (a run keeps the ones it started with; ``--resume`` reads them back)."""
+
+    hidden: int = 128  # row-token width
+    layers: int = 4  # attention blocks over rows (kNN-like lookups need two; more for mixing)
+    heads: int = 4  # attention heads
+    batch_size: int = 64  # episodes (tables) per step
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 0.01  # AdamW decay
+    warmup_steps: int = 200  # linear warm-up
+    total_steps: int = 40_000  # the schedule's length; raise it on resume to extend
+    decay_frac: float = 0.15  # the last share of total_steps decays linearly to 10 % of lr
+    ema_decay: float = 0.995  # the shipped weights average ~200 recent steps
+    save_minutes: float = 10.0  # save + measure this often (a session stop kills the process)
+    eval_tables: int = 300  # held-out synthetic classification tables per measurement
+    threads: int = 2  # torch CPU threads
+    seed: int = 0  # the table stream's seed
+
+
+def batch_at(step: int, cfg: TableTrainConfig, vocab: dict[str, int]) -> dict[str, Any]:
+    """The batch of step ``step``: tables ``step * batch_size ...`` of the seed's stream."""
+    episodes = []
+    for i in range(cfg.batch_size):
+        text, mask = serialize_episode(sample_task(cfg.seed, step * cfg.batch_size + i))
+        episodes.append(episode_ids(text, mask, vocab))
+    return make_batch(episodes, vocab["<pad>"])
+
+
+def lr_at(step: int, cfg: TableTrainConfig) -> float:
+    """Warm-up, constant, then a linear decay to 10 % over the last ``decay_frac``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    decay_start = int(cfg.total_steps * (1 - cfg.decay_frac))
+    if step < decay_start:
+        return cfg.lr
+    frac = min(1.0, (step - decay_start) / max(1, cfg.total_steps - decay_start))
+    return cfg.lr * (1 - 0.9 * frac)
+
+
+# --- measurement --------------------------------------------------------------------------------
+
+
+def synthetic_accuracy(model: Any, n: int, vocab: dict[str, int]) -> float:
+    """Accuracy on the query of ``n`` held-out classification tables with 16 demonstrations."""
+    import torch
+
+    cfg = PriorConfig(regression_p=0.0)
+    right = 0
+    for lo in range(0, n, 32):
+        eps = [
+            episode_ids(
+                *serialize_episode(sample_task(EVAL_SEED, i, cfg, demos=16), loss_on="queries"), vocab
+            )
+            for i in range(lo, min(n, lo + 32))
+        ]
+        right += _right_in_batch(model, make_batch(eps, vocab["<pad>"]), torch)
+    return right / max(1, n)
+
+
+def _right_in_batch(model: Any, batch: dict[str, Any], torch: Any) -> int:
+    """Episodes whose every masked label symbol is the argmax (teacher forcing = greedy here)."""
+    with torch.inference_mode():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"][:, 1:]
+    pred = logits[:, :-1].argmax(-1)
+    ok = (pred == labels) | (labels == -100)
+    return int(ok.all(-1).sum())
+
+
+def table_accuracy(
+    model: Any, folder: Path, vocab: dict[str, int], seeds: int = 5, queries: int = 50
+) -> dict[str, float]:
+    """Accuracy per table file in ``folder`` (classification ones), with the product's prompts."""
+    import torch
+
+    from models.base import PromptParts
+    from prompts.compact import CompactRenderer
+    from tasks.schema import Task
+    from tasks.tabular import load_table_task
+
+    renderer = CompactRenderer()
+    out: dict[str, float] = {}
+    for path in sorted(folder.glob("*.csv")):
+        right = total = 0
+        for seed in range(seeds):
+            task = Task.model_validate(load_table_task(path, k_shot=16, seed=seed, queries=queries))
+            if task.function.target_type == "regression":
+                break
+            eps = []
+            for q in task.test:
+                parts = PromptParts(kind="tabular", function=task.function, demos=task.train, query=q.input)
+                text = renderer.render(parts).text or ""
+                answer = renderer.format_value(q.target, "tabular", parts)
+                eps.append(episode_ids(text + answer, [0] * len(text) + [1] * len(answer), vocab))
+            for lo in range(0, len(eps), 64):
+                right += _right_in_batch(model, make_batch(eps[lo : lo + 64], vocab["<pad>"]), torch)
+            total += len(eps)
+        if total:
+            out[path.stem] = round(right / total, 4)
+    return out
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+class Run:
+    """Model, EMA, optimiser and counters of a run in ``out``; saves and resumes them."""
+
+    def __init__(self, out: Path, cfg: TableTrainConfig, *, resume: bool) -> None:
+        import torch
+
+        from models.table_model import build_table_model
+
+        torch.set_num_threads(cfg.threads)
+        self.out, self.cfg = out, cfg
+        self.model = build_table_model(hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads, seed=cfg.seed)
+        self.ema = build_table_model(hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads, seed=cfg.seed)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.step, self.tokens, self.cpu_s = 0, 0, 0.0
+        self.warm_start = False
+        state_path = out / STATE_FILE
+        if resume and state_path.is_file():
+            state = torch.load(state_path, weights_only=False)
+            self.model.load_state_dict(state["model"])
+            self.ema.load_state_dict(state["ema"])
+            self.opt.load_state_dict(state["opt"])
+            self.step, self.tokens, self.cpu_s = state["step"], state["tokens"], state["cpu_s"]
+        elif resume:  # a fresh clone: the committed (EMA) weights, a fresh optimiser
+            from models.table_model import TableModel
+
+            weights = TableModel.from_pretrained(out).state_dict()
+            self.model.load_state_dict(weights)
+            self.ema.load_state_dict(weights)
+            marker = json.loads((out / MARKER).read_text())
+            totals = marker.get("totals", {})
+            self.step, self.tokens = int(totals.get("steps", 0)), int(totals.get("tokens", 0))
+            self.cpu_s = float(totals.get("cpu_hours", 0.0)) * 3600
+            self.warm_start = True
+        else:
+            self.ema.load_state_dict(self.model.state_dict())
+        self.ema.eval()
+
+    def update_ema(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+                e.lerp_(p, 1 - self.cfg.ema_decay)
+
+    def save(self, marker: dict[str, Any]) -> None:
+        """Shipped weights (EMA), tokenizer and marker; then the state file, atomically."""
+        import torch
+
+        from models.table_model import save_table_checkpoint
+
+        marker["totals"] = {
+            "steps": self.step,
+            "tokens": self.tokens,
+            "cpu_hours": round(self.cpu_s / 3600, 4),
+        }
+        save_table_checkpoint(self.ema, self.out, marker)
+        state = {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt": self.opt.state_dict(),
+            "step": self.step,
+            "tokens": self.tokens,
+            "cpu_s": self.cpu_s,
+        }
+        tmp = self.out / (STATE_FILE + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.out / STATE_FILE)
+
+    def measure(self, eval_dir: Path | None) -> dict[str, Any]:
+        vocab = vocabulary()
+        metrics: dict[str, Any] = {
+            "synthetic_acc": round(synthetic_accuracy(self.ema, self.cfg.eval_tables, vocab), 4)
+        }
+        if eval_dir is not None and eval_dir.is_dir():
+            per_table = table_accuracy(self.ema, eval_dir, vocab)
+            metrics["tables"] = per_table
+            if per_table:
+                metrics["tables_mean"] = round(sum(per_table.values()) / len(per_table), 4)
+        return metrics
+
+
+def train_leg(
+    out: Path, cfg: TableTrainConfig, *, resume: bool, minutes: float, steps: int, eval_dir: Path | None
+) -> dict[str, Any]:
+    """One leg: train until ``minutes`` pass, ``steps`` are done, the schedule ends or a signal."""
+    import torch
+
+    run = Run(out, cfg, resume=resume)
+    marker = json.loads((out / MARKER).read_text()) if resume and (out / MARKER).is_file() else {}
+    marker["train"] = asdict(cfg)
+    marker.setdefault("ledger", [])
+    marker.setdefault("curve", [])
+    stop = {"now": False}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    vocab = vocabulary()
+    start_step, start_tokens, start_cpu = run.step, run.tokens, run.cpu_s
+    t0 = time.monotonic()
+    cpu0 = cpu_seconds()
+    last_save = t0
+    losses: list[float] = []
+    params = sum(p.numel() for p in run.model.parameters())
+    logger.info(
+        "table model: %d parameters; step %d of %d; leg of %.0f min",
+        params,
+        run.step,
+        cfg.total_steps,
+        minutes,
+    )
+    run.model.train()
+    while run.step < cfg.total_steps and not stop["now"]:
+        if steps and run.step - start_step >= steps:
+            break
+        if time.monotonic() - t0 > minutes * 60:
+            break
+        batch = batch_at(run.step, cfg, vocab)
+        for group in run.opt.param_groups:
+            group["lr"] = lr_at(run.step, cfg)
+        loss = run.model(**batch).loss
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
+        run.opt.step()
+        run.update_ema()
+        run.step += 1
+        run.tokens += int(batch["attention_mask"].sum())
+        losses.append(loss.item())
+        if run.step % 50 == 0:
+            logger.info(
+                "step %d loss %.4f lr %.2e",
+                run.step,
+                sum(losses[-50:]) / len(losses[-50:]),
+                lr_at(run.step, cfg),
+            )
+        if time.monotonic() - last_save > cfg.save_minutes * 60:
+            run.cpu_s = start_cpu + cpu_seconds() - cpu0
+            metrics = run.measure(eval_dir)
+            marker["curve"].append(
+                {
+                    "step": run.step,
+                    "tokens": run.tokens,
+                    "loss": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
+                    **metrics,
+                }
+            )
+            run.save(marker)
+            logger.info("saved at step %d: %s", run.step, metrics)
+            last_save = time.monotonic()
+    run.cpu_s = start_cpu + cpu_seconds() - cpu0
+    metrics = run.measure(eval_dir)
+    recent = losses[-50:]
+    line = {  # cumulative totals, then this leg's share (as models.train writes its ledger)
+        "leg": len(marker["ledger"]) + 1,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "steps": run.step,
+        "tokens": run.tokens,
+        "cpu_hours": round(run.cpu_s / 3600, 4),
+        "gpu_hours": 0.0,
+        "leg_steps": run.step - start_step,
+        "leg_tokens": run.tokens - start_tokens,
+        "leg_cpu_hours": round((run.cpu_s - start_cpu) / 3600, 4),
+        "leg_wall_minutes": round((time.monotonic() - t0) / 60, 1),
+        "warm_start": run.warm_start,
+        "loss": round(sum(recent) / len(recent), 4) if recent else None,
+        **metrics,
+    }
+    marker["ledger"].append(line)
+    marker["curve"].append({"step": run.step, "tokens": run.tokens, "loss": line["loss"], **metrics})
+    run.save(marker)
+    logger.info("leg done: %s", line)
+    return line
+
+
+def smoke_config() -> TableTrainConfig:
+    return TableTrainConfig(
+        hidden=32, layers=1, heads=2, batch_size=4, total_steps=6, warmup_steps=2, eval_tables=8
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m models.train_table", description=__doc__.split("\n")[0])
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="checkpoint folder of a new run")
+    where.add_argument("--resume", type=Path, help="continue the run in this checkpoint folder")
+    parser.add_argument(
+        "--minutes", type=float, default=60.0, help="this leg's wall-clock budget (default 60)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=0, help="end this leg after this many steps (0: no limit)"
+    )
+    parser.add_argument("--total-steps", type=int, help="the schedule's length (raise it to extend a run)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
+    parser.add_argument("--save-minutes", type=float, help="save and measure this often (default 10)")
+    parser.add_argument("--eval-tables", type=Path, help="a folder of CSV tables measured at every save")
+    parser.add_argument("--smoke", action="store_true", help="tiny model, 6 steps (for tests)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    out: Path = args.resume or args.out
+    if args.resume:
+        marker_path = args.resume / MARKER
+        if not marker_path.is_file():
+            parser.error(f"--resume {args.resume}: no {MARKER} (not a table run)")
+        saved = json.loads(marker_path.read_text()).get("train", {})
+        cfg = TableTrainConfig(
+            **{k: v for k, v in saved.items() if k in TableTrainConfig.__dataclass_fields__}
+        )
+    else:
+        if (args.out / MARKER).exists():
+            parser.error(f"--out {args.out}: already holds a run (use --resume)")
+        cfg = smoke_config() if args.smoke else TableTrainConfig()
+    if args.total_steps:
+        cfg.total_steps = args.total_steps
+    if args.threads:
+        cfg.threads = args.threads
+    if args.save_minutes:
+        cfg.save_minutes = args.save_minutes
+    train_leg(
+        out, cfg, resume=bool(args.resume), minutes=args.minutes, steps=args.steps, eval_dir=args.eval_tables
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""The table model's training script: exact resumption, the ledger, a checkpoint the product loads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from models.factory import clear_model_cache, load_model
+from models.tokenizer import vocabulary
+from models.train import STATE_FILE
+from models.train_table import batch_at, main, smoke_config, train_leg
+
+
+def _leg(out: Path, *, steps: int = 0, resume: bool = False) -> dict:
+    return train_leg(out, smoke_config(), resume=resume, minutes=5, steps=steps, eval_dir=None)
+
+
+def test_batches_are_a_pure_function_of_the_step() -> None:
+    cfg, vocab = smoke_config(), vocabulary()
+    a, b = batch_at(3, cfg, vocab), batch_at(3, cfg, vocab)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(batch_at(4, cfg, vocab)["input_ids"][:, :8], a["input_ids"][:, :8])
+
+
+def test_three_legs_are_bit_identical_to_one(tmp_path: Path) -> None:
+    _leg(tmp_path / "one")
+    _leg(tmp_path / "two", steps=2)
+    _leg(tmp_path / "two", resume=True, steps=2)
+    _leg(tmp_path / "two", resume=True)
+    a = torch.load(tmp_path / "one" / STATE_FILE, weights_only=False)
+    b = torch.load(tmp_path / "two" / STATE_FILE, weights_only=False)
+    assert a["step"] == b["step"] == 6 and a["tokens"] == b["tokens"]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
+    ledger = json.loads((tmp_path / "two" / "mockingbird.json").read_text())["ledger"]
+    assert [e["leg"] for e in ledger] == [1, 2, 3]
+    assert [e["steps"] for e in ledger] == [2, 4, 6]
+    assert sum(e["leg_tokens"] for e in ledger) == ledger[-1]["tokens"]
+    assert all({"tokens", "cpu_hours", "gpu_hours", "steps", "synthetic_acc"} <= set(e) for e in ledger)
+
+
+def test_without_the_state_file_resume_warm_starts_and_says_so(tmp_path: Path) -> None:
+    _leg(tmp_path, steps=2)
+    (tmp_path / STATE_FILE).unlink()
+    line = _leg(tmp_path, resume=True, steps=1)
+    assert line["warm_start"] is True and line["steps"] == 3
+
+
+def test_the_checkpoint_answers_a_table_through_the_product(tmp_path: Path) -> None:
+    assert main(["--smoke", "--out", str(tmp_path / "ckpt")]) == 0
+    marker = json.loads((tmp_path / "ckpt" / "mockingbird.json").read_text())
+    assert marker["kind"] == "tabular" and marker["format"] == "compact"
+    clear_model_cache()
+    backend = load_model(f"hf:{tmp_path / 'ckpt'}")
+    assert type(backend.model).__name__ == "TableModel"
+    gen = backend.generate(backend.renderer.render(_fruit_parts()))
+    assert len(gen.samples[0].text) == 1
+
+
+def _fruit_parts():
+    from models.base import PromptParts
+    from tasks.schema import Task
+    from tasks.tabular import load_table_task
+
+    fruit = Path(__file__).resolve().parents[1] / "data" / "tables" / "fruit.csv"
+    task = Task.model_validate(load_table_task(fruit, k_shot=8, seed=0, queries=1))
+    return PromptParts(kind="tabular", function=task.function, demos=task.train, query=task.test[0].input)
