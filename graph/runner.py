@@ -182,8 +182,11 @@ def _run_query(
             from nodes.expert import parse_reply  # the node checks again; a bad reply never reaches it
 
             parse_reply(resume, snapshot.interrupts[0].value)
-        if snapshot.next:
-            # None input = continue from the last checkpoint; a reply answers a pending review
+        if snapshot.next or snapshot.tasks:
+            # None input = continue from the last checkpoint; a reply answers a pending review.
+            # `tasks` without `next`: every task of the last checkpoint finished and its writes
+            # were saved, but the process died before the next checkpoint; continuing applies
+            # them (a fresh input would restart the run on top of its own state).
             payload, resumed = (None if resume is None else Command(resume=resume)), "resumed"
         elif snapshot.values.get("strategy") and "correct" in snapshot.values:
             resumed = "finished earlier"

@@ -159,13 +159,10 @@ def test_unknown_family_is_one_line_exit_2(capsys):
     assert len(err) == 1 and err[0].startswith("error: --family: unknown nope")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect found by the expert family, not fixed here: a process killed once the expert "
-    "node's writes are saved but before their checkpoint leaves a thread that no longer waits, and "
-    "continuing it routes to the expert again (decisions icl, expert, expert) instead of finishing",
-)
 def test_reply_killed_after_its_writes_before_its_checkpoint_resumes_to_the_same_answer(kill_setup):
+    """Regression (found by the expert family): once the expert node's writes were saved but not
+    their checkpoint, the thread showed no next node, and continuing it started the run again on
+    top of its own state (decisions icl, expert, expert; waiting again) instead of applying them."""
     from graph.chaos.kill import expert_setup, reply_kill_case
 
     children, workdir = kill_setup["children"], kill_setup["workdir"]
