@@ -206,8 +206,8 @@ def _bench(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from graph.baselines import parse_baselines
+    from graph.context import resolve_model
     from graph.router import check_strategy
-    from nodes.common import resolve_model
 
     if args.limit is not None and args.limit < 1:
         raise SettingsError(f"--limit: must be at least 1, got {args.limit}")
@@ -499,7 +499,7 @@ def make_report(
     variant: str = "",
 ) -> BenchReport:
     """Summarise ``answered`` (one result per job, in job order) per type and overall."""
-    from nodes.common import task_evidence
+    from graph.memory import task_evidence
 
     results: dict[str, list[QueryResult]] = defaultdict(list)
     for (task, _), result in zip(jobs, answered, strict=True):

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from graph.context import Context, env_name
-from graph.errors import SettingsError
+from graph.errors import InvalidInputError, SettingsError
 from models.base import ModelConfigError, ModelError
-from nodes.prepare import InvalidInputError
 from tasks.errors import TaskFileError
 
 #: User mistakes: one line on stderr, exit code 2, no traceback.

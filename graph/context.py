@@ -28,7 +28,10 @@ from pydantic import Field, JsonValue, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from graph.errors import SettingsError
+from models.base import ModelBackend
+from models.factory import load_model
 from models.ttt import RECIPES
+from tasks.schema import TaskKind
 
 #: Strategies the router knows. ``auto`` lets the router decide.
 Strategy = Literal["auto", "icl", "select", "reflect", "ttt", "expert"]
@@ -258,3 +261,21 @@ def _one_line(exc: ValidationError, *, given: set[str]) -> str:
 def context_help() -> dict[str, str]:
     """Field name -> help text, for the CLI and ``.env.example``."""
     return {name: str(f.description or "") for name, f in Context.model_fields.items()}
+
+
+def resolve_model(ctx: Context, bound: ModelBackend | None, kind: TaskKind | None = None) -> ModelBackend:
+    """The model for this run: bound to the graph (``build_graph(model=...)``) or from the context.
+
+    With ``kind``, the backend that answers tasks of that kind (:meth:`ModelBackend.for_kind`:
+    the embedded model hands tables to its table checkpoint). Local models are cached by the
+    factory, so resolving per node is cheap.
+    """
+    model = bound
+    if model is None:
+        model = load_model(
+            ctx.model,
+            openai_base_url=ctx.openai_base_url or None,
+            timeout_s=ctx.timeout_s,
+            max_attempts=ctx.max_attempts,
+        )
+    return model.for_kind(kind) if kind is not None else model

@@ -8,3 +8,7 @@ class SettingsError(ValueError):
 
     The message names the setting and what is wrong, on one line.
     """
+
+
+class InvalidInputError(ValueError):
+    """The graph's input is not a valid task/query (one-line message)."""

@@ -35,15 +35,14 @@ from ipaddress import ip_address
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from graph.errors import SettingsError
+from graph.errors import InvalidInputError, SettingsError
 from graph.trace import ARC_COLOURS
 from models.base import ModelError
-from nodes.prepare import InvalidInputError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from graph.review import Reviewer, WaitingRun
+    from graph.reviewer import Reviewer, WaitingRun
     from graph.runner import QueryResult
 
 log = logging.getLogger(__name__)
@@ -296,7 +295,7 @@ class ReviewHandler(BaseHTTPRequestHandler):
 
 def reply_from_form(form: dict[str, str], run: WaitingRun, *, default_expert: str) -> dict[str, Any]:
     """The form's fields as a reply (validated by the expert node's rules before resuming)."""
-    from nodes.expert import parse_reply
+    from graph.expert_reply import parse_reply
 
     action = form.get("action", "")
     expert = form.get("expert", "").strip() or default_expert
@@ -352,7 +351,7 @@ def render_html(value: Any, kind: str) -> str:
 
 
 def _run_html(run: WaitingRun, expert: str) -> str:
-    from graph.review import age_text
+    from graph.reviewer import age_text
 
     review, kind = run.review, run.task_kind
     fn = review.get("function") or {}

@@ -88,11 +88,11 @@ def _run(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from graph.builder import build_graph
+    from graph.context import resolve_model
     from graph.router import check_strategy
     from graph.runner import check_thread_owner, run_query
     from graph.storage import open_checkpointer, open_store
     from graph.trace import TraceView
-    from nodes.common import resolve_model
     from tasks.loaders import load_any
     from tasks.schema import check_query
 
@@ -191,7 +191,8 @@ def _ask_inline(
     """The run waits for an expert and a person is at the terminal: ask, then resume the run."""
     from datetime import UTC, datetime
 
-    from graph.review import WaitingRun, ask_expert, login_name, query_panel, show_result, task_panel
+    from graph.review import ask_expert, login_name, query_panel, show_result, task_panel
+    from graph.reviewer import WaitingRun
     from graph.runner import run_query
     from graph.trace import TraceView
 

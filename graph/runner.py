@@ -17,17 +17,13 @@ from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 from graph.context import Context
-from nodes.finalize import FINISHED_NS
-from nodes.prepare import InvalidInputError
+from graph.errors import InvalidInputError
+from graph.memory import FINISHED_NS, RUNS_NS
 from tasks.schema import Task
 
 #: Called with each trace event: ``{"node", "message", ...}`` (and ``"kind"``: update/progress).
 EventSink = Callable[[dict[str, Any]], None]
 
-#: Store namespace of run records: thread id -> the run's context, task id and query index.
-#: LangGraph does not persist the runtime context, and a run that waits for an expert is resumed
-#: later, often by another process (``graph.review``), which needs the same knobs.
-RUNS_NS = ("mockingbird", "runs")
 #: LangGraph's checkpoint durability modes (``run_query(durability=...)``).
 DURABILITIES = ("sync", "async", "exit")
 
@@ -87,7 +83,7 @@ def check_thread_owner(thread_id: str, values: dict[str, Any], task: Task, query
     """
     if not values or "task" not in values or "query" not in values:
         return  # a new thread
-    from nodes.common import query_key
+    from graph.memory import query_key
 
     theirs = values["task"]
     if theirs.get("id") != task.id or query_key(values["query"].get("input")) != query_key(query_input):
@@ -179,7 +175,7 @@ def _run_query(
         if resume is not None:
             if not waiting:
                 raise InvalidInputError(f"thread {thread_id}: not waiting for an expert")
-            from nodes.expert import parse_reply  # the node checks again; a bad reply never reaches it
+            from graph.expert_reply import parse_reply
 
             parse_reply(resume, snapshot.interrupts[0].value)
         if snapshot.next or snapshot.tasks:

@@ -26,7 +26,7 @@ Checkpoints are deserialized strictly (msgpack allow-list of nothing beyond Lang
 types, no pickle fallback): the state is JSON-friendly by design, so nothing else is needed, and
 a tampered database cannot make us construct arbitrary objects (NOTES: Security).
 
-:func:`nodes.common.update_item` is the one read-modify-write of a store item: it calls the
+:func:`graph.memory.update_item` is the one read-modify-write of a store item: it calls the
 store's ``atomic_update`` (both stores here) or, for in-memory stores, takes a process lock, so
 running sums and lists of many workers lose nothing.
 """

@@ -31,7 +31,7 @@ from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, Field
 
 from graph.context import Context
-from nodes.prepare import InvalidInputError
+from graph.errors import InvalidInputError
 
 #: Child output keys a parent usually wants.
 RESULT_KEYS = ("answer", "confidence", "strategy", "reason", "correct")

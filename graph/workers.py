@@ -3,7 +3,7 @@
 Each worker is a separate process (``spawn``: no torch state is forked) that loads the model,
 opens the shared checkpointer and store, and takes queries from a common queue until it is empty;
 every run checkpoints on its own thread and updates the shared task memory (router evidence,
-notes, outcomes) through :func:`nodes.common.update_item` (the stores' atomic updates), so
+notes, outcomes) through :func:`graph.memory.update_item` (the stores' atomic updates), so
 concurrent updates lose nothing.
 
 Throughput is measured from the moment every worker has loaded its model to the last answer, so
@@ -102,9 +102,9 @@ def _worker(
 
         torch.set_num_threads(torch_threads)
         from graph.builder import build_graph
+        from graph.context import resolve_model
         from graph.runner import run_query
         from graph.storage import open_checkpointer
-        from nodes.common import resolve_model
 
         ctx = Context(**ctx_fields)
         graph = build_graph(
@@ -199,7 +199,7 @@ def run_parallel(
 
 def stored_cost_updates(db: Database, model_name: str) -> int:
     """How many strategy attempts the model's running cost sums in ``db`` hold."""
-    from nodes.common import MODEL_EVIDENCE_NS
+    from graph.memory import MODEL_EVIDENCE_NS
 
     item = open_store(db).get(MODEL_EVIDENCE_NS, model_name)
     costs = (item.value if item else {}).get("costs") or {}

@@ -22,11 +22,29 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from tasks.schema import Example, MockFunction, TaskKind
+from prompts.base import ChatMessage, PromptParts, RenderedPrompt, Renderer
+from tasks.schema import TaskKind
+
+# The prompt types belong to prompts/ (models render through prompts, never the reverse); they
+# are re-exported here because every backend's signature speaks them.
+__all__ = [
+    "Capabilities",
+    "CapabilityError",
+    "ChatMessage",
+    "Generation",
+    "ModelBackend",
+    "ModelConfigError",
+    "ModelError",
+    "PromptParts",
+    "RenderedPrompt",
+    "Renderer",
+    "Sample",
+    "Usage",
+]
 
 
 class ModelError(Exception):
@@ -39,37 +57,6 @@ class ModelConfigError(ModelError):
 
 class CapabilityError(ModelError):
     """The backend cannot do what was asked (e.g. ``adapt`` on an OpenAI model)."""
-
-
-class PromptParts(BaseModel):
-    """Everything a prompt is made of, independent of any backend."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: TaskKind
-    function: MockFunction
-    notes: list[str] = Field(default_factory=list)
-    demos: list[Example] = Field(default_factory=list)
-    query: Any
-
-
-class ChatMessage(BaseModel):
-    """One chat message (OpenAI roles)."""
-
-    role: str
-    content: str
-
-
-class RenderedPrompt(BaseModel):
-    """A prompt in the form a backend consumes: chat ``messages`` or raw ``text``.
-
-    ``stop`` lists strings that end a completion (the compact format ends an answer at a newline).
-    """
-
-    messages: list[ChatMessage] | None = None
-    text: str | None = None
-    stop: list[str] = Field(default_factory=list)
-    max_new_tokens: int = 256
 
 
 class Usage(BaseModel):
@@ -117,27 +104,6 @@ class Capabilities(BaseModel):
     logprobs: bool = False
     score: bool = False
     adapt: bool = False
-
-
-class Renderer(Protocol):
-    """Renders :class:`PromptParts` for one family of backends and parses answers back."""
-
-    name: str
-
-    def render(self, parts: PromptParts) -> RenderedPrompt:
-        """Build the prompt."""
-        ...
-
-    def parse(self, text: str, kind: TaskKind, parts: PromptParts | None = None) -> Any | None:
-        """Parse a completion into a value of ``kind``; ``None`` when it cannot be parsed.
-
-        ``parts`` are the parts the prompt was rendered from (needed where symbols depend on them).
-        """
-        ...
-
-    def format_value(self, value: Any, kind: TaskKind, parts: PromptParts | None = None) -> str:
-        """Write a value the way this renderer expects answers (used for scoring candidates)."""
-        ...
 
 
 class ModelBackend(ABC):

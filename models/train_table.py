@@ -37,7 +37,8 @@ from typing import Any
 
 from models.tokenizer import vocabulary
 from models.train import STATE_FILE, cpu_seconds, make_batch
-from tasks.tabular_prior import PriorConfig, episode_ids, sample_task, serialize_episode
+from prompts.tabular import serialize_episode
+from tasks.tabular_prior import PriorConfig, sample_task
 
 logger = logging.getLogger("models.train_table")
 MARKER = "mockingbird.json"
@@ -63,6 +64,12 @@ class TableTrainConfig:
     eval_tables: int = 300  # held-out synthetic classification tables per measurement
     threads: int = 2  # torch CPU threads
     seed: int = 0  # the table stream's seed
+
+
+def episode_ids(text: str, mask: list[int], vocab: dict[str, int]) -> tuple[list[int], list[int]]:
+    """Token ids (``<bos>`` first) and loss mask of a serialized episode, as the batcher takes them."""
+    ids = [vocab["<bos>"]] + [vocab.get(ch, vocab["<unk>"]) for ch in text]
+    return ids, [0, *mask]
 
 
 def batch_at(step: int, cfg: TableTrainConfig, vocab: dict[str, int]) -> dict[str, Any]:

@@ -1,133 +1,21 @@
-"""Helpers shared by nodes: the run's context, the model, long-term memory and cost entries."""
+"""Helpers shared by nodes: the run's context, the model, cost and attempt entries."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from langgraph.runtime import Runtime
-from langgraph.store.base import BaseStore
 
 from graph.context import Context
 from graph.state import Attempt, Candidate, Cost
-from models.base import ModelBackend, Usage
-from models.factory import load_model
-from tasks.schema import Task, TaskKind
-
-#: Namespaces of the long-term store (one per kind of task memory).
-NOTES_NS = ("mockingbird", "notes")
-OUTCOMES_NS = ("mockingbird", "outcomes")
-EVIDENCE_NS = ("mockingbird", "evidence")
-EXAMPLES_NS = ("mockingbird", "examples")
-MODEL_EVIDENCE_NS = ("mockingbird", "model_evidence")
-#: Per (model, task type): gains over ICL on tasks of that type (the router's middle level).
-TYPE_EVIDENCE_NS = ("mockingbird", "type_evidence")
-#: Old task ids (file stems) whose memory was moved to a task's memory key: id -> {to, items, at}.
-MIGRATED_NS = ("mockingbird", "migrated")
+from models.base import Usage
 
 
 def get_context(runtime: Runtime[Context] | None) -> Context:
     """The run's context; LangGraph passes ``None`` when the caller gave none, so build defaults."""
     ctx = runtime.context if runtime is not None else None
     return ctx if ctx is not None else Context()
-
-
-def resolve_model(ctx: Context, bound: ModelBackend | None, kind: TaskKind | None = None) -> ModelBackend:
-    """The model for this run: bound to the graph (``build_graph(model=...)``) or from the context.
-
-    With ``kind``, the backend that answers tasks of that kind (:meth:`ModelBackend.for_kind`:
-    the embedded model hands tables to its table checkpoint). Local models are cached by the
-    factory, so resolving per node is cheap.
-    """
-    model = bound
-    if model is None:
-        model = load_model(
-            ctx.model,
-            openai_base_url=ctx.openai_base_url or None,
-            timeout_s=ctx.timeout_s,
-            max_attempts=ctx.max_attempts,
-        )
-    return model.for_kind(kind) if kind is not None else model
-
-
-def memory_key(task: Task | dict[str, Any]) -> str:
-    """The store key of a task's long-term memory (:attr:`tasks.schema.Task.key`), also for a
-    task dict that does not carry one yet."""
-    if isinstance(task, Task):
-        return task.key
-    return str(task.get("key") or Task.model_validate(task).key)
-
-
-def migrate_legacy_memory(store: BaseStore | None, task: Task) -> int:
-    """Move memory kept under the task's bare id (stores written before tasks had memory keys)
-    to its memory key; returns how many items moved.
-
-    Several tasks may share an old id (``a/data.csv`` and ``b/data.csv`` were both ``data``): the
-    first task that runs claims that memory, recorded in :data:`MIGRATED_NS`, and the others
-    start fresh rather than inherit another task's notes, examples and evidence. An item already
-    present under the new key is kept, not overwritten.
-    """
-    if store is None or task.key == task.id or store.get(MIGRATED_NS, task.id) is not None:
-        return 0
-    moved = 0
-    for ns in (NOTES_NS, EVIDENCE_NS):
-        item = store.get(ns, task.id)
-        if item is not None:
-            if store.get(ns, task.key) is None:
-                store.put(ns, task.key, item.value)
-            store.delete(ns, task.id)
-            moved += 1
-    for ns in (OUTCOMES_NS, EXAMPLES_NS):
-        for item in store.search((*ns, task.id), limit=100_000):
-            if tuple(item.namespace) != (*ns, task.id):
-                continue
-            if store.get((*ns, task.key), item.key) is None:
-                store.put((*ns, task.key), item.key, item.value)
-            store.delete((*ns, task.id), item.key)
-            moved += 1
-    from datetime import UTC, datetime
-
-    store.put(
-        MIGRATED_NS,
-        task.id,
-        {"to": task.key, "items": moved, "at": datetime.now(UTC).isoformat(timespec="seconds")},
-    )
-    return moved
-
-
-def query_key(value: Any) -> str:
-    """A stable key for a query input (store keys must be strings)."""
-    blob = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def task_notes(store: BaseStore | None, task_id: str) -> list[str]:
-    """Notes kept for a task in the long-term store (empty without a store)."""
-    if store is None:
-        return []
-    item = store.get(NOTES_NS, task_id)
-    return list(item.value.get("notes", [])) if item else []
-
-
-def task_outcomes(store: BaseStore | None, task_id: str, strategy: str | None = None) -> dict[str, int]:
-    """How earlier queries of a task went: ``{"n": ..., "correct": ...}`` over scored queries.
-
-    With ``strategy``, how that strategy's own attempts went (also when the router escalated past
-    it); without, how the final answers went.
-    """
-    if store is None:
-        return {"n": 0, "correct": 0}
-    items = store.search((*OUTCOMES_NS, task_id), limit=1000)
-    if strategy is None:
-        marks = [i.value.get("correct") for i in items]
-    else:
-        marks = [(i.value.get("attempts") or {}).get(strategy) for i in items]
-    scored = [m for m in marks if m is not None]
-    return {"n": len(scored), "correct": sum(1 for m in scored if m)}
 
 
 def cost_entry(node: str, started: float, usage: Usage | None = None) -> Cost:
@@ -142,64 +30,6 @@ def cost_entry(node: str, started: float, usage: Usage | None = None) -> Cost:
     )
 
 
-def task_evidence(store: BaseStore | None, task_id: str) -> dict[str, Any]:
-    """Per-task evidence the router reads (empty without a store or before any measurement).
-
-    Keys written by the nodes that measure them: ``loo_icl`` (leave-one-out ICL accuracy on the
-    demonstrations), ``dg_diff`` (selection minus generation accuracy), ``reflect_gain``
-    (held-out accuracy after reflection minus before), ``ttt_gain`` and per-strategy
-    ``seconds`` (mean wall time).
-    """
-    if store is None:
-        return {}
-    item = store.get(EVIDENCE_NS, task_id)
-    return dict(item.value) if item else {}
-
-
-#: Serialises read-modify-writes of stores without a transaction of their own (in-process stores).
-_UPDATE_LOCK = threading.Lock()
-
-
-def update_item(
-    store: BaseStore,
-    namespace: tuple[str, ...],
-    key: str,
-    update: Callable[[dict[str, Any] | None], dict[str, Any]],
-) -> dict[str, Any]:
-    """Replace an item by ``update(old value or None)`` without losing a concurrent update.
-
-    The SQLite store does it in one transaction (other processes wait); other stores, which live
-    in one process, under a lock. Returns the new value.
-    """
-    atomic = getattr(store, "atomic_update", None)
-    if atomic is not None:
-        return dict(atomic(namespace, key, update))
-    with _UPDATE_LOCK:
-        item = store.get(namespace, key)
-        new = update(dict(item.value) if item is not None else None)
-        store.put(namespace, key, new)
-        return new
-
-
-def update_evidence(store: BaseStore | None, task_id: str, **values: Any) -> dict[str, Any]:
-    """Merge ``values`` into the task's stored evidence (a no-op without a store); returns it."""
-    if store is None:
-        return dict(values)
-    return update_item(store, EVIDENCE_NS, task_id, lambda old: (old or {}) | values)
-
-
-def add_observed_gains(store: BaseStore | None, task_id: str, gains: dict[str, float]) -> None:
-    """Add one query's observed gain over ICL per strategy to the task's running sums."""
-    if store is None or not gains:
-        return
-
-    def add(old: dict[str, Any] | None) -> dict[str, Any]:
-        evidence = old or {}
-        return evidence | {"observed": _add_gains(evidence.get("observed") or {}, gains)}
-
-    update_item(store, EVIDENCE_NS, task_id, add)
-
-
 def measured_before(evidence: dict[str, Any], field: str, prefix: str, task_train: int, model: str) -> bool:
     """Whether ``evidence[field]`` was measured with this model and this many demonstrations
     (stored beside it as ``<prefix>_model`` and ``<prefix>_n``): reusable, not to measure again."""
@@ -208,19 +38,6 @@ def measured_before(evidence: dict[str, Any], field: str, prefix: str, task_trai
         and evidence.get(f"{prefix}_n") == task_train
         and evidence.get(f"{prefix}_model") == model
     )
-
-
-def add_task_notes(store: BaseStore | None, task_id: str, notes: list[str]) -> list[str]:
-    """Append ``notes`` (deduplicated, order kept) to the task's stored notes; returns them all."""
-
-    def add(old: dict[str, Any] | None) -> dict[str, Any]:
-        kept = list((old or {}).get("notes", []))
-        kept += [n for n in dict.fromkeys(notes) if n and n not in kept]
-        return {"notes": kept}
-
-    if store is None:
-        return add(None)["notes"]
-    return list(update_item(store, NOTES_NS, task_id, add)["notes"])
 
 
 def attempt_entry(
@@ -235,93 +52,3 @@ def attempt_entry(
         seconds=round(time.perf_counter() - started, 4),
         tokens=usage.prompt_tokens + usage.completion_tokens,
     )
-
-
-def task_examples(store: BaseStore | None, task_id: str) -> list[dict[str, Any]]:
-    """Labelled examples added to a task after it was written (by an expert): ``{input, output}``."""
-    if store is None:
-        return []
-    items = store.search((*EXAMPLES_NS, task_id), limit=1000)
-    return [{"input": i.value["input"], "output": i.value["output"]} for i in items]
-
-
-def add_task_example(store: BaseStore | None, task_id: str, value: Any, output: Any, **meta: Any) -> None:
-    """Record a labelled example for the task (keyed by its input, so a later answer replaces it)."""
-    if store is not None:
-        store.put((*EXAMPLES_NS, task_id), query_key(value), {"input": value, "output": output, **meta})
-
-
-def model_evidence(
-    store: BaseStore | None, model: str, task_type: str | None = None
-) -> dict[str, dict[str, Any]]:
-    """This model's mean gain over ICL per strategy (``gains``, over ``gain_n`` queries) and mean
-    (seconds, tokens) per strategy (``costs``), over all tasks; with ``task_type``, also the mean
-    gains over the tasks of that type (``type_gains``, ``type_gain_n``)."""
-    item = store.get(MODEL_EVIDENCE_NS, model) if store is not None else None
-    raw = item.value if item else {}
-    gains, gain_n = _means(raw.get("gains") or {})
-    costs = {
-        s: [round(sec / n, 4), round(tok / n, 1)]
-        for s, (n, sec, tok) in (raw.get("costs") or {}).items()
-        if n
-    }
-    typed = (
-        store.get(TYPE_EVIDENCE_NS, _type_key(model, task_type)) if store is not None and task_type else None
-    )
-    type_gains, type_gain_n = _means((typed.value if typed else {}).get("gains") or {})
-    return {
-        "gains": gains,
-        "gain_n": gain_n,
-        "costs": costs,
-        "type_gains": type_gains,
-        "type_gain_n": type_gain_n,
-    }
-
-
-def _means(sums: dict[str, Any]) -> tuple[dict[str, float], dict[str, int]]:
-    """Running ``[n, total]`` sums per strategy as means and counts (strategies with n > 0)."""
-    means = {s: round(total / n, 4) for s, (n, total) in sums.items() if n}
-    return means, {s: int(n) for s, (n, _) in sums.items() if n}
-
-
-def _type_key(model: str, task_type: str) -> str:
-    return f"{model}|{task_type}"
-
-
-def _add_gains(sums: dict[str, Any], gains: dict[str, float]) -> dict[str, Any]:
-    out = dict(sums)
-    for s, gain in gains.items():
-        n, total = out.get(s, [0, 0.0])
-        out[s] = [n + 1, total + gain]
-    return out
-
-
-def record_model_evidence(
-    store: BaseStore | None,
-    model: str,
-    *,
-    gains: dict[str, float],
-    costs: dict[str, tuple[float, int]],
-    task_type: str | None = None,
-) -> None:
-    """Add one query's observed gains and costs per strategy to the model's running sums (and its
-    gains to the sums of the task's type, when it has one)."""
-    if store is None:
-        return
-
-    def add(old: dict[str, Any] | None) -> dict[str, Any]:
-        raw = old or {}
-        sums_c = dict(raw.get("costs") or {})
-        for s, (seconds, tokens) in costs.items():
-            n, sec, tok = sums_c.get(s, [0, 0.0, 0])
-            sums_c[s] = [n + 1, sec + seconds, tok + tokens]
-        return {"gains": _add_gains(raw.get("gains") or {}, gains), "costs": sums_c}
-
-    update_item(store, MODEL_EVIDENCE_NS, model, add)
-    if task_type and gains:
-        update_item(
-            store,
-            TYPE_EVIDENCE_NS,
-            _type_key(model, task_type),
-            lambda old: {"gains": _add_gains((old or {}).get("gains") or {}, gains)},
-        )

@@ -20,19 +20,18 @@ from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore, GetOp, Item, Op, PutOp, Result
 
 from graph.context import Context
-from graph.state import State
-from nodes.common import (
+from graph.memory import (
+    FINISHED_NS,
     OUTCOMES_NS,
     add_observed_gains,
-    cost_entry,
     memory_key,
     query_key,
     record_model_evidence,
 )
+from graph.state import State
+from nodes.common import cost_entry
 from tasks.scoring import is_correct
 
-#: Runs whose outcome is recorded: run key (thread id) -> the run's final result.
-FINISHED_NS = ("mockingbird", "finished")
 #: The result fields a finished-run record keeps (what ``run_query`` reports).
 RESULT_KEYS = (
     "answer", "confidence", "strategy", "reason", "candidates", "costs", "attempts", "decisions", "expert",
@@ -157,7 +156,7 @@ class DeferredStore(BaseStore):
     def commit(self) -> None:
         """Apply every write: the plain writes in one batch, then each read-modify-write atomically
         on the store's current value (no concurrent update is lost)."""
-        from nodes.common import update_item
+        from graph.memory import update_item
 
         together = getattr(self.store, "atomic_commit", None)
         if together is not None:  # SQLite: one transaction for everything

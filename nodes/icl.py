@@ -12,11 +12,11 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context
+from graph.context import Context, resolve_model
 from graph.state import Candidate, State
 from models.base import Generation, ModelBackend, PromptParts
 from nodes.candidates import aggregate, confidence
-from nodes.common import attempt_entry, cost_entry, get_context, resolve_model
+from nodes.common import attempt_entry, cost_entry, get_context
 from tasks.schema import Task
 
 

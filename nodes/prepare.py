@@ -9,13 +9,11 @@ from langgraph.runtime import Runtime
 from pydantic import ValidationError
 
 from graph.context import Context
+from graph.errors import InvalidInputError
+from graph.memory import migrate_legacy_memory, query_key, task_examples, task_notes
 from graph.state import State
-from nodes.common import cost_entry, migrate_legacy_memory, query_key, task_examples, task_notes
+from nodes.common import cost_entry
 from tasks.schema import Task, check_query
-
-
-class InvalidInputError(ValueError):
-    """The graph's input is not a valid task/query (one-line message)."""
 
 
 def load_task(raw: dict[str, Any]) -> Task:

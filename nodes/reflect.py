@@ -30,21 +30,12 @@ from typing import Any
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
-from graph.context import Context
+from graph.context import Context, resolve_model
+from graph.memory import add_task_notes, task_evidence, task_notes, update_evidence
 from graph.state import State
 from models.base import ModelBackend, PromptParts, Usage
 from nodes.candidates import confidence
-from nodes.common import (
-    add_task_notes,
-    attempt_entry,
-    cost_entry,
-    get_context,
-    measured_before,
-    resolve_model,
-    task_evidence,
-    task_notes,
-    update_evidence,
-)
+from nodes.common import attempt_entry, cost_entry, get_context, measured_before
 from nodes.icl import ICLPredictor
 from nodes.loo import leave_one_out
 from prompts.compact import correction_note, parse_correction

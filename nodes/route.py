@@ -15,20 +15,12 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 
-from graph.context import Context
+from graph.context import Context, resolve_model
+from graph.memory import model_evidence, query_key, task_evidence, task_outcomes, update_evidence
 from graph.router import RouterSettings, best_answer, decide
 from graph.state import Decision, State
 from models.base import ModelBackend, Usage
-from nodes.common import (
-    cost_entry,
-    get_context,
-    model_evidence,
-    query_key,
-    resolve_model,
-    task_evidence,
-    task_outcomes,
-    update_evidence,
-)
+from nodes.common import cost_entry, get_context
 from nodes.icl import ICLPredictor
 from nodes.loo import leave_one_out
 from tasks.schema import Task

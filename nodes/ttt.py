@@ -14,11 +14,12 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context
+from graph.context import Context, resolve_model
 from graph.state import Candidate, State
 from models.base import ModelBackend, Usage
-from models.ttt import TTTConfig, TTTResult, run_ttt, with_recipe
-from nodes.common import attempt_entry, cost_entry, get_context, resolve_model
+from models import ttt as ttt_lib  # called through the module: fault injection patches it there
+from models.ttt import TTTConfig, TTTResult, with_recipe
+from nodes.common import attempt_entry, cost_entry, get_context
 from tasks.schema import Task
 
 
@@ -46,7 +47,7 @@ def make_ttt_node(
                 }
             )
 
-        result = run_ttt(model, task, state["query"]["input"], cfg, on_step=progress)
+        result = ttt_lib.run_ttt(model, task, state["query"]["input"], cfg, on_step=progress)
         if result.stopped_early and not result.reused:
             runtime.stream_writer(
                 {

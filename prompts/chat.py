@@ -21,7 +21,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from models.base import ChatMessage, PromptParts, RenderedPrompt
+from prompts.base import ChatMessage, PromptParts, RenderedPrompt
 from tasks.schema import TaskKind, check_value
 
 logger = logging.getLogger(__name__)

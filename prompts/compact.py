@@ -27,7 +27,7 @@ import json
 import string
 from typing import Any
 
-from models.base import PromptParts, RenderedPrompt
+from prompts.base import PromptParts, RenderedPrompt
 from prompts.tabular import TableCodec, encode_table
 from tasks.schema import TaskKind, check_value
 

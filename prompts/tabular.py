@@ -35,7 +35,10 @@ import bisect
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from tasks.schema import Task
 
 INPUT_MARK = "I"
 OUTPUT_MARK = "O"
@@ -249,6 +252,31 @@ class TableCodec:
     def encode_query(self, row: dict[str, Any]) -> str:
         """The open query line: ``I<row>O``."""
         return f"{INPUT_MARK}{self.encode_row(row)}{OUTPUT_MARK}"
+
+
+def serialize_episode(task: Task, *, loss_on: Literal["all", "queries"] = "all") -> tuple[str, list[int]]:
+    """A table task as the compact text a model trains on, and a per-character loss mask.
+
+    The symbols are fitted on the demonstrations only (as at inference); the queries follow them
+    with their labels. The mask is 1 on the label symbols and their newlines: of every line with
+    ``loss_on="all"`` (predictions after 0, 1, 2, ... demonstrations in one episode), else of the
+    queries only.
+    """
+    codec = TableCodec.fit(
+        [e.input for e in task.train],
+        [e.output for e in task.train],
+        regression=task.function.target_type == "regression",
+        columns=list(task.test[0].input) if task.test else None,
+    )
+    text, mask = "", []
+    lines = [(e.input, e.output, loss_on == "all") for e in task.train]
+    lines += [(q.input, q.target, True) for q in task.test]
+    for row, label, trained in lines:
+        head = codec.encode_query(row)
+        tail = codec.encode_label(label) + END
+        text += head + tail
+        mask += [0] * len(head) + [int(trained)] * len(tail)
+    return text, mask
 
 
 def encode_table(

@@ -27,9 +27,9 @@ so training sees what inference sees.
 Everything is deterministic per seed: table ``i`` of seed ``s`` is drawn from
 ``numpy.random.default_rng([s, i])``.
 
-Training episodes come already serialized in the embedded model's compact table format
-(:mod:`prompts.tabular`), as ``(text, mask)``; :func:`episode_ids` turns one into token ids and a
-loss mask for ``models.train``'s batches. From the command line, tables can be written as CSV
+:func:`sample_task` gives a table as a task (seeded demonstrations and queries);
+:func:`prompts.tabular.serialize_episode` writes one in the compact format the embedded table
+model trains on (``models.train_table``). From the command line, tables can be written as CSV
 files (a held-in benchmark folder for ``graph.bench``)::
 
     python -m tasks.tabular_prior --out /tmp/synthetic_tables --tables 20 --seed 1000
@@ -40,14 +40,12 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from prompts.tabular import TableCodec
 from tasks.schema import Task
 from tasks.tabular import stratified_split
 
@@ -313,52 +311,6 @@ def sample_task(
 
 def _categorical(table: SyntheticTable, column: str) -> bool:
     return any(isinstance(r[column], str) for r in table.rows)
-
-
-def serialize_episode(task: Task, *, loss_on: Literal["all", "queries"] = "all") -> tuple[str, list[int]]:
-    """A task as the compact table text the embedded model reads, and a per-character loss mask.
-
-    The symbols are fitted on the demonstrations only (as at inference); the queries follow them
-    with their labels. The mask is 1 on the label symbols and their newlines: of every line with
-    ``loss_on="all"`` (predictions after 0, 1, 2, ... demonstrations in one episode), else of the
-    queries only.
-    """
-    regression = task.function.target_type == "regression"
-    codec = TableCodec.fit(
-        [e.input for e in task.train],
-        [e.output for e in task.train],
-        regression=regression,
-        columns=list(task.test[0].input) if task.test else None,
-    )
-    text, mask = "", []
-    lines = [(e.input, e.output, loss_on == "all") for e in task.train]
-    lines += [(q.input, q.target, True) for q in task.test]
-    for row, label, trained in lines:
-        head = codec.encode_query(row)
-        tail = codec.encode_label(label) + "\n"
-        text += head + tail
-        mask += [0] * len(head) + [int(trained)] * len(tail)
-    return text, mask
-
-
-def episodes(
-    seed: int, cfg: PriorConfig | None = None, *, start: int = 0, loss_on: Literal["all", "queries"] = "all"
-) -> Iterator[tuple[str, list[int]]]:
-    """Endless serialized training episodes of the prior, table ``start``, ``start + 1``, ... of ``seed``.
-
-    Each is ``(text, mask)`` from :func:`serialize_episode`; the same seed yields the same stream.
-    """
-    cfg = cfg or PriorConfig()
-    index = start
-    while True:
-        yield serialize_episode(sample_task(seed, index, cfg), loss_on=loss_on)
-        index += 1
-
-
-def episode_ids(text: str, mask: list[int], vocab: dict[str, int]) -> tuple[list[int], list[int]]:
-    """Token ids (``<bos>`` first) and loss mask of an episode, as ``models.train`` batches them."""
-    ids = [vocab["<bos>"]] + [vocab.get(ch, vocab["<unk>"]) for ch in text]
-    return ids, [0, *mask]
 
 
 # --- command line --------------------------------------------------------------------------------

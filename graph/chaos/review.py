@@ -86,8 +86,8 @@ def run(env: Env) -> FamilyReport:
             out["detail"] = f"setup failed: {(first.error_lines or ['?'])[-1]}"
         return rec.report
     from graph.errors import SettingsError
-    from graph.review import Reviewer
     from graph.review_web import ReviewServer
+    from graph.reviewer import Reviewer
 
     capture = _Capture()
     log = logging.getLogger("graph.review_web")

@@ -279,6 +279,7 @@ def list_probe(spec: dict[str, Any], out: Path, ready: Any) -> dict[str, Any]:
     from langgraph.pregel import Pregel
 
     import graph.review
+    import graph.reviewer
     import graph.run
 
     seen: list[Any] = []
@@ -301,7 +302,7 @@ def list_probe(spec: dict[str, Any], out: Path, ready: Any) -> dict[str, Any]:
         codes.append(graph.review.main(["--list", "--db", db, "--task", evil]))
         codes.append(graph.review.main(["--list", "--db", db, "--thread", evil]))
         codes.append(graph.review.main(["--db", db, "--thread", evil, "--expert", evil]))
-        reviewer = graph.review.Reviewer(Path(db))
+        reviewer = graph.reviewer.Reviewer(Path(db))
         reviewer.waiting(task_id=evil)
         reviewer.waiting(thread=evil)
         reviewer._paused_threads_by_listing()  # the fallback path lists checkpoints: with no filter

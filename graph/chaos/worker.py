@@ -80,12 +80,12 @@ class KillPoints:
         from langgraph.store.base import PutOp
         from langgraph.store.sqlite import SqliteStore
 
-        import nodes.ttt
+        import models.ttt
         from models.hf_backend import HFBackend
 
         kind = self.kill.get("kind")
         put, put_writes, batch = SqliteSaver.put, SqliteSaver.put_writes, SqliteStore.batch
-        generate, run_ttt = HFBackend.generate, nodes.ttt.run_ttt
+        generate, run_ttt = HFBackend.generate, models.ttt.run_ttt
         points = self
 
         def put_(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -130,15 +130,14 @@ class KillPoints:
         SqliteSaver.put_writes = put_writes_  # type: ignore[method-assign]
         SqliteStore.batch = batch_  # type: ignore[method-assign]
         HFBackend.generate = generate_  # type: ignore[method-assign]
-        nodes.ttt.run_ttt = run_ttt_
+        models.ttt.run_ttt = run_ttt_
 
 
 def ledger(store: Any) -> dict[str, Any]:
     """Every record of the long-term store except run records, with what varies between runs
     (wall times, timestamps, reasons quoting them) masked: two runs that learned the same things
     have equal ledgers, and evidence counted twice shows as a larger count."""
-    from graph.runner import RUNS_NS
-    from nodes.finalize import FINISHED_NS
+    from graph.memory import FINISHED_NS, RUNS_NS
 
     out: dict[str, Any] = {}
     for ns in store.list_namespaces(prefix=("mockingbird",), limit=1000):
@@ -196,7 +195,7 @@ def graph_case(spec: dict[str, Any], out: Path, ready: Any) -> dict[str, Any]:
     """
     from graph.builder import build_graph
     from graph.context import Context
-    from graph.review import Reviewer
+    from graph.reviewer import Reviewer
     from graph.runner import run_query
     from graph.storage import open_checkpointer, open_store
     from models.factory import load_model

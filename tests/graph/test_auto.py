@@ -10,9 +10,9 @@ from langgraph.store.memory import InMemoryStore
 
 from graph.builder import build_graph
 from graph.context import Context
+from graph.memory import MODEL_EVIDENCE_NS, TYPE_EVIDENCE_NS, task_evidence
 from graph.runner import run_query
 from models.base import Capabilities, Generation, ModelBackend, RenderedPrompt, Sample, Usage
-from nodes.common import MODEL_EVIDENCE_NS, TYPE_EVIDENCE_NS, task_evidence
 from prompts.compact import CompactRenderer
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from graph.memory import MODEL_EVIDENCE_NS, add_task_notes, task_notes
 from graph.storage import ThreadLeases, open_checkpointer, open_store
-from nodes.common import MODEL_EVIDENCE_NS, add_task_notes, task_notes
 from tests.graph.test_review_web import make_waiting
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,7 +75,7 @@ def test_concurrent_store_updates_from_two_processes_lose_nothing(tmp_path):
         tmp_path,
         f"""
         from graph.storage import open_store
-        from nodes.common import add_task_notes, record_model_evidence
+        from graph.memory import add_task_notes, record_model_evidence
         store = open_store(Path({str(db)!r}))
         # --- race ---
         for i in range(60):
@@ -98,8 +98,8 @@ def test_two_processes_resuming_one_waiting_run_resume_it_once(tmp_path):
     outs = race(
         tmp_path,
         f"""
-        from graph.review import Reviewer
-        from nodes.prepare import InvalidInputError
+        from graph.reviewer import Reviewer
+        from graph.errors import InvalidInputError
         from tests.graph.conftest import ScriptedBackend
 
         class Slow(ScriptedBackend):

@@ -9,9 +9,9 @@ from langgraph.store.memory import InMemoryStore
 
 from graph.builder import build_graph, graph
 from graph.context import Context
+from graph.errors import InvalidInputError
+from graph.memory import NOTES_NS
 from graph.runner import run_query
-from nodes.common import NOTES_NS
-from nodes.prepare import InvalidInputError
 from tests.graph.conftest import ScriptedBackend, reverse_task
 
 

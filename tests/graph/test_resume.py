@@ -78,7 +78,7 @@ def tables(db: Path | str) -> set[str]:
 def test_a_thread_answers_only_its_own_task_and_query(task, db):
     import pytest
 
-    from nodes.prepare import InvalidInputError
+    from graph.errors import InvalidInputError
     from tests.graph.conftest import reverse_task
 
     model = ScriptedBackend(["9807\n"])

@@ -21,11 +21,12 @@ import pytest
 
 from graph.builder import build_graph
 from graph.context import Context
-from graph.review import Reviewer, parse_command
+from graph.errors import InvalidInputError
+from graph.memory import task_examples, task_notes
+from graph.review import parse_command
+from graph.reviewer import Reviewer
 from graph.runner import run_query
 from graph.storage import open_checkpointer, open_store
-from nodes.common import task_examples, task_notes
-from nodes.prepare import InvalidInputError
 from tests.graph.conftest import ScriptedBackend, reverse_task
 from tests.graph.test_cli import ROOT, assert_user_error, run_cli
 

@@ -17,11 +17,11 @@ import pytest
 from graph.builder import build_graph
 from graph.context import Context
 from graph.errors import SettingsError
-from graph.review import Reviewer
+from graph.memory import task_examples
 from graph.review_web import ReviewServer
+from graph.reviewer import Reviewer
 from graph.runner import run_query
 from graph.storage import open_checkpointer, open_store
-from nodes.common import task_examples
 from tests.graph.conftest import ScriptedBackend, reverse_task
 
 CHROMIUM = Path("/usr/bin/chromium")

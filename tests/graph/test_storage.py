@@ -13,16 +13,7 @@ from pathlib import Path
 import pytest
 
 from graph.errors import SettingsError
-from graph.settings import database
-from graph.storage import (
-    Database,
-    open_checkpointer,
-    open_store,
-    parse_db,
-    redact_url,
-    strip_password,
-)
-from nodes.common import (
+from graph.memory import (
     EVIDENCE_NS,
     MODEL_EVIDENCE_NS,
     TYPE_EVIDENCE_NS,
@@ -34,6 +25,15 @@ from nodes.common import (
     task_examples,
     task_notes,
     update_item,
+)
+from graph.settings import database
+from graph.storage import (
+    Database,
+    open_checkpointer,
+    open_store,
+    parse_db,
+    redact_url,
+    strip_password,
 )
 from tests.conftest import _free_port
 from tests.graph.test_cli import assert_user_error, run_cli

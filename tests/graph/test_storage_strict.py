@@ -9,9 +9,9 @@ import pytest
 
 from graph.builder import build_graph
 from graph.context import Context
+from graph.errors import InvalidInputError
 from graph.runner import run_query
 from graph.storage import CheckpointReadError, open_checkpointer, strict_serializer
-from nodes.prepare import InvalidInputError
 from tests.graph.conftest import ScriptedBackend
 
 

@@ -11,9 +11,9 @@ from langgraph.store.memory import InMemoryStore
 
 from graph.builder import build_graph
 from graph.context import Context
+from graph.memory import task_evidence
 from graph.runner import run_query
 from models.base import PromptParts
-from nodes.common import task_evidence
 from prompts.chat import ChatRenderer
 from tasks.loaders import load_tasks
 from tests.graph.conftest import ScriptedBackend

@@ -17,8 +17,8 @@ from typing_extensions import TypedDict
 
 from graph.builder import build_graph
 from graph.context import Context
+from graph.errors import InvalidInputError
 from graph.tool import as_node, as_tool
-from nodes.prepare import InvalidInputError
 from tests.graph.conftest import ScriptedBackend
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,9 @@ import torch
 from models.factory import clear_model_cache, load_model
 from models.tokenizer import vocabulary
 from models.train import STATE_FILE
-from models.train_table import batch_at, main, smoke_config, train_leg
+from models.train_table import batch_at, episode_ids, main, smoke_config, train_leg
+from prompts.tabular import serialize_episode
+from tasks.tabular_prior import sample_task
 
 
 def _leg(out: Path, *, steps: int = 0, resume: bool = False) -> dict:
@@ -67,3 +69,11 @@ def _fruit_parts():
     fruit = Path(__file__).resolve().parents[1] / "data" / "tables" / "fruit.csv"
     task = Task.model_validate(load_table_task(fruit, k_shot=8, seed=0, queries=1))
     return PromptParts(kind="tabular", function=task.function, demos=task.train, query=task.test[0].input)
+
+
+def test_episode_ids_match_the_vocabulary():
+    vocab = vocabulary()
+    text, mask = serialize_episode(sample_task(2, 0))
+    ids, loss = episode_ids(text, mask, vocab)
+    assert ids[0] == vocab["<bos>"] and len(ids) == len(loss) == len(text) + 1
+    assert vocab["<unk>"] not in ids

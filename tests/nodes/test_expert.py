@@ -11,11 +11,11 @@ import pytest
 
 from graph.builder import build_graph
 from graph.context import Context
+from graph.errors import InvalidInputError
+from graph.expert_reply import parse_reply
+from graph.memory import task_examples, task_notes
 from graph.runner import run_query
 from graph.storage import open_checkpointer, open_store
-from nodes.common import task_examples, task_notes
-from nodes.expert import parse_reply
-from nodes.prepare import InvalidInputError
 from tests.graph.conftest import ScriptedBackend, reverse_task
 from tests.nodes.conftest import ScriptedChat
 

@@ -8,10 +8,10 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.store.memory import InMemoryStore
 
 from graph.context import Context
+from graph.memory import NOTES_NS, task_evidence, task_notes, update_evidence
 from graph.state import State
 from graph.storage import open_store
 from models.hf_backend import HFBackend
-from nodes.common import NOTES_NS, task_evidence, task_notes, update_evidence
 from nodes.icl import make_icl_node
 from nodes.loo import held_out_notes
 from nodes.prepare import prepare

@@ -9,10 +9,10 @@ import pytest
 from langgraph.store.memory import InMemoryStore
 
 from graph.context import Context
+from graph.memory import task_evidence, update_evidence
 from graph.storage import open_store
 from models.base import PromptParts
 from models.hf_backend import HFBackend
-from nodes.common import task_evidence, update_evidence
 from nodes.select import Selector, make_select_node, measure_dg_diff, softmax_share
 from prompts.chat import parse_choice
 from tasks.schema import Task

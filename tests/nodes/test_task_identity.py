@@ -6,9 +6,7 @@ from pathlib import Path
 
 from graph.builder import build_graph
 from graph.context import Context
-from graph.runner import run_query
-from graph.storage import open_checkpointer, open_store
-from nodes.common import (
+from graph.memory import (
     EVIDENCE_NS,
     EXAMPLES_NS,
     MIGRATED_NS,
@@ -20,6 +18,8 @@ from nodes.common import (
     task_examples,
     task_notes,
 )
+from graph.runner import run_query
+from graph.storage import open_checkpointer, open_store
 from tasks.loaders import load_tasks
 from tests.graph.conftest import ScriptedBackend
 

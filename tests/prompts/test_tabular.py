@@ -7,10 +7,19 @@ import random
 
 import pytest
 
-from models.base import PromptParts
+from prompts.base import PromptParts
 from prompts.compact import CompactRenderer
-from prompts.tabular import CLASS_SYMBOLS, MISSING, UNSEEN, Bins, TableCodec, encode_table
+from prompts.tabular import (
+    CLASS_SYMBOLS,
+    MISSING,
+    UNSEEN,
+    Bins,
+    TableCodec,
+    encode_table,
+    serialize_episode,
+)
 from tasks.schema import Example, MockFunction
+from tasks.tabular_prior import PriorConfig, sample_task
 
 ROWS = [
     {"size": 1.0, "colour": "red", "n": 3, "flag": True},
@@ -144,3 +153,33 @@ def test_corrections_are_demonstrations_in_the_table_format():
 def test_nan_is_missing():
     codec = TableCodec.fit([{"x": 1.0}, {"x": 2.0}], ["a", "b"])
     assert codec.encode_row({"x": math.nan}) == MISSING
+
+
+def test_episodes_are_in_the_compact_format_with_the_loss_on_labels():
+    cfg = PriorConfig()
+    for i in range(40):
+        task = sample_task(1, i, cfg)
+        text, mask = serialize_episode(task)
+        assert len(text) == len(mask) <= cfg.max_chars
+        lines = text.split("\n")[:-1]
+        assert len(lines) == len(task.train) + len(task.test)
+        codec = TableCodec.fit(
+            [e.input for e in task.train],
+            [e.output for e in task.train],
+            regression=task.function.target_type == "regression",
+        )
+        pos = 0
+        for line, (row, label) in zip(
+            lines,
+            [(e.input, e.output) for e in task.train] + [(q.input, q.target) for q in task.test],
+            strict=True,
+        ):
+            assert line == codec.encode_query(row) + codec.encode_label(label)
+            # the loss is on the label symbol and the newline only
+            assert mask[pos : pos + len(line) + 1] == [0] * (len(line) - 1) + [1, 1]
+            pos += len(line) + 1
+        # classification queries have a class the demonstrations show
+        if task.function.target_type == "classification":
+            assert codec.encode_label(task.test[0].target) != "?"
+    _, query_only = serialize_episode(sample_task(1, 0, cfg), loss_on="queries")
+    assert sum(query_only) == 2 * cfg.queries

@@ -1,4 +1,4 @@
-"""The synthetic tabular prior: deterministic per seed, the issue's ranges, episodes ready to train on."""
+"""The synthetic tabular prior: deterministic per seed, the issue's ranges, tables a model can learn."""
 
 from __future__ import annotations
 
@@ -8,29 +8,18 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from models.tokenizer import vocabulary
-from prompts.tabular import TableCodec
-from tasks.tabular_prior import (
-    PriorConfig,
-    episode_ids,
-    episodes,
-    main,
-    sample_table,
-    sample_task,
-    serialize_episode,
-)
+from tasks.tabular_prior import PriorConfig, main, sample_table, sample_task
 
 
 def test_same_seed_same_stream_other_seed_other_stream():
-    a = [next(it) for it in [episodes(7)] for _ in range(20)]
-    b = [next(it) for it in [episodes(7)] for _ in range(20)]
-    c = [next(it) for it in [episodes(8)] for _ in range(20)]
+    a = [sample_task(7, i) for i in range(20)]
+    b = [sample_task(7, i) for i in range(20)]
+    c = [sample_task(8, i) for i in range(20)]
     assert a == b
     assert a != c
     assert sample_task(3, 11) == sample_task(3, 11)
-    # the stream can be resumed at any table
-    it = episodes(7, start=5)
-    assert next(it) == a[5]
+    # table i depends on (seed, i) only: a run resumes at any table, in any order
+    assert [sample_task(7, i) for i in reversed(range(20))] == a[::-1]
 
 
 def test_tables_cover_the_priors_ranges():
@@ -67,44 +56,6 @@ def test_bad_configs_are_refused():
         PriorConfig(classes=(1, 3))
     with pytest.raises(ValueError, match="mechanisms"):
         PriorConfig(mechanisms=("forest",))
-
-
-def test_episodes_are_in_the_compact_format_with_the_loss_on_labels():
-    cfg = PriorConfig()
-    for i in range(40):
-        task = sample_task(1, i, cfg)
-        text, mask = serialize_episode(task)
-        assert len(text) == len(mask) <= cfg.max_chars
-        lines = text.split("\n")[:-1]
-        assert len(lines) == len(task.train) + len(task.test)
-        codec = TableCodec.fit(
-            [e.input for e in task.train],
-            [e.output for e in task.train],
-            regression=task.function.target_type == "regression",
-        )
-        pos = 0
-        for line, (row, label) in zip(
-            lines,
-            [(e.input, e.output) for e in task.train] + [(q.input, q.target) for q in task.test],
-            strict=True,
-        ):
-            assert line == codec.encode_query(row) + codec.encode_label(label)
-            # the loss is on the label symbol and the newline only
-            assert mask[pos : pos + len(line) + 1] == [0] * (len(line) - 1) + [1, 1]
-            pos += len(line) + 1
-        # classification queries have a class the demonstrations show
-        if task.function.target_type == "classification":
-            assert codec.encode_label(task.test[0].target) != "?"
-    _, query_only = serialize_episode(sample_task(1, 0, cfg), loss_on="queries")
-    assert sum(query_only) == 2 * cfg.queries
-
-
-def test_episode_ids_match_the_vocabulary():
-    vocab = vocabulary()
-    text, mask = serialize_episode(sample_task(2, 0))
-    ids, loss = episode_ids(text, mask, vocab)
-    assert ids[0] == vocab["<bos>"] and len(ids) == len(loss) == len(text) + 1
-    assert vocab["<unk>"] not in ids
 
 
 def test_command_line_writes_loadable_tables(tmp_path):
