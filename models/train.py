@@ -40,7 +40,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from models.batching import make_batch
 from models.embedded import MARKER, EmbeddedConfig, build_model, config_dict, save_checkpoint
+from models.schedule import Schedule
+from models.schedule import lr_at as schedule_lr
 from models.tokenizer import vocabulary
 from prompts.compact import encode_pair, encode_query
 from tasks.generators import FAMILIES, HELD_OUT, sample_list_task, sample_task
@@ -101,22 +104,6 @@ def encode_episode(task: Task, vocab: dict[str, int]) -> tuple[list[int], list[i
     return ids, mask
 
 
-def make_batch(episodes: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, Any]:
-    """Right-padded tensors; labels are -100 where the loss is off."""
-    import torch
-
-    width = max(len(ids) for ids, _ in episodes)
-    input_ids = torch.full((len(episodes), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(episodes), width), -100, dtype=torch.long)
-    attention = torch.zeros((len(episodes), width), dtype=torch.long)
-    for row, (ids, mask) in enumerate(episodes):
-        t = torch.tensor(ids)
-        input_ids[row, : len(ids)] = t
-        attention[row, : len(ids)] = 1
-        labels[row, : len(ids)] = torch.where(torch.tensor(mask) == 1, t, torch.tensor(-100))
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
-
-
 def curriculum_at(step: int, cfg: TrainConfig) -> tuple[tuple[int, int], float]:
     """Row-length range and composition share at ``step``: both grow linearly over the curriculum.
 
@@ -168,13 +155,11 @@ def batch_at(step: int, cfg: TrainConfig, vocab: dict[str, int]) -> list[tuple[l
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Warm-up, constant, then a linear decay to 10 % over the last ``decay_frac`` of the run."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
     decay_start = cfg.total_steps * (1 - cfg.decay_frac)
-    if step < decay_start:
-        return cfg.lr
-    done = min(1.0, (step - decay_start) / max(1.0, cfg.total_steps - decay_start))
-    return cfg.lr * (1 - 0.9 * done)
+    shape = Schedule(
+        peak=cfg.lr, warmup=cfg.warmup_steps, total=cfg.total_steps, decay_start=decay_start, floor=0.1
+    )
+    return schedule_lr(step, shape)
 
 
 # --- the run ------------------------------------------------------------------------------------

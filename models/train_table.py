@@ -35,8 +35,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from models.batching import make_batch
+from models.schedule import Schedule
+from models.schedule import lr_at as schedule_lr
 from models.tokenizer import vocabulary
-from models.train import STATE_FILE, cpu_seconds, make_batch
+from models.train import STATE_FILE, cpu_seconds
 from prompts.tabular import serialize_episode
 from tasks.tabular_prior import PriorConfig, sample_task
 
@@ -82,14 +85,12 @@ def batch_at(step: int, cfg: TableTrainConfig, vocab: dict[str, int]) -> dict[st
 
 
 def lr_at(step: int, cfg: TableTrainConfig) -> float:
-    """Warm-up, constant, then a linear decay to 10 % over the last ``decay_frac``."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
+    """Warm-up, constant, then a linear decay to 10 % over the last ``decay_frac`` (from a whole step)."""
     decay_start = int(cfg.total_steps * (1 - cfg.decay_frac))
-    if step < decay_start:
-        return cfg.lr
-    frac = min(1.0, (step - decay_start) / max(1, cfg.total_steps - decay_start))
-    return cfg.lr * (1 - 0.9 * frac)
+    shape = Schedule(
+        peak=cfg.lr, warmup=cfg.warmup_steps, total=cfg.total_steps, decay_start=decay_start, floor=0.1
+    )
+    return schedule_lr(step, shape)
 
 
 # --- measurement --------------------------------------------------------------------------------

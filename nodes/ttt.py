@@ -16,8 +16,8 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context, resolve_model
 from graph.state import Candidate, State
-from models.base import ModelBackend, Usage
 from models import ttt as ttt_lib  # called through the module: fault injection patches it there
+from models.base import ModelBackend, Usage
 from models.ttt import TTTConfig, TTTResult, with_recipe
 from nodes.common import attempt_entry, cost_entry, get_context
 from tasks.schema import Task

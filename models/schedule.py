@@ -1,0 +1,45 @@
+"""The one learning-rate schedule of pre-training and test-time training.
+
+Linear warm-up to the peak, constant until ``decay_start``, then a linear or cosine decay to
+``floor`` x peak at ``total``::
+
+    models.train        Schedule(peak=lr, warmup=300, total=30_000, decay_start=25_500, floor=0.1)
+    models.train_table  the same shape, ``decay_start`` a whole step
+    models.ttt          Schedule(warmup=steps // 10, total=steps, decay_start=warmup, decay="cosine")
+
+The warm-up value is ``peak * (step + 1) / warmup`` in that order: test-time training uses
+``peak=1.0`` and scales the result by its own learning rate, which is how its rates were always
+computed, so every caller's rates are bit-identical to the schedules this one replaced.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True, kw_only=True)
+class Schedule:
+    """A warm-up, a constant phase and a decay, over ``total`` optimisation steps."""
+
+    total: int  # the schedule's length in steps
+    warmup: int  # linear warm-up steps (step s runs at (s + 1) / warmup of the peak)
+    decay_start: float  # the step where the decay begins (== warmup: no constant phase)
+    decay: Literal["linear", "cosine"] = "linear"  # the decay's shape
+    floor: float = 0.0  # share of the peak reached at ``total``
+    peak: float = 1.0  # the peak learning rate (1.0: the schedule is a multiplier)
+
+
+def lr_at(step: int, schedule: Schedule) -> float:
+    """The learning rate of 0-based ``step`` under ``schedule`` (the floor after ``total``)."""
+    s = schedule
+    if step < s.warmup:
+        return s.peak * (step + 1) / s.warmup
+    if step < s.decay_start:
+        return s.peak
+    elapsed, span = step - s.decay_start, max(1.0, s.total - s.decay_start)
+    if s.decay == "cosine":
+        cosine = 0.5 * (1 + math.cos(math.pi * min(elapsed, span) / span))
+        return s.peak * (s.floor + (1 - s.floor) * cosine)
+    return s.peak * (1 - (1 - s.floor) * min(1.0, elapsed / span))
