@@ -12,11 +12,11 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context, resolve_model
+from graph.context import Context
 from graph.state import Candidate, State
 from models.base import Generation, ModelBackend, PromptParts
 from nodes.candidates import aggregate, confidence
-from nodes.common import attempt_entry, cost_entry, get_context
+from nodes.common import attempt_entry, cost_entry, node_inputs
 from tasks.schema import Task
 
 
@@ -61,9 +61,7 @@ def make_icl_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph node
 
     def icl(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         started = time.perf_counter()
-        ctx = get_context(runtime)
-        task = Task.model_validate(state["task"])
-        model = resolve_model(ctx, bound, task.kind)
+        ctx, task, model, _ = node_inputs(state, runtime, bound)
         runtime.stream_writer({"node": "icl", "message": f"sampling {ctx.samples} with {model.name}"})
         candidates, gen = ICLPredictor(model).forward(
             task,

@@ -30,12 +30,12 @@ from typing import Any
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
-from graph.context import Context, resolve_model
-from graph.memory import add_task_notes, task_evidence, task_notes, update_evidence
+from graph.context import Context
+from graph.memory import add_task_notes, task_evidence, update_evidence
 from graph.state import State
 from models.base import ModelBackend, PromptParts, Usage
 from nodes.candidates import confidence
-from nodes.common import attempt_entry, cost_entry, get_context, measured_before
+from nodes.common import attempt_entry, cost_entry, known_notes, measured_before, node_inputs
 from nodes.icl import ICLPredictor
 from nodes.loo import leave_one_out
 from prompts.compact import correction_note, parse_correction
@@ -218,11 +218,8 @@ def make_reflect_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph 
 
     def reflect(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         started = time.perf_counter()
-        ctx = get_context(runtime)
-        task = Task.model_validate(state["task"])
-        model = resolve_model(ctx, bound, task.kind)
-        store = runtime.store if runtime is not None else None
-        notes = list(dict.fromkeys([*state.get("notes", []), *task_notes(store, task.key)]))
+        ctx, task, model, store = node_inputs(state, runtime, bound)
+        notes = known_notes(state, store, task)
         evidence = task_evidence(store, task.key)
         trace: list[dict[str, Any]] = []
         usage = Usage()

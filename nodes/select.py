@@ -26,11 +26,11 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
-from graph.context import Context, resolve_model
-from graph.memory import task_evidence, task_notes, update_evidence
+from graph.context import Context
+from graph.memory import task_evidence, update_evidence
 from graph.state import Candidate, State
 from models.base import ModelBackend, PromptParts, Usage
-from nodes.common import attempt_entry, cost_entry, get_context, measured_before
+from nodes.common import attempt_entry, cost_entry, known_notes, measured_before, node_inputs
 from nodes.icl import ICLPredictor
 from nodes.loo import leave_one_out
 from tasks.schema import Task
@@ -264,11 +264,8 @@ def make_select_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph n
 
     def select(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         started = time.perf_counter()
-        ctx = get_context(runtime)
-        task = Task.model_validate(state["task"])
-        model = resolve_model(ctx, bound, task.kind)
-        store = runtime.store if runtime is not None else None
-        notes = list(dict.fromkeys([*state.get("notes", []), *task_notes(store, task.key)]))
+        ctx, task, model, store = node_inputs(state, runtime, bound)
+        notes = known_notes(state, store, task)
         samples = max(ctx.samples, 2)
         usage = Usage()
         trace: list[dict[str, Any]] = []

@@ -14,13 +14,12 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context, resolve_model
+from graph.context import Context
 from graph.state import Candidate, State
-from models.base import ModelBackend, Usage
 from models import ttt as ttt_lib  # called through the module: fault injection patches it there
+from models.base import ModelBackend, Usage
 from models.ttt import TTTConfig, TTTResult, with_recipe
-from nodes.common import attempt_entry, cost_entry, get_context
-from tasks.schema import Task
+from nodes.common import attempt_entry, cost_entry, node_inputs
 
 
 def make_ttt_node(
@@ -30,9 +29,7 @@ def make_ttt_node(
 
     def ttt(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         started = time.perf_counter()
-        ctx = get_context(runtime)
-        task = Task.model_validate(state["task"])
-        model = resolve_model(ctx, bound, task.kind)
+        ctx, task, model, _ = node_inputs(state, runtime, bound)
         task = task.model_copy(update={"notes": state.get("notes", task.notes)})
         cfg = config_from_context(ctx)
 
