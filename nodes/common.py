@@ -78,3 +78,28 @@ def attempt_entry(
         seconds=round(time.perf_counter() - started, 4),
         tokens=usage.prompt_tokens + usage.completion_tokens,
     )
+
+
+def trace_event(node: str, message: str, tokens: int = 0) -> dict[str, Any]:
+    """One trace line of ``node``, with the model tokens spent on what it reports."""
+    return {"node": node, "message": message, "tokens": tokens}
+
+
+def strategy_update(
+    strategy: str,
+    candidates: list[Candidate],
+    confidence: float,
+    started: float,
+    usage: Usage | None,
+    trace: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A strategy node's state update: the candidates (best first), the top one's answer, the
+    confidence, the attempt for the router, the cost and the trace."""
+    return {
+        "candidates": candidates,
+        "answer": candidates[0]["answer"] if candidates else None,
+        "confidence": confidence,
+        "attempts": [attempt_entry(strategy, candidates, confidence, started, usage)],
+        "costs": [cost_entry(strategy, started, usage)],
+        "trace": trace,
+    }

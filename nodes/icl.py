@@ -16,7 +16,7 @@ from graph.context import Context
 from graph.state import Candidate, State
 from models.base import Generation, ModelBackend, PromptParts
 from nodes.candidates import aggregate, confidence
-from nodes.common import attempt_entry, cost_entry, node_inputs
+from nodes.common import node_inputs, strategy_update, trace_event
 from tasks.schema import Task
 
 
@@ -74,20 +74,11 @@ def make_icl_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph node
         )
         conf = confidence(candidates, len(gen.samples))
         top = candidates[0] if candidates else None
-        return {
-            "candidates": candidates,
-            "answer": top["answer"] if top else None,
-            "confidence": conf,
-            "attempts": [attempt_entry("icl", candidates, conf, started, gen.usage)],
-            "costs": [cost_entry("icl", started, gen.usage)],
-            "trace": [
-                {
-                    "node": "icl",
-                    "message": f"{len(candidates)} distinct answers from {len(gen.samples)} samples; "
-                    f"top has {top['votes'] if top else 0} votes, confidence {conf:.2f}",
-                    "tokens": gen.usage.total_tokens,
-                }
-            ],
-        }
+        message = (
+            f"{len(candidates)} distinct answers from {len(gen.samples)} samples; "
+            f"top has {top['votes'] if top else 0} votes, confidence {conf:.2f}"
+        )
+        trace = [trace_event("icl", message, gen.usage.total_tokens)]
+        return strategy_update("icl", candidates, conf, started, gen.usage, trace)
 
     return icl

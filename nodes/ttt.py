@@ -19,7 +19,7 @@ from graph.state import Candidate, State
 from models import ttt as ttt_lib  # called through the module: fault injection patches it there
 from models.base import ModelBackend, Usage
 from models.ttt import TTTConfig, TTTResult, with_recipe
-from nodes.common import attempt_entry, cost_entry, node_inputs
+from nodes.common import node_inputs, strategy_update
 
 
 def make_ttt_node(
@@ -61,14 +61,8 @@ def make_ttt_node(
         conf = result.answers[0][1] if result.answers else 0.0
         # Tokens a local model ran: training (forward and backward) plus the voted predictions.
         usage = result.usage + Usage(prompt_tokens=result.tokens_trained)
-        return {
-            "candidates": candidates,
-            "answer": candidates[0]["answer"] if candidates else None,
-            "confidence": conf,
-            "attempts": [attempt_entry("ttt", candidates, conf, started, usage)],
-            "costs": [cost_entry("ttt", started, usage)],
-            "trace": [{"node": "ttt", "message": summary(cfg, result, conf)}],
-        }
+        trace = [{"node": "ttt", "message": summary(cfg, result, conf)}]
+        return strategy_update("ttt", candidates, conf, started, usage, trace)
 
     return ttt
 
