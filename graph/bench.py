@@ -60,15 +60,14 @@ from graph.cli_common import (
     add_context_flags,
     add_table_flags,
     check_output_file,
+    cli_main,
     context_from_args,
-    run_cli,
-    setup_logging,
     table_kwargs,
 )
 from graph.context import Context
 from graph.errors import SettingsError
 from graph.runner import QueryResult
-from graph.settings import database, load_dotenv_file
+from graph.settings import database
 from graph.storage import Database, open_store
 from graph.workers import Throughput, parse_workers
 from models.base import ModelBackend
@@ -196,10 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    load_dotenv_file()
-    setup_logging(args.verbose)
-    return run_cli(lambda: _bench(args))
+    return cli_main(build_parser(), _bench, argv)
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""What ``graph.run`` and ``graph.bench`` share: flags for the run's knobs and error handling."""
+"""What the CLIs (``graph.run``, ``graph.bench``, ``graph.review``) share: the entry point, flags
+for the run's knobs and error handling."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from graph.context import Context, env_name
 from graph.errors import InvalidInputError, SettingsError
+from graph.settings import load_dotenv_file
 from models.base import ModelConfigError, ModelError
 from tasks.errors import TaskFileError
 
@@ -130,6 +132,17 @@ def check_output_file(raw: str | None, flag: str) -> Path | None:
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise SettingsError(f"{flag}: cannot write {path} (permission denied)")
     return path
+
+
+def cli_main(
+    parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace], int], argv: list[str] | None
+) -> int:
+    """A CLI's entry point: parse ``argv``, load ``.env``, set up logging (``--verbose``), then run
+    ``body`` with the arguments under :func:`run_cli`; returns the exit code."""
+    args = parser.parse_args(argv)
+    load_dotenv_file()
+    setup_logging(args.verbose)
+    return run_cli(lambda: body(args))
 
 
 def run_cli(main: Callable[[], int]) -> int:

@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, Literal, cast, get_args
 
 from pydantic import Field, JsonValue, ValidationError, model_validator
@@ -61,6 +62,25 @@ def setting(default: Any, help: str, *, section: str, flag: str | None = None, e
     """
     extra: dict[str, Any] = {"section": section, "flag": flag, "env_help": env_help or help}
     return Field(default, description=help, json_schema_extra=cast(JsonDict, extra))
+
+
+#: The numeric knobs' ranges, in the order they are checked: (fields, whether a value is in range,
+#: the rule as the one-line error says it).
+_RANGES: tuple[tuple[tuple[str, ...], Callable[[float], bool], str], ...] = (
+    (("samples",), lambda v: v >= 1, "must be at least 1"),
+    (("temperature",), lambda v: 0.0 <= v <= 5.0, "must be between 0 and 5"),
+    (("max_demos",), lambda v: v >= 0, "must be 0 (all) or positive"),
+    (("timeout_s",), lambda v: v > 0, "must be positive"),
+    (
+        ("max_attempts", "ttt_steps", "ttt_rank", "ttt_views", "reflect_rounds"),
+        lambda v: v >= 1,
+        "must be at least 1",
+    ),
+    (("ttt_cache", "budget_tokens"), lambda v: v >= 0, "must be 0 or positive"),
+    (("budget_s",), lambda v: v >= 0, "must be 0 (no limit) or positive"),
+    (("confidence_threshold", "margin"), lambda v: 0.0 <= v <= 1.0, "must be between 0 and 1"),
+    (("ttt_lr",), lambda v: v > 0, "must be positive"),
+)
 
 
 class Context(BaseSettings):
@@ -189,31 +209,13 @@ class Context(BaseSettings):
         """The first invalid knob as one line (``None`` when all are valid)."""
         if self.strategy not in STRATEGIES:
             return f"strategy: unknown strategy {self.strategy!r}; expected one of {', '.join(STRATEGIES)}"
-        if self.samples < 1:
-            return f"samples: must be at least 1, got {self.samples}"
-        if not 0.0 <= self.temperature <= 5.0:
-            return f"temperature: must be between 0 and 5, got {self.temperature}"
-        if self.max_demos < 0:
-            return f"max_demos: must be 0 (all) or positive, got {self.max_demos}"
-        if self.timeout_s <= 0:
-            return f"timeout_s: must be positive, got {self.timeout_s}"
-        if self.max_attempts < 1:
-            return f"max_attempts: must be at least 1, got {self.max_attempts}"
-        for name in ("ttt_steps", "ttt_rank", "ttt_views", "reflect_rounds"):
-            if getattr(self, name) < 1:
-                return f"{name}: must be at least 1, got {getattr(self, name)}"
-        for name in ("ttt_cache", "budget_tokens"):
-            if getattr(self, name) < 0:
-                return f"{name}: must be 0 or positive, got {getattr(self, name)}"
-        if self.budget_s < 0:
-            return f"budget_s: must be 0 (no limit) or positive, got {self.budget_s}"
-        for name in ("confidence_threshold", "margin"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                return f"{name}: must be between 0 and 1, got {getattr(self, name)}"
+        for names, within, rule in _RANGES:
+            for name in names:
+                value = getattr(self, name)
+                if not within(value):
+                    return f"{name}: {rule}, got {value}"
         if self.ttt_recipe not in RECIPES:
             return f"ttt_recipe: unknown recipe {self.ttt_recipe!r}; expected one of {', '.join(RECIPES)}"
-        if self.ttt_lr <= 0:
-            return f"ttt_lr: must be positive, got {self.ttt_lr}"
         if not self.model.strip():
             return "model: must not be empty (embedded, hf:PATH or openai:MODEL)"
         return None

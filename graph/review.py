@@ -38,10 +38,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from graph.cli_common import run_cli, setup_logging
+from graph.cli_common import cli_main
 from graph.errors import InvalidInputError, SettingsError
 from graph.reviewer import Reviewer, WaitingRun, age_text
-from graph.settings import database, load_dotenv_file
+from graph.settings import database
 from models.base import ModelError
 
 if TYPE_CHECKING:
@@ -258,10 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    load_dotenv_file()
-    setup_logging(args.verbose)
-    return run_cli(lambda: _run(args))
+    return cli_main(build_parser(), _run, argv)
 
 
 def review_token(token_file: str | None, token: str | None) -> str | None:

@@ -26,14 +26,13 @@ from typing import TYPE_CHECKING, Any
 from graph.cli_common import (
     add_context_flags,
     add_table_flags,
+    cli_main,
     context_from_args,
     parse_json_flag,
-    run_cli,
-    setup_logging,
     table_kwargs,
 )
 from graph.errors import SettingsError
-from graph.settings import EXAMPLES_DIR, database, load_dotenv_file
+from graph.settings import EXAMPLES_DIR, database
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -77,10 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    load_dotenv_file()
-    setup_logging(args.verbose)
-    return run_cli(lambda: _run(args))
+    return cli_main(build_parser(), _run, argv)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -335,6 +335,19 @@ def _sqlite_setup_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _setup_sqlite(path: Path, setup: Callable[[], None], what: str) -> None:
+    """Run LangGraph's migrations on the SQLite file ``path`` under :func:`_sqlite_setup_lock`.
+
+    Raises:
+        SettingsError: The file is not a usable ``what`` database (one line).
+    """
+    try:
+        with _sqlite_setup_lock(path):
+            setup()
+    except sqlite3.DatabaseError as exc:
+        raise SettingsError(f"{path}: not a usable {what} database: {exc}") from None
+
+
 # --- PostgreSQL -------------------------------------------------------------------------------
 
 _POOLS: dict[tuple[str, str], ConnectionPool] = {}
@@ -463,11 +476,7 @@ def open_checkpointer(db: str | Path | Database) -> BaseCheckpointSaver[Any]:
         return pg_saver
     assert where.path is not None
     saver = StrictSqliteSaver(_connect(where.path, "checkpoint", autocommit=False), path=where.path)
-    try:
-        with _sqlite_setup_lock(where.path):
-            saver.setup()
-    except sqlite3.DatabaseError as exc:
-        raise SettingsError(f"{where.path}: not a usable checkpoint database: {exc}") from None
+    _setup_sqlite(where.path, saver.setup, "checkpoint")
     return saver
 
 
@@ -583,11 +592,7 @@ def open_store(db: str | Path | Database) -> BaseStore:
         return pg_store
     assert where.path is not None
     store = MockingbirdStore(_connect(where.path, "store", autocommit=True))
-    try:
-        with _sqlite_setup_lock(where.path):
-            store.setup()
-    except sqlite3.DatabaseError as exc:
-        raise SettingsError(f"{where.path}: not a usable store database: {exc}") from None
+    _setup_sqlite(where.path, store.setup, "store")
     return store
 
 

@@ -28,7 +28,7 @@ from graph.memory import add_task_example, add_task_notes
 from graph.state import Candidate, ExpertReply, State
 from models.base import ModelBackend
 from nodes.candidates import confidence
-from nodes.common import attempt_entry, cost_entry, get_context
+from nodes.common import get_context, strategy_update
 from nodes.icl import ICLPredictor
 from tasks.schema import Task
 
@@ -101,15 +101,11 @@ def make_expert_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph n
             conf, usage = confidence(candidates, len(gen.samples)), gen.usage
             message = f"{reply.expert} added a note; predicted again with it (confidence {conf:.2f})"
             update["notes"] = notes
-        return update | {
-            "candidates": candidates,
-            "answer": candidates[0]["answer"] if candidates else None,
-            "confidence": conf,
-            "strategy": "expert",
-            "expert": record,
-            "attempts": [attempt_entry("expert", candidates, conf, started, usage)],
-            "costs": [cost_entry("expert", started, usage)],
-            "trace": [{"node": "expert", "message": message}],
-        }
+        trace = [{"node": "expert", "message": message}]
+        return (
+            update
+            | strategy_update("expert", candidates, conf, started, usage, trace)
+            | {"strategy": "expert", "expert": record}
+        )
 
     return expert

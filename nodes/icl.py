@@ -12,11 +12,11 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context, resolve_model
+from graph.context import Context
 from graph.state import Candidate, State
 from models.base import Generation, ModelBackend, PromptParts
 from nodes.candidates import aggregate, confidence
-from nodes.common import attempt_entry, cost_entry, get_context
+from nodes.common import node_inputs, strategy_update, trace_event
 from tasks.schema import Task
 
 
@@ -61,9 +61,7 @@ def make_icl_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph node
 
     def icl(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         started = time.perf_counter()
-        ctx = get_context(runtime)
-        task = Task.model_validate(state["task"])
-        model = resolve_model(ctx, bound, task.kind)
+        ctx, task, model, _ = node_inputs(state, runtime, bound)
         runtime.stream_writer({"node": "icl", "message": f"sampling {ctx.samples} with {model.name}"})
         candidates, gen = ICLPredictor(model).forward(
             task,
@@ -76,20 +74,11 @@ def make_icl_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph node
         )
         conf = confidence(candidates, len(gen.samples))
         top = candidates[0] if candidates else None
-        return {
-            "candidates": candidates,
-            "answer": top["answer"] if top else None,
-            "confidence": conf,
-            "attempts": [attempt_entry("icl", candidates, conf, started, gen.usage)],
-            "costs": [cost_entry("icl", started, gen.usage)],
-            "trace": [
-                {
-                    "node": "icl",
-                    "message": f"{len(candidates)} distinct answers from {len(gen.samples)} samples; "
-                    f"top has {top['votes'] if top else 0} votes, confidence {conf:.2f}",
-                    "tokens": gen.usage.total_tokens,
-                }
-            ],
-        }
+        message = (
+            f"{len(candidates)} distinct answers from {len(gen.samples)} samples; "
+            f"top has {top['votes'] if top else 0} votes, confidence {conf:.2f}"
+        )
+        trace = [trace_event("icl", message, gen.usage.total_tokens)]
+        return strategy_update("icl", candidates, conf, started, gen.usage, trace)
 
     return icl

@@ -30,12 +30,18 @@ from typing import Any
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
-from graph.context import Context, resolve_model
-from graph.memory import add_task_notes, task_evidence, task_notes, update_evidence
+from graph.context import Context
+from graph.memory import add_task_notes, task_evidence, update_evidence
 from graph.state import State
 from models.base import ModelBackend, PromptParts, Usage
 from nodes.candidates import confidence
-from nodes.common import attempt_entry, cost_entry, get_context, measured_before
+from nodes.common import (
+    known_notes,
+    measured_before,
+    node_inputs,
+    strategy_update,
+    trace_event,
+)
 from nodes.icl import ICLPredictor
 from nodes.loo import leave_one_out
 from prompts.compact import correction_note, parse_correction
@@ -218,22 +224,18 @@ def make_reflect_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph 
 
     def reflect(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         started = time.perf_counter()
-        ctx = get_context(runtime)
-        task = Task.model_validate(state["task"])
-        model = resolve_model(ctx, bound, task.kind)
-        store = runtime.store if runtime is not None else None
-        notes = list(dict.fromkeys([*state.get("notes", []), *task_notes(store, task.key)]))
+        ctx, task, model, store = node_inputs(state, runtime, bound)
+        notes = known_notes(state, store, task)
         evidence = task_evidence(store, task.key)
         trace: list[dict[str, Any]] = []
         usage = Usage()
         if _stored_reflection(evidence, task, model):
             trace.append(
-                {
-                    "node": "reflect",
-                    "message": f"reusing {len(notes)} notes; reflection measured earlier: held-out "
+                trace_event(
+                    "reflect",
+                    f"reusing {len(notes)} notes; reflection measured earlier: held-out "
                     f"{evidence['reflect_acc_before']:.2f} -> {evidence['reflect_acc_after']:.2f}",
-                    "tokens": 0,
-                }
+                )
             )
         else:
             runtime.stream_writer({"node": "reflect", "message": f"reflecting with {model.name}"})
@@ -242,21 +244,18 @@ def make_reflect_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph 
             )
             usage += result.usage
             trace.append(
-                {
-                    "node": "reflect",
-                    "message": f"held-out accuracy before notes {result.acc_before:.2f} "
-                    f"on {result.n} demonstrations",
-                    "tokens": 0,
-                }
+                trace_event(
+                    "reflect",
+                    f"held-out accuracy before notes {result.acc_before:.2f} on {result.n} demonstrations",
+                )
             )
             for rnd in result.rounds:
                 trace.append(
-                    {
-                        "node": "reflect",
-                        "message": f"round {rnd.round}: {len(rnd.tried)} notes, held-out accuracy "
+                    trace_event(
+                        "reflect",
+                        f"round {rnd.round}: {len(rnd.tried)} notes, held-out accuracy "
                         f"{rnd.accuracy:.2f} ({'kept' if rnd.kept else 'discarded: accuracy dropped'})",
-                        "tokens": 0,
-                    }
+                    )
                 )
             notes = result.notes
             if result.n:
@@ -271,12 +270,11 @@ def make_reflect_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph 
                     reflect_model=model.name,
                 )
             trace.append(
-                {
-                    "node": "reflect",
-                    "message": f"{result.stopped}; {len(result.new_notes)} notes added, gain "
-                    f"{result.gain:+.2f}",
-                    "tokens": result.usage.total_tokens,
-                }
+                trace_event(
+                    "reflect",
+                    f"{result.stopped}; {len(result.new_notes)} notes added, gain {result.gain:+.2f}",
+                    result.usage.total_tokens,
+                )
             )
         candidates, gen = ICLPredictor(model).forward(
             task,
@@ -289,23 +287,14 @@ def make_reflect_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph 
         )
         usage += gen.usage
         conf = confidence(candidates, len(gen.samples))
-        top = candidates[0] if candidates else None
         trace.append(
-            {
-                "node": "reflect",
-                "message": f"answered with {len(notes)} notes: {len(candidates)} distinct answers from "
+            trace_event(
+                "reflect",
+                f"answered with {len(notes)} notes: {len(candidates)} distinct answers from "
                 f"{len(gen.samples)} samples, confidence {conf:.2f}",
-                "tokens": gen.usage.total_tokens,
-            }
+                gen.usage.total_tokens,
+            )
         )
-        return {
-            "candidates": candidates,
-            "answer": top["answer"] if top else None,
-            "confidence": conf,
-            "notes": notes,
-            "costs": [cost_entry("reflect", started, usage)],
-            "trace": trace,
-            "attempts": [attempt_entry("reflect", candidates, conf, started, usage)],
-        }
+        return strategy_update("reflect", candidates, conf, started, usage, trace) | {"notes": notes}
 
     return reflect

@@ -15,12 +15,12 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 
-from graph.context import Context, resolve_model
+from graph.context import Context
 from graph.memory import model_evidence, query_key, task_evidence, task_outcomes, update_evidence
 from graph.router import RouterSettings, best_answer, decide
 from graph.state import Decision, State
 from models.base import ModelBackend, Usage
-from nodes.common import cost_entry, get_context
+from nodes.common import cost_entry, node_inputs
 from nodes.icl import ICLPredictor
 from nodes.loo import leave_one_out
 from tasks.schema import Task
@@ -92,10 +92,7 @@ def _spent(state: State) -> tuple[float, int]:
 
 def _route(state: State, runtime: Runtime[Context], bound: ModelBackend | None) -> dict[str, Any]:
     started = time.perf_counter()
-    ctx = get_context(runtime)
-    task = Task.model_validate(state["task"])
-    model = resolve_model(ctx, bound, task.kind)
-    store = runtime.store if runtime else None
+    ctx, task, model, store = node_inputs(state, runtime, bound)
     update: dict[str, Any] = {}
     usage = Usage()
     evidence = dict(state.get("evidence") or {})

@@ -26,11 +26,17 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
-from graph.context import Context, resolve_model
-from graph.memory import task_evidence, task_notes, update_evidence
+from graph.context import Context
+from graph.memory import task_evidence, update_evidence
 from graph.state import Candidate, State
 from models.base import ModelBackend, PromptParts, Usage
-from nodes.common import attempt_entry, cost_entry, get_context, measured_before
+from nodes.common import (
+    known_notes,
+    measured_before,
+    node_inputs,
+    strategy_update,
+    trace_event,
+)
 from nodes.icl import ICLPredictor
 from nodes.loo import leave_one_out
 from tasks.schema import Task
@@ -264,23 +270,19 @@ def make_select_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph n
 
     def select(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         started = time.perf_counter()
-        ctx = get_context(runtime)
-        task = Task.model_validate(state["task"])
-        model = resolve_model(ctx, bound, task.kind)
-        store = runtime.store if runtime is not None else None
-        notes = list(dict.fromkeys([*state.get("notes", []), *task_notes(store, task.key)]))
+        ctx, task, model, store = node_inputs(state, runtime, bound)
+        notes = known_notes(state, store, task)
         samples = max(ctx.samples, 2)
         usage = Usage()
         trace: list[dict[str, Any]] = []
         evidence = task_evidence(store, task.key)
         if _stored_dg(evidence, task, model):
             trace.append(
-                {
-                    "node": "select",
-                    "message": f"DG-DIFF measured earlier: {evidence['dg_diff']:+.2f} "
+                trace_event(
+                    "select",
+                    f"DG-DIFF measured earlier: {evidence['dg_diff']:+.2f} "
                     f"(selection {evidence['select_acc']:.2f}, generation {evidence['gen_acc']:.2f})",
-                    "tokens": 0,
-                }
+                )
             )
         elif task.train:
             runtime.stream_writer({"node": "select", "message": f"measuring DG-DIFF with {model.name}"})
@@ -304,12 +306,12 @@ def make_select_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph n
                 dg_model=model.name,
             )
             trace.append(
-                {
-                    "node": "select",
-                    "message": f"DG-DIFF {dg.dg_diff:+.2f} on {dg.n} held-out demonstrations "
+                trace_event(
+                    "select",
+                    f"DG-DIFF {dg.dg_diff:+.2f} on {dg.n} held-out demonstrations "
                     f"(selection {dg.select_acc:.2f}, generation {dg.gen_acc:.2f})",
-                    "tokens": dg.usage.total_tokens,
-                }
+                    dg.usage.total_tokens,
+                )
             )
         runtime.stream_writer({"node": "select", "message": f"sampling {samples} with {model.name}"})
         result = Selector(model).forward(
@@ -323,21 +325,13 @@ def make_select_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph n
         )
         usage += result.usage
         trace.append(
-            {
-                "node": "select",
-                "message": f"{len(result.candidates)} distinct answers from {result.samples} samples; "
+            trace_event(
+                "select",
+                f"{len(result.candidates)} distinct answers from {result.samples} samples; "
                 f"{result.method}: {result.message}; confidence {result.confidence:.2f}",
-                "tokens": result.usage.total_tokens,
-            }
+                result.usage.total_tokens,
+            )
         )
-        candidates = result.candidates
-        return {
-            "candidates": candidates,
-            "answer": result.answer,
-            "confidence": result.confidence,
-            "costs": [cost_entry("select", started, usage)],
-            "trace": trace,
-            "attempts": [attempt_entry("select", candidates, result.confidence, started, usage)],
-        }
+        return strategy_update("select", result.candidates, result.confidence, started, usage, trace)
 
     return select

@@ -14,13 +14,12 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context, resolve_model
+from graph.context import Context
 from graph.state import Candidate, State
 from models import ttt as ttt_lib  # called through the module: fault injection patches it there
 from models.base import ModelBackend, Usage
 from models.ttt import TTTConfig, TTTResult, with_recipe
-from nodes.common import attempt_entry, cost_entry, get_context
-from tasks.schema import Task
+from nodes.common import node_inputs, strategy_update
 
 
 def make_ttt_node(
@@ -30,9 +29,7 @@ def make_ttt_node(
 
     def ttt(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         started = time.perf_counter()
-        ctx = get_context(runtime)
-        task = Task.model_validate(state["task"])
-        model = resolve_model(ctx, bound, task.kind)
+        ctx, task, model, _ = node_inputs(state, runtime, bound)
         task = task.model_copy(update={"notes": state.get("notes", task.notes)})
         cfg = config_from_context(ctx)
 
@@ -64,14 +61,8 @@ def make_ttt_node(
         conf = result.answers[0][1] if result.answers else 0.0
         # Tokens a local model ran: training (forward and backward) plus the voted predictions.
         usage = result.usage + Usage(prompt_tokens=result.tokens_trained)
-        return {
-            "candidates": candidates,
-            "answer": candidates[0]["answer"] if candidates else None,
-            "confidence": conf,
-            "attempts": [attempt_entry("ttt", candidates, conf, started, usage)],
-            "costs": [cost_entry("ttt", started, usage)],
-            "trace": [{"node": "ttt", "message": summary(cfg, result, conf)}],
-        }
+        trace = [{"node": "ttt", "message": summary(cfg, result, conf)}]
+        return strategy_update("ttt", candidates, conf, started, usage, trace)
 
     return ttt
 

@@ -325,46 +325,21 @@ def sample_views(rng: random.Random, task: Task, n: int, *, colours: bool = True
 
 def augment_task(task: Task, view: Augmenter) -> Task:
     """The whole task seen through ``view`` (demonstrations, queries and targets alike)."""
-    if task.kind == "tabular" and isinstance(view, TableView):
-        return task.model_copy(
-            update={
-                "train": view.reorder(
-                    [
-                        e.model_copy(
-                            update={"input": view.apply(e.input), "output": view.apply_output(e.output)}
-                        )
-                        for e in task.train
-                    ]
-                ),
-                "test": [
-                    q.model_copy(
-                        update={
-                            "input": view.apply(q.input),
-                            "target": None if q.target is None else view.apply_output(q.target),
-                        }
-                    )
-                    for q in task.test
-                ],
-            }
-        )
-    if task.kind != "grid":
+    table = view if task.kind == "tabular" and isinstance(view, TableView) else None
+    if table is None and task.kind != "grid":
         return task
+    output = table.apply_output if table is not None else view.apply  # a table view renames labels
+    train = [
+        e.model_copy(update={"input": view.apply(e.input), "output": output(e.output)}) for e in task.train
+    ]
+    test = [
+        q.model_copy(
+            update={"input": view.apply(q.input), "target": None if q.target is None else output(q.target)}
+        )
+        for q in task.test
+    ]
     return task.model_copy(
-        update={
-            "train": [
-                e.model_copy(update={"input": view.apply(e.input), "output": view.apply(e.output)})
-                for e in task.train
-            ],
-            "test": [
-                q.model_copy(
-                    update={
-                        "input": view.apply(q.input),
-                        "target": None if q.target is None else view.apply(q.target),
-                    }
-                )
-                for q in task.test
-            ],
-        }
+        update={"train": table.reorder(train) if table is not None else train, "test": test}
     )
 
 

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from tasks.errors import TaskFileError
 from tasks.schema import MockFunction, Task
-from tasks.tabular import TABLE_SUFFIXES, load_table_task
+from tasks.tabular import TABLE_SUFFIXES, file_size, load_table_task
 
 #: File extensions the loaders understand.
 SUPPORTED = (".json", *TABLE_SUFFIXES)
@@ -60,14 +60,7 @@ def _build(path: Path, data: dict[str, Any], prefix: str = "") -> Task:
 
 
 def _read_text(path: Path) -> str:
-    if not path.exists():
-        raise TaskFileError(path, None, "no such file")
-    if not path.is_file():
-        raise TaskFileError(path, None, "not a file")
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise TaskFileError(path, None, f"cannot read: {exc.strerror}") from None
+    size = file_size(path)
     if size > MAX_TASK_FILE_BYTES:
         mib, limit = size / 2**20, MAX_TASK_FILE_BYTES // 2**20
         raise TaskFileError(path, None, f"file is {mib:.1f} MiB, over the {limit} MiB limit of task files")

@@ -72,12 +72,24 @@ def available_memory() -> int:
         return 8 << 30
 
 
-def _check_size(path: Path) -> None:
+def file_size(path: Path) -> int:
+    """The size in bytes of the task file ``path``, checked before reading it.
+
+    Raises:
+        TaskFileError: The file is missing, not a file, or cannot be read.
+    """
     if not path.exists():
         raise TaskFileError(path, None, "no such file")
     if not path.is_file():
         raise TaskFileError(path, None, "not a file")
-    size = path.stat().st_size
+    try:
+        return path.stat().st_size
+    except OSError as exc:
+        raise TaskFileError(path, None, f"cannot read: {exc.strerror}") from None
+
+
+def _check_size(path: Path) -> None:
+    size = file_size(path)
     if size == 0:
         raise TaskFileError(path, None, "empty file")
     free = available_memory()

@@ -56,7 +56,7 @@ class Scenario:
 
 def scenarios() -> list[Scenario]:
     """Every fault once; transient faults then success, persistent faults until the end."""
-    ok = fs.ok()
+    ok = fs.ok("[[1, 2]]")
     return [
         Scenario("429 + Retry-After: 1, then ok", [fs.rate_limited("1")], ok, (2, 2), True, min_seconds=0.9),
         Scenario("500, then ok", [fs.status(500)], ok, (2, 2), True),
@@ -73,7 +73,7 @@ def scenarios() -> list[Scenario]:
             "401",
             cli=True,
         ),
-        Scenario("429 insufficient_quota", [], fs.quota(), (1, 1), False, "quota", cli=True),
+        Scenario("429 insufficient_quota", [], fs.insufficient_quota(), (1, 1), False, "quota", cli=True),
         Scenario("malformed JSON", [], fs.malformed(), (1, 1), False, cli=True),
         Scenario("empty choices", [], fs.empty_choices(), (1, 1), False, "no choices", cli=True),
         Scenario("500 every time", [], fs.status(500), (2, MAX_ATTEMPTS), False, "500", cli=True),

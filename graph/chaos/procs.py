@@ -27,7 +27,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from graph.chaos.tiny import mirror_task, task_json
+
+if TYPE_CHECKING:
+    from graph.chaos import Recorder
 
 #: Imported once by the fork server (import errors are ignored there; the child imports again).
 PRELOAD = [
@@ -165,3 +170,28 @@ def noop(spec: dict[str, Any], out: Path, ready: Any) -> dict[str, Any]:
 def scratch_dir(parent: Path, prefix: str) -> Path:
     """A fresh folder under ``parent``."""
     return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+
+
+def start_waiting_run(
+    children: Children, rec: Recorder, db: Path, ckpt: Path, thread: str, seed: int
+) -> bool:
+    """Run the mirror task on the tiny checkpoint ``ckpt`` in a child until it waits for an expert.
+
+    The run keeps its checkpoints in ``db`` under ``thread`` (durability ``sync``).
+
+    Returns:
+        Whether the run is waiting; if not, a lost setup case is recorded in ``rec``.
+    """
+    spec = {
+        "db": str(db),
+        "thread": thread,
+        "task": task_json(mirror_task()),
+        "durability": "sync",
+        "context": {"model": f"hf:{ckpt}", "strategy": "expert", "samples": 1, "seed": seed},
+    }
+    first = children.run("graph.chaos.worker:graph_case", spec, timeout_s=120)
+    if first.result is not None and first.result["result"]["status"] == "waiting":
+        return True
+    with rec.case("setup: a run waiting for an expert") as out:
+        out["detail"] = f"setup failed: {(first.error_lines or ['?'])[-1]}"
+    return False

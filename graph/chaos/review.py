@@ -21,8 +21,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from graph.chaos import Env, FamilyReport, Recorder
-from graph.chaos.procs import Children, scratch_dir
-from graph.chaos.tiny import build_tiny_checkpoint, mirror_task, task_json
+from graph.chaos.procs import Children, scratch_dir, start_waiting_run
+from graph.chaos.tiny import build_tiny_checkpoint
 
 THREAD = "review-thread"
 
@@ -73,17 +73,7 @@ def run(env: Env) -> FamilyReport:
     ckpt = build_tiny_checkpoint(env.workdir / "tiny")
     case_dir = scratch_dir(env.workdir, "review-")
     db = case_dir / "mb.sqlite"
-    spec = {
-        "db": str(db),
-        "thread": THREAD,
-        "task": task_json(mirror_task()),
-        "durability": "sync",
-        "context": {"model": f"hf:{ckpt}", "strategy": "expert", "samples": 1, "seed": env.seed},
-    }
-    first = children.run("graph.chaos.worker:graph_case", spec, timeout_s=120)
-    if first.result is None or first.result["result"]["status"] != "waiting":
-        with rec.case("setup: a run waiting for an expert") as out:
-            out["detail"] = f"setup failed: {(first.error_lines or ['?'])[-1]}"
+    if not start_waiting_run(children, rec, db, ckpt, THREAD, env.seed):
         return rec.report
     from graph.errors import SettingsError
     from graph.review_web import ReviewServer

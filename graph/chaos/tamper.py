@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from graph.chaos import Env, FamilyReport
-from graph.chaos.procs import Children, ChildResult, scratch_dir
-from graph.chaos.tiny import build_tiny_checkpoint, mirror_task, task_json, write_task
+from graph.chaos.procs import Children, ChildResult, scratch_dir, start_waiting_run
+from graph.chaos.tiny import build_tiny_checkpoint, mirror_task, write_task
 
 THREAD = "tamper-thread"
 EVIL = "x') OR 1=1; DROP TABLE checkpoints; --"
@@ -160,6 +160,14 @@ def tamperings(canary: Path) -> list[tuple[str, Any]]:
     return cases
 
 
+def _resume_argv(task_file: str, db: str, thread: str, model: str) -> list[str]:
+    """``python -m graph.run``'s arguments that continue ``thread`` of ``db`` without waiting."""
+    return [
+        "--task", task_file, "--db", db, "--thread", thread, "--model", model,
+        "--strategy", "expert", "--no-wait", "--quiet", "--samples", "1",
+    ]  # fmt: skip
+
+
 def _readers(db: Path, task_file: Path, ckpt: Path) -> list[tuple[str, dict[str, Any]]]:
     """The commands a user would run on the database, as child specs."""
     return [
@@ -168,22 +176,7 @@ def _readers(db: Path, task_file: Path, ckpt: Path) -> list[tuple[str, dict[str,
             "graph.run --thread",
             {
                 "module": "graph.run",
-                "argv": [
-                    "--task",
-                    str(task_file),
-                    "--db",
-                    str(db),
-                    "--thread",
-                    THREAD,
-                    "--model",
-                    f"hf:{ckpt}",
-                    "--strategy",
-                    "expert",
-                    "--no-wait",
-                    "--quiet",
-                    "--samples",
-                    "1",
-                ],
+                "argv": _resume_argv(str(task_file), str(db), THREAD, f"hf:{ckpt}"),
             },
         ),
     ]
@@ -210,17 +203,7 @@ def run(env: Env) -> FamilyReport:
     base = scratch_dir(env.workdir, "tamper-base-")
     pristine = base / "mb.sqlite"
     task_file = write_task(base / "task.json", mirror_task())
-    spec = {
-        "db": str(pristine),
-        "thread": THREAD,
-        "task": task_json(mirror_task()),
-        "durability": "sync",
-        "context": {"model": f"hf:{ckpt}", "strategy": "expert", "samples": 1, "seed": env.seed},
-    }
-    first = children.run("graph.chaos.worker:graph_case", spec, timeout_s=120)
-    if first.result is None or first.result["result"]["status"] != "waiting":
-        with rec.case("setup: a run waiting for an expert") as out:
-            out["detail"] = f"setup failed: {(first.error_lines or ['?'])[-1]}"
+    if not start_waiting_run(children, rec, pristine, ckpt, THREAD, env.seed):
         return rec.report
     conn = sqlite3.connect(pristine)  # fold the WAL into the file, so a plain copy is complete
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -306,26 +289,7 @@ def list_probe(spec: dict[str, Any], out: Path, ready: Any) -> dict[str, Any]:
         reviewer.waiting(task_id=evil)
         reviewer.waiting(thread=evil)
         reviewer._paused_threads_by_listing()  # the fallback path lists checkpoints: with no filter
-        codes.append(
-            graph.run.main(
-                [
-                    "--task",
-                    spec["task_file"],
-                    "--db",
-                    db,
-                    "--thread",
-                    evil,
-                    "--model",
-                    spec["model"],
-                    "--strategy",
-                    "expert",
-                    "--no-wait",
-                    "--quiet",
-                    "--samples",
-                    "1",
-                ]
-            )
-        )
+        codes.append(graph.run.main(_resume_argv(spec["task_file"], db, evil, spec["model"])))
     return {"filters": [repr(f) for f in seen], "codes": codes}
 
 

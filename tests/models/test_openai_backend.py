@@ -18,9 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from models.base import CapabilityError, ChatMessage, ModelConfigError, ModelError, RenderedPrompt
-from models.openai_backend import OpenAIBackend, redact
-from tests.models.fault_server import (
+from graph.chaos.fault_server import (
     FaultServer,
     bad_request,
     insufficient_quota,
@@ -30,6 +28,8 @@ from tests.models.fault_server import (
     slow,
     unauthorized,
 )
+from models.base import CapabilityError, ChatMessage, ModelConfigError, ModelError, RenderedPrompt
+from models.openai_backend import OpenAIBackend, redact
 
 KEY = "sk-test-SECRETKEY0123456789abcdef"
 PROMPT = RenderedPrompt(
