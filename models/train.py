@@ -28,7 +28,6 @@ warm-starts from the committed weights with a fresh optimiser, and the ledger sa
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import random
@@ -42,6 +41,7 @@ from typing import Any
 
 from models.batching import make_batch
 from models.embedded import MARKER, EmbeddedConfig, build_model, config_dict, save_checkpoint
+from models.legs import leg_parser
 from models.schedule import Schedule
 from models.schedule import lr_at as schedule_lr
 from models.tokenizer import vocabulary
@@ -450,23 +450,10 @@ def smoke_config() -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     from models.evaluate import DEFAULT_ARC
 
-    parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.splitlines()[0])
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out", type=Path, help="checkpoint folder of a new run")
-    where.add_argument("--resume", type=Path, help="continue the run in this checkpoint folder")
-    parser.add_argument(
-        "--minutes", type=float, default=60.0, help="this leg's wall-clock budget (default 60)"
-    )
-    parser.add_argument(
-        "--steps", type=int, default=0, help="end this leg after this many steps (0: no limit)"
-    )
-    parser.add_argument("--total-steps", type=int, help="the schedule's length (raise it to extend a run)")
+    parser = leg_parser("python -m models.train", __doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--smoke", action="store_true", help="tiny model, 6 steps (for tests)")
     parser.add_argument("--hidden", type=int, help="hidden size of a new run (heads keep head dim 32)")
     parser.add_argument("--layers", type=int, help="layers of a new run")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
-    parser.add_argument("--save-minutes", type=float, help="save and measure this often (default 10)")
     parser.add_argument(
         "--eval-arc", type=Path, default=DEFAULT_ARC, help="1D-ARC folder (skipped when absent)"
     )

@@ -25,7 +25,6 @@ the product's prompts). Each leg appends ``{"tokens", "cpu_hours", "gpu_hours", 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import signal
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from models.batching import make_batch
+from models.legs import leg_parser
 from models.schedule import Schedule
 from models.schedule import lr_at as schedule_lr
 from models.tokenizer import vocabulary
@@ -343,21 +343,8 @@ def smoke_config() -> TableTrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.train_table", description=__doc__.split("\n")[0])
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out", type=Path, help="checkpoint folder of a new run")
-    where.add_argument("--resume", type=Path, help="continue the run in this checkpoint folder")
-    parser.add_argument(
-        "--minutes", type=float, default=60.0, help="this leg's wall-clock budget (default 60)"
-    )
-    parser.add_argument(
-        "--steps", type=int, default=0, help="end this leg after this many steps (0: no limit)"
-    )
-    parser.add_argument("--total-steps", type=int, help="the schedule's length (raise it to extend a run)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
-    parser.add_argument("--save-minutes", type=float, help="save and measure this often (default 10)")
+    parser = leg_parser("python -m models.train_table", __doc__.split("\n")[0])
     parser.add_argument("--eval-tables", type=Path, help="a folder of CSV tables measured at every save")
-    parser.add_argument("--smoke", action="store_true", help="tiny model, 6 steps (for tests)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     out: Path = args.resume or args.out
