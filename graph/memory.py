@@ -13,9 +13,11 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from langgraph.store.base import BaseStore
+from pydantic import BaseModel, StrictBool
 
 from tasks.schema import Task
 
@@ -272,3 +274,72 @@ def record_model_evidence(
             _type_key(model, task_type),
             lambda old: {"gains": _add_gains((old or {}).get("gains") or {}, gains)},
         )
+
+
+# --- typed records of runs and outcomes ---------------------------------------------------------
+
+
+class RunRecord(BaseModel):
+    """What a run was started with (``RUNS_NS``, key: thread id): resuming it later needs them."""
+
+    task_id: str
+    task_key: str
+    query_index: int
+    context: dict[str, Any]
+    started: str  # ISO time, seconds
+
+
+class Outcome(BaseModel):
+    """One query's outcome (``OUTCOMES_NS`` + task key, key: the query): the router's evidence."""
+
+    strategy: str | None
+    correct: StrictBool | None  # strict: a stray "yes" or 1 must not count as a right answer
+    attempts: dict[str, StrictBool | None]  # each strategy tried, scored on its own
+    confidence: float | None
+    at: str  # ISO time, seconds
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def record_run(
+    store: BaseStore, thread_id: str, task: Task, query_index: int, context: dict[str, Any]
+) -> None:
+    """Record the start of a run on ``thread_id``."""
+    record = RunRecord(
+        task_id=task.id, task_key=task.key, query_index=query_index, context=context, started=_now()
+    )
+    store.put(RUNS_NS, thread_id, record.model_dump(mode="json"))
+
+
+def run_of(store: BaseStore | None, thread_id: str) -> dict[str, Any] | None:
+    """The record of the run on ``thread_id`` (``None`` if unknown)."""
+    item = store.get(RUNS_NS, thread_id) if store is not None else None
+    return dict(item.value) if item else None
+
+
+def finished_run(store: BaseStore | None, run: str) -> dict[str, Any] | None:
+    """The final result ``finalize`` recorded for run ``run`` (``None`` if it did not finish)."""
+    item = store.get(FINISHED_NS, run) if store is not None else None
+    return dict(item.value) if item else None
+
+
+def record_finished(store: BaseStore, run: str, result: dict[str, Any]) -> None:
+    """Record run ``run``'s final result (once: a resumed run checks :func:`finished_run` first)."""
+    store.put(FINISHED_NS, run, result)
+
+
+def record_outcome(
+    store: BaseStore,
+    task_key: str,
+    query: Any,
+    *,
+    strategy: str | None,
+    correct: bool | None,
+    attempts: dict[str, bool | None],
+    confidence: float | None,
+) -> None:
+    """Record one query's outcome for the router's evidence in later queries of the task."""
+    outcome = Outcome(strategy=strategy, correct=correct, attempts=attempts, confidence=confidence, at=_now())
+    store.put((*OUTCOMES_NS, task_key), query_key(query), outcome.model_dump(mode="json"))

@@ -8,7 +8,6 @@ resumes where it stopped (or returns the finished result) instead of starting ag
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -18,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from graph.context import Context
 from graph.errors import InvalidInputError
-from graph.memory import FINISHED_NS, RUNS_NS
+from graph.memory import finished_run, record_run, run_of
 from tasks.schema import Task
 
 #: Called with each trace event: ``{"node", "message", ...}`` (and ``"kind"``: update/progress).
@@ -30,8 +29,7 @@ DURABILITIES = ("sync", "async", "exit")
 
 def run_record(graph: CompiledStateGraph[Any, Any, Any, Any], thread_id: str) -> dict[str, Any] | None:
     """What :func:`run_query` recorded when it started ``thread_id`` (``None`` if unknown)."""
-    item = graph.store.get(RUNS_NS, thread_id) if graph.store is not None else None
-    return dict(item.value) if item else None
+    return run_of(graph.store, thread_id)
 
 
 def context_from_record(record: dict[str, Any] | None, **override: Any) -> Context:
@@ -186,22 +184,12 @@ def _run_query(
             payload, resumed = (None if resume is None else Command(resume=resume)), "resumed"
         elif snapshot.values.get("strategy") and "correct" in snapshot.values:
             resumed = "finished earlier"
-        elif graph.store is not None and (done := graph.store.get(FINISHED_NS, thread_id)) is not None:
+        elif (done := finished_run(graph.store, thread_id)) is not None:
             # finalize recorded the run, but its last checkpoint was lost (a kill with
             # durability="exit"): running it again would answer with its own outcome as evidence
-            recorded, resumed = dict(done.value), "finished earlier"
+            recorded, resumed = done, "finished earlier"
         elif graph.store is not None:
-            graph.store.put(
-                RUNS_NS,
-                thread_id,
-                {
-                    "task_id": task.id,
-                    "task_key": task.key,
-                    "query_index": query_index,
-                    "context": context.model_dump(mode="json"),
-                    "started": datetime.now(UTC).isoformat(timespec="seconds"),
-                },
-            )
+            record_run(graph.store, thread_id, task, query_index, context.model_dump(mode="json"))
     elif resume is not None:
         raise InvalidInputError("resume: needs the thread id of a checkpointed run")
     emit = on_event or (lambda _e: None)

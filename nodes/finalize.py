@@ -21,12 +21,12 @@ from langgraph.store.base import BaseStore, GetOp, Item, Op, PutOp, Result
 
 from graph.context import Context
 from graph.memory import (
-    FINISHED_NS,
-    OUTCOMES_NS,
     add_observed_gains,
+    finished_run,
     memory_key,
-    query_key,
+    record_finished,
     record_model_evidence,
+    record_outcome,
 )
 from graph.state import State
 from nodes.common import cost_entry
@@ -48,28 +48,26 @@ def finalize(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     correct = None if target is None else is_correct(task, state.get("answer"), target)
     store = runtime.store if runtime else None
     run = run_key()
-    counted = store is not None and run is not None and store.get(FINISHED_NS, run) is not None
+    counted = run is not None and finished_run(store, run) is not None
     if store is not None and not counted:
         real, store = store, DeferredStore(store)  # every write below lands in one transaction
         # Outcomes are the router's evidence in later queries of this task (one record per query).
-        store.put(
-            (*OUTCOMES_NS, memory_key(task)),
-            query_key(query["input"]),
-            {
-                "strategy": state.get("strategy"),
-                "correct": correct,
-                # each strategy tried, scored on its own, so ICL's record is not hidden by escalation
-                "attempts": {
-                    a["strategy"]: None if target is None else is_correct(task, a["answer"], target)
-                    for a in state.get("attempts", [])
-                },
-                "confidence": state.get("confidence"),
-                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        record_outcome(
+            store,
+            memory_key(task),
+            query["input"],
+            strategy=state.get("strategy"),
+            correct=correct,
+            # each strategy tried, scored on its own, so ICL's record is not hidden by escalation
+            attempts={
+                a["strategy"]: None if target is None else is_correct(task, a["answer"], target)
+                for a in state.get("attempts", [])
             },
+            confidence=state.get("confidence"),
         )
         _learn(store, state, target)
         if run is not None:
-            store.put(FINISHED_NS, run, {k: state.get(k) for k in RESULT_KEYS} | {"correct": correct})
+            record_finished(store, run, {k: state.get(k) for k in RESULT_KEYS} | {"correct": correct})
         store.commit()
         store = real
     verdict = "no target" if correct is None else ("correct" if correct else "wrong")
