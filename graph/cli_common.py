@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from graph.context import Context, env_name
-from graph.errors import InvalidInputError, SettingsError
+from graph.errors import DamagedStateError, InvalidInputError, SettingsError
 from graph.settings import load_dotenv_file
 from models.base import ModelConfigError, ModelError
 from tasks.errors import TaskFileError
@@ -157,6 +157,9 @@ def run_cli(main: Callable[[], int]) -> int:
         return 2
     except ModelError as exc:
         print(f"error: model call failed: {exc}", file=sys.stderr)
+        return 1
+    except DamagedStateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; unfinished runs resume with the same --thread", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Errors the CLIs report as one line on stderr with exit code 2 (user mistakes)."""
+"""Errors the CLIs report as one line on stderr: user mistakes (exit 2), damaged saved state (exit 1)."""
 
 from __future__ import annotations
 
@@ -12,3 +12,11 @@ class SettingsError(ValueError):
 
 class InvalidInputError(ValueError):
     """The graph's input is not a valid task/query (one-line message)."""
+
+
+class DamagedStateError(RuntimeError):
+    """A thread's saved state cannot be read back (damaged bytes, or an incompatible writer).
+
+    Not the user's mistake (exit 1), but nothing to show a traceback for: the message names the
+    thread and what could not be read, on one line.
+    """

@@ -16,7 +16,7 @@ from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 from graph.context import Context
-from graph.errors import InvalidInputError
+from graph.errors import DamagedStateError, InvalidInputError
 from graph.memory import finished_run, record_run, run_of
 from tasks.schema import Task
 
@@ -222,31 +222,41 @@ def _run_query(
                         emit({"kind": "update", "seconds": spent, **event, "node": event.get("node", node)})
             elif part["type"] == "values":
                 final = part["data"]
-    costs = final.get("costs", [])
-    review = None
-    if thread_id and graph.checkpointer is not None:
-        pending = graph.get_state(config).interrupts
-        review = dict(pending[0].value) if pending else None
-    return QueryResult(
-        task_id=task.id,
-        task_type=task.type,
-        query_index=query_index,
-        thread_id=thread_id,
-        answer=final.get("answer"),
-        target=target,
-        correct=final.get("correct"),
-        confidence=final.get("confidence", 0.0),
-        strategy=final.get("strategy", ""),
-        reason=final.get("reason", ""),
-        seconds=round(sum(c["seconds"] for c in costs), 4),
-        prompt_tokens=sum(c["prompt_tokens"] for c in costs),
-        completion_tokens=sum(c["completion_tokens"] for c in costs),
-        requests=sum(c["requests"] for c in costs),
-        candidates=list(final.get("candidates", [])),
-        resumed=resumed,
-        status="waiting" if review else "done",
-        review=review,
-        attempts=list(final.get("attempts", [])),
-        decisions=[{"strategy": d["strategy"], "reason": d["reason"]} for d in final.get("decisions", [])],
-        expert=final.get("expert"),
-    )
+    try:
+        costs = final.get("costs", [])
+        review = None
+        if thread_id and graph.checkpointer is not None:
+            pending = graph.get_state(config).interrupts
+            review = dict(pending[0].value) if pending else None
+        return QueryResult(
+            task_id=task.id,
+            task_type=task.type,
+            query_index=query_index,
+            thread_id=thread_id,
+            answer=final.get("answer"),
+            target=target,
+            correct=final.get("correct"),
+            confidence=final.get("confidence", 0.0),
+            strategy=final.get("strategy", ""),
+            reason=final.get("reason", ""),
+            seconds=round(sum(c["seconds"] for c in costs), 4),
+            prompt_tokens=sum(c["prompt_tokens"] for c in costs),
+            completion_tokens=sum(c["completion_tokens"] for c in costs),
+            requests=sum(c["requests"] for c in costs),
+            candidates=list(final.get("candidates", [])),
+            resumed=resumed,
+            status="waiting" if review else "done",
+            review=review,
+            attempts=list(final.get("attempts", [])),
+            decisions=[
+                {"strategy": d["strategy"], "reason": d["reason"]} for d in final.get("decisions", [])
+            ],
+            expert=final.get("expert"),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        if not resumed:
+            raise  # a fresh run's state is the graph's own: a failure here is a bug, not damage
+        raise DamagedStateError(
+            f"thread {thread_id}: its saved state cannot be read back "
+            f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]}); answer the query on a new --thread"
+        ) from None

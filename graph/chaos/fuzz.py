@@ -145,7 +145,8 @@ def corpus() -> list[tuple[str, str, Maker]]:
         ("BBH with too few examples", "b.json", json_of({"examples": [{"input": "q", "target": "a"}]})),
         ("BBH target missing", "b.json", json_of({"examples": [{"input": "q"}] * 5})),
         ("CSV ragged row", "t.csv", write(b"x,y,label\n1,2,a\n3,b\n4,5,c\n6,7,d\n8,9,e\n")),
-        ("CSV without a label column", "t.csv", write(b"a,b\n1,2\n3,4\n5,6\n7,8\n9,0\n")),
+        # (a CSV of two columns is a valid table: the last column is the label, by the loader's rule)
+        ("CSV with one column (a label, no features)", "t.csv", write(b"a\n1\n3\n5\n7\n9\n")),
         ("CSV duplicate header", "t.csv", write(b"x,x,label\n1,2,a\n3,4,b\n5,6,c\n7,8,d\n")),
         ("CSV field over the csv limit", "t.csv", write(b'x,label\n"' + b"a" * 200_000 + b'",1\n')),
         ("CSV header only", "t.csv", write(b"x,label\n")),

@@ -93,3 +93,20 @@ def test_a_thread_answers_only_its_own_task_and_query(task, db):
     assert len(model.calls) == calls  # refused before anything ran
     again = run_query(g, task, 0, context=ctx, thread_id="x")  # its own query: the stored answer
     assert again.resumed == "finished earlier" and again.answer == first.answer
+
+
+def test_a_finished_thread_whose_saved_state_is_damaged_is_one_line_not_a_traceback(task, db):
+    import pytest
+
+    from graph.errors import DamagedStateError
+
+    g = build_graph(
+        model=ScriptedBackend(["9807\n"]), checkpointer=open_checkpointer(db), store=open_store(db)
+    )
+    run_query(g, task, 0, context=Context(strategy="icl", samples=1), thread_id="bad")
+    # what a flipped byte in a key did in the chaos suite: a cost entry without its token counts
+    g.update_state({"configurable": {"thread_id": "bad"}}, {"costs": [{"node": "x", "seconds": 0.0}]})
+    with pytest.raises(
+        DamagedStateError, match=r"thread bad: its saved state cannot be read back \(KeyError"
+    ):
+        run_query(g, task, 0, context=Context(strategy="icl", samples=1), thread_id="bad")
