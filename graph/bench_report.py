@@ -10,6 +10,7 @@ stands against the best fixed strategy (accuracy difference, compute ratio, shar
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -156,18 +157,26 @@ def plot(points: list[Point], path: Path, title: str) -> Path:
 
         raise SettingsError(f"--plot {path}: needs matplotlib (pip install -e '.[plot]')") from None
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
+    placed: list[tuple[float, float]] = []
     for p in points:
         x = max(p.seconds_per_query, 1e-3)  # a log axis has no 0
         lo, hi = (p.accuracy - p.ci_low) * 100, (p.ci_high - p.accuracy) * 100
         ax.errorbar(x, p.accuracy * 100, yerr=[[lo], [hi]], fmt="o", capsize=3)
-        ax.annotate(p.label, (x, p.accuracy * 100), textcoords="offset points", xytext=(6, 4))
+        # labels of points close together are stacked downwards instead of printed over each other
+        near = sum(1 for px, py in placed if abs(math.log10(x / px)) < 0.3 and abs(p.accuracy * 100 - py) < 4)
+        placed.append((x, p.accuracy * 100))
+        ax.annotate(p.label, (x, p.accuracy * 100), textcoords="offset points", xytext=(6, 4 - 11 * near))
     ax.set_xscale("log")
     ticks = FuncFormatter(lambda v, _: f"{v:g}")
     ax.xaxis.set_major_formatter(ticks)
-    ax.xaxis.set_minor_formatter(ticks)
-    ax.tick_params(axis="x", which="minor", labelsize=7)
+    low, high = ax.get_xlim()
+    if high / low < 10:  # within one decade the minor ticks carry the numbers; across decades they crowd
+        ax.xaxis.set_minor_formatter(ticks)
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+    else:
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("seconds per query (log)")
     ax.set_ylabel("exact match, % (95 % CI)")
     ax.set_title(title, fontsize=9)

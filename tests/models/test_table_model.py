@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from models.base import PromptParts
+from models.embedded import EMBEDDED_TABULAR_DIR
 from models.hf_backend import HFBackend
 from models.table_model import NEWLINE_LOGIT, TableModel, build_table_model
 from models.tokenizer import build_tokenizer, vocabulary
@@ -137,3 +138,27 @@ def test_ttt_trains_a_lora_adapter_on_the_table_model(
     assert result.steps_run >= 1 and result.answers
     after = backend.model.state_dict()
     assert set(after) == set(before) and all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.skipif(not (EMBEDDED_TABULAR_DIR / "config.json").exists(), reason="no shipped table model")
+def test_the_shipped_table_model_reads_a_table_it_never_saw() -> None:
+    """`embedded` answers a table through its table model, well above the majority class."""
+    from collections import Counter
+
+    from models.factory import clear_model_cache, load_model
+
+    clear_model_cache()
+    model = load_model("embedded").for_kind("tabular")
+    assert type(model.model).__name__ == "TableModel" and model.name == "embedded[tabular]"
+    renderer = model.renderer
+    right = total = majority = 0
+    for seed in range(3):
+        task = Task.model_validate(load_table_task(FRUIT, k_shot=16, seed=seed, queries=20))
+        common = Counter(str(e.output) for e in task.train).most_common(1)[0][0]
+        for q in task.test:
+            parts = PromptParts(kind="tabular", function=task.function, demos=task.train, query=q.input)
+            answer = renderer.parse(model.generate(renderer.render(parts)).samples[0].text, "tabular", parts)
+            right += int(answer == q.target)
+            majority += int(str(q.target) == common)
+            total += 1
+    assert right / total >= 0.8 > majority / total
