@@ -87,7 +87,8 @@ def test_shipped_checkpoint_loads_through_transformers():
     assert sum(p.numel() for p in model.parameters()) == marker["training"]["parameters"]
 
 
-RUN_DIR = EMBEDDED_DIR.parent / "prior-v3"
+#: The shipped checkpoint is the training run itself (legs resume it; its ledger ships with it).
+RUN_DIR = EMBEDDED_DIR
 
 
 @pytest.mark.skipif(not (RUN_DIR / "config.json").exists(), reason="no training run committed yet")
