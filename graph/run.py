@@ -35,9 +35,10 @@ from graph.errors import SettingsError
 from graph.settings import EXAMPLES_DIR, database
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rich.console import Console
 
-    from graph.context import Context
     from graph.runner import QueryResult
     from tasks.schema import Task
 
@@ -85,6 +86,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from graph.builder import build_graph
     from graph.context import resolve_model
+    from graph.review import login_name
     from graph.router import check_strategy
     from graph.runner import check_thread_owner, run_query
     from graph.storage import open_checkpointer, open_store
@@ -150,7 +152,23 @@ def _run(args: argparse.Namespace) -> int:
             on_event=None if args.quiet else view.event,
         )
         if result.status == "waiting" and not args.no_wait and sys.stdin.isatty():
-            result = _ask_inline(graph, task, index, result, view.console, args, ctx, query, target)
+
+            def resume_with(reply: dict[str, Any], task: Task = task, index: int = index) -> QueryResult:
+                """Give the expert's reply to the waiting run on its own thread and run it on."""
+                return run_query(
+                    graph,
+                    task,
+                    index,
+                    context=ctx,
+                    query_input=query,
+                    target=target if query is not None else None,
+                    thread_id=thread_of(task, index),
+                    on_event=None if args.quiet else TraceView(view.console).event,
+                    resume=reply,
+                )
+
+            expert = (args.expert or login_name()).strip() or "anonymous"
+            result = _ask_inline(task, index, result, view.console, expert, resume_with)
         if not args.quiet and result.status == "done":
             view.answer(result, task.kind)
         results.append(result)
@@ -174,25 +192,19 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _ask_inline(
-    graph: Any,
     task: Task,
     index: int,
     result: QueryResult,
     console: Console,
-    args: argparse.Namespace,
-    ctx: Context,
-    query: Any,
-    target: Any,
+    expert: str,
+    resume_with: Callable[[dict[str, Any]], QueryResult],
 ) -> QueryResult:
     """The run waits for an expert and a person is at the terminal: ask, then resume the run."""
     from datetime import UTC, datetime
 
-    from graph.review import ask_expert, login_name, query_panel, show_result, task_panel
+    from graph.review import ask_expert, query_panel, show_result, task_panel
     from graph.reviewer import WaitingRun
-    from graph.runner import run_query
-    from graph.trace import TraceView
 
-    expert = (args.expert or login_name()).strip() or "anonymous"
     while result.status == "waiting" and result.review is not None:
         run = WaitingRun(
             thread=result.thread_id or "",
@@ -207,17 +219,7 @@ def _ask_inline(
         reply = ask_expert(console, run, expert)
         if not isinstance(reply, dict):
             return result  # skip / quit: the run keeps waiting in the checkpointer
-        result = run_query(
-            graph,
-            task,
-            index,
-            context=ctx,
-            query_input=query,
-            target=target if query is not None else None,
-            thread_id=result.thread_id,
-            on_event=None if args.quiet else TraceView(console).event,
-            resume=reply,
-        )
+        result = resume_with(reply)
         show_result(console, result, task.kind)
     return result
 

@@ -8,6 +8,7 @@ resumes where it stopped (or returns the finished result) instead of starting ag
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -135,29 +136,39 @@ def run_query(
 
     if durability is not None and durability not in DURABILITIES:
         raise InvalidInputError(f"durability: expected one of {', '.join(DURABILITIES)}, got {durability!r}")
-    args = (graph, task, query_index, context, query_input, target, thread_id, on_event, resume, durability)
+    job = QueryJob(
+        graph, task, query_index, context, query_input, target, thread_id, on_event, resume, durability
+    )
     leases = ThreadLeases.for_saver(graph.checkpointer) if thread_id else None
     if leases is None or thread_id is None:
-        return _run_query(*args)
+        return _run_query(job)
     try:
         with leases.hold(thread_id):  # only taking the lease raises ThreadBusy
-            return _run_query(*args)
+            return _run_query(job)
     except ThreadBusy as exc:
         raise ThreadBusyError(str(exc)) from None
 
 
-def _run_query(
-    graph: CompiledStateGraph[Any, Any, Any, Any],
-    task: Task,
-    query_index: int,
-    context: Context,
-    query_input: Any,
-    target: Any,
-    thread_id: str | None,
-    on_event: EventSink | None,
-    resume: Any,
-    durability: str | None,
-) -> QueryResult:
+@dataclass(frozen=True)
+class QueryJob:
+    """One call of :func:`run_query`, its arguments as they were given."""
+
+    graph: CompiledStateGraph[Any, Any, Any, Any]
+    task: Task
+    query_index: int
+    context: Context
+    query_input: Any
+    target: Any
+    thread_id: str | None
+    on_event: EventSink | None
+    resume: Any
+    durability: str | None
+
+
+def _run_query(job: QueryJob) -> QueryResult:
+    graph, task, query_index, context = job.graph, job.task, job.query_index, job.context
+    query_input, target, thread_id = job.query_input, job.target, job.thread_id
+    on_event, resume, durability = job.on_event, job.resume, job.durability
     if query_input is None:
         q = task.test[query_index]
         query_input, target = q.input, q.target
