@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from langgraph.store.base import BaseStore
-from pydantic import BaseModel, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from tasks.schema import Task
 
@@ -37,6 +37,61 @@ FINISHED_NS = ("mockingbird", "finished")
 #: LangGraph does not persist the runtime context, and a run that waits for an expert is resumed
 #: later, often by another process (``graph.review``), which needs the same knobs.
 RUNS_NS = ("mockingbird", "runs")
+
+
+class TaskNotes(BaseModel):
+    """A task's notes (``NOTES_NS``, key: the task's memory key): rules, hints, corrections."""
+
+    notes: list[str]
+
+
+class LabelledExample(BaseModel):
+    """An example an expert labelled (``EXAMPLES_NS`` + task key, key: its input)."""
+
+    model_config = ConfigDict(extra="allow")  # who gave it and when ride along
+
+    input: Any
+    output: Any
+    expert: str | None = None
+
+
+class LooMeasurement(BaseModel):
+    """Leave-one-out ICL on the demonstrations, and what it was measured with (``key``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    acc: float = Field(ge=0, le=1)
+    n: int = Field(ge=0)
+    key: str
+
+
+class TaskEvidence(BaseModel):
+    """What the router reads about one task (``EVIDENCE_NS``, key: the task's memory key).
+
+    Each node merges its own fields; fields no node wrote yet are absent in the stored value.
+    Unknown fields are kept (a store written by an older version may hold some).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    loo: LooMeasurement | None = None
+    dg_diff: float | None = Field(None, ge=-1, le=1)  # selection minus generation accuracy
+    select_acc: float | None = Field(None, ge=0, le=1)
+    gen_acc: float | None = Field(None, ge=0, le=1)
+    dg_n: int | None = Field(None, ge=0)
+    dg_model: str | None = None
+    reflect_gain: float | None = Field(None, ge=-1, le=1)  # held-out accuracy after minus before
+    reflect_acc_before: float | None = Field(None, ge=0, le=1)
+    reflect_acc_after: float | None = Field(None, ge=0, le=1)
+    reflect_n: int | None = Field(None, ge=0)
+    reflect_model: str | None = None
+    observed: dict[str, list[float]] | None = None  # strategy -> [queries, summed gain over ICL]
+
+
+def _checked_evidence(value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` after checking it is valid evidence (stored as given: only set fields exist)."""
+    TaskEvidence.model_validate(value)
+    return value
 
 
 def memory_key(task: Task | dict[str, Any]) -> str:
@@ -118,10 +173,10 @@ def task_outcomes(store: BaseStore | None, task_id: str, strategy: str | None = 
 def task_evidence(store: BaseStore | None, task_id: str) -> dict[str, Any]:
     """Per-task evidence the router reads (empty without a store or before any measurement).
 
-    Keys written by the nodes that measure them: ``loo_icl`` (leave-one-out ICL accuracy on the
-    demonstrations), ``dg_diff`` (selection minus generation accuracy), ``reflect_gain``
-    (held-out accuracy after reflection minus before), ``ttt_gain`` and per-strategy
-    ``seconds`` (mean wall time).
+    Fields (:class:`TaskEvidence`), written by the nodes that measure them: ``loo`` (leave-one-out
+    ICL accuracy on the demonstrations), ``dg_diff`` (selection minus generation accuracy),
+    ``reflect_gain`` (held-out accuracy after reflection minus before) and ``observed`` (per
+    strategy, the queries and summed gain over ICL seen so far).
     """
     if store is None:
         return {}
@@ -158,7 +213,7 @@ def update_evidence(store: BaseStore | None, task_id: str, **values: Any) -> dic
     """Merge ``values`` into the task's stored evidence (a no-op without a store); returns it."""
     if store is None:
         return dict(values)
-    return update_item(store, EVIDENCE_NS, task_id, lambda old: (old or {}) | values)
+    return update_item(store, EVIDENCE_NS, task_id, lambda old: _checked_evidence((old or {}) | values))
 
 
 def add_observed_gains(store: BaseStore | None, task_id: str, gains: dict[str, float]) -> None:
@@ -168,7 +223,7 @@ def add_observed_gains(store: BaseStore | None, task_id: str, gains: dict[str, f
 
     def add(old: dict[str, Any] | None) -> dict[str, Any]:
         evidence = old or {}
-        return evidence | {"observed": _add_gains(evidence.get("observed") or {}, gains)}
+        return _checked_evidence(evidence | {"observed": _add_gains(evidence.get("observed") or {}, gains)})
 
     update_item(store, EVIDENCE_NS, task_id, add)
 
@@ -179,7 +234,7 @@ def add_task_notes(store: BaseStore | None, task_id: str, notes: list[str]) -> l
     def add(old: dict[str, Any] | None) -> dict[str, Any]:
         kept = list((old or {}).get("notes", []))
         kept += [n for n in dict.fromkeys(notes) if n and n not in kept]
-        return {"notes": kept}
+        return TaskNotes(notes=kept).model_dump()
 
     if store is None:
         return add(None)["notes"]
@@ -197,7 +252,10 @@ def task_examples(store: BaseStore | None, task_id: str) -> list[dict[str, Any]]
 def add_task_example(store: BaseStore | None, task_id: str, value: Any, output: Any, **meta: Any) -> None:
     """Record a labelled example for the task (keyed by its input, so a later answer replaces it)."""
     if store is not None:
-        store.put((*EXAMPLES_NS, task_id), query_key(value), {"input": value, "output": output, **meta})
+        example = LabelledExample.model_validate({"input": value, "output": output, **meta})
+        store.put(
+            (*EXAMPLES_NS, task_id), query_key(value), example.model_dump(mode="json", exclude_unset=True)
+        )
 
 
 def model_evidence(

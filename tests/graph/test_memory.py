@@ -61,3 +61,38 @@ def test_outcomes_are_typed_and_read_back_by_the_router() -> None:
     assert task_outcomes(store, task.key, "ttt") == task_outcomes(store, task.key) == {"n": 1, "correct": 1}
     with pytest.raises(ValidationError):
         record_outcome(store, task.key, [5], strategy="icl", correct="yes", attempts={}, confidence=None)  # type: ignore[arg-type]
+
+
+def test_evidence_notes_and_examples_are_checked_before_they_are_stored() -> None:
+    from graph.memory import (
+        EVIDENCE_NS,
+        add_observed_gains,
+        add_task_example,
+        add_task_notes,
+        task_evidence,
+        task_examples,
+        task_notes,
+        update_evidence,
+    )
+
+    store, key = InMemoryStore(), _task().key
+    update_evidence(store, key, dg_diff=-0.25, dg_n=4, dg_model="m")
+    add_observed_gains(store, key, {"ttt": 1.0})
+    add_observed_gains(store, key, {"ttt": 0.0})
+    assert task_evidence(store, key) == {
+        "dg_diff": -0.25,
+        "dg_n": 4,
+        "dg_model": "m",
+        "observed": {"ttt": [2, 1.0]},
+    }
+    with pytest.raises(ValidationError):
+        update_evidence(store, key, reflect_gain=3.0)  # a gain in accuracy lies in [-1, 1]
+    with pytest.raises(ValidationError):
+        update_evidence(store, key, loo={"acc": 0.5})  # what it was measured with is missing
+    assert task_evidence(store, key)["dg_diff"] == -0.25  # nothing written by the refused updates
+    store.put(EVIDENCE_NS, key, task_evidence(store, key) | {"legacy_field": 1})
+    update_evidence(store, key, reflect_gain=0.5)  # older fields survive an update
+    assert task_evidence(store, key)["legacy_field"] == 1
+    assert add_task_notes(store, key, ["a", "a", "b"]) == ["a", "b"] == task_notes(store, key)
+    add_task_example(store, key, [1], [2], expert="ada")
+    assert task_examples(store, key) == [{"input": [1], "output": [2]}]
