@@ -20,6 +20,7 @@ import json
 import shlex
 import sys
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -138,37 +139,24 @@ def _run(args: argparse.Namespace) -> int:
     )
     results = []
     for task, index in jobs:
-        thread = thread_of(task, index)
-        if not args.quiet:
-            view.header(f"{task.id} · query {index}")
-        result = run_query(
+        # one query on its own thread; the same call resumes it with an expert's reply
+        answer = partial(
+            run_query,
             graph,
             task,
             index,
             context=ctx,
             query_input=query,
             target=target if query is not None else None,
-            thread_id=thread,
-            on_event=None if args.quiet else view.event,
+            thread_id=thread_of(task, index),
         )
+        if not args.quiet:
+            view.header(f"{task.id} · query {index}")
+        result = answer(on_event=None if args.quiet else view.event)
         if result.status == "waiting" and not args.no_wait and sys.stdin.isatty():
-
-            def resume_with(reply: dict[str, Any], task: Task = task, index: int = index) -> QueryResult:
-                """Give the expert's reply to the waiting run on its own thread and run it on."""
-                return run_query(
-                    graph,
-                    task,
-                    index,
-                    context=ctx,
-                    query_input=query,
-                    target=target if query is not None else None,
-                    thread_id=thread_of(task, index),
-                    on_event=None if args.quiet else TraceView(view.console).event,
-                    resume=reply,
-                )
-
+            events = None if args.quiet else TraceView(view.console).event
             expert = (args.expert or login_name()).strip() or "anonymous"
-            result = _ask_inline(task, index, result, view.console, expert, resume_with)
+            result = _ask_inline(task, index, result, view.console, expert, partial(_resume, answer, events))
         if not args.quiet and result.status == "done":
             view.answer(result, task.kind)
         results.append(result)
@@ -189,6 +177,11 @@ def _run(args: argparse.Namespace) -> int:
         json.dump([r.model_dump(mode="json") for r in results], sys.stdout, indent=2)
         sys.stdout.write("\n")
     return 0
+
+
+def _resume(answer: Callable[..., QueryResult], on_event: Any, reply: dict[str, Any]) -> QueryResult:
+    """Give the expert's reply to the waiting run and run it on (``answer``: its bound ``run_query``)."""
+    return answer(on_event=on_event, resume=reply)
 
 
 def _ask_inline(

@@ -94,7 +94,7 @@ def episodes_of(task: Task, vocab: dict[str, int], max_demos: int = 3) -> list[E
     return out
 
 
-def _forward(
+def forward_episodes(
     model: Any, episodes: list[Episode], pad_id: int, batch: int = 32
 ) -> list[tuple[bool, float, int]]:
     """Per episode: greedy exact match, summed target loss, target tokens."""
@@ -129,7 +129,7 @@ def exact_match_rates(model: Any, sets: dict[str, list[Task]], vocab: dict[str, 
     for name, tasks in sets.items():
         per_task = [episodes_of(t, vocab) for t in tasks]
         flat = [e for eps in per_task for e in eps]
-        results = _forward(model, flat, vocab["<pad>"])
+        results = forward_episodes(model, flat, vocab["<pad>"])
         hits = [r[0] for r in results]
         out[name] = round(sum(hits) / max(len(hits), 1), 4)
         if name == "held_out":
@@ -144,7 +144,7 @@ def exact_match_rates(model: Any, sets: dict[str, list[Task]], vocab: dict[str, 
         losses = {}
         for k in range(4):
             eps = [e for t in held for e in episodes_of(t.model_copy(update={"train": t.train[:k]}), vocab)]
-            res = _forward(model, eps, vocab["<pad>"])
+            res = forward_episodes(model, eps, vocab["<pad>"])
             losses[str(k)] = round(sum(r[1] for r in res) / max(sum(r[2] for r in res), 1), 4)
         out["held_out_loss_by_demos"] = losses
     return out

@@ -11,8 +11,12 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from models.base import ModelBackend, ModelConfigError
+
+if TYPE_CHECKING:  # only for the type: the backend module is imported where a backend is built
+    from models.hf_backend import HFBackend
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +108,7 @@ def _local(spec: str, device: str) -> ModelBackend:
     return HFBackend(Path(path), device=device, name=name, random_init=random_init)
 
 
-def _attach_table_model(backend: ModelBackend, name: str, device: str, random_init: bool) -> None:
+def _attach_table_model(backend: HFBackend, name: str, device: str, random_init: bool) -> None:
     """Let ``embedded`` answer tables with the shipped table checkpoint (loaded on first use).
 
     A character-level decoder does not learn tables in context on a CPU budget; the table model
@@ -114,7 +118,7 @@ def _attach_table_model(backend: ModelBackend, name: str, device: str, random_in
     from models.embedded import EMBEDDED_TABULAR_DIR
     from models.hf_backend import HFBackend
 
-    if not isinstance(backend, HFBackend) or not Path(EMBEDDED_TABULAR_DIR).is_dir():
+    if not Path(EMBEDDED_TABULAR_DIR).is_dir():
         return
     key = (f"{name}[tabular]", device)
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from models.batching import make_batch
+from models.evaluate import Episode, forward_episodes
 from models.legs import leg_parser
 from models.schedule import Schedule
 from models.schedule import lr_at as schedule_lr
@@ -98,37 +99,31 @@ def lr_at(step: int, cfg: TableTrainConfig) -> float:
 
 def synthetic_accuracy(model: Any, n: int, vocab: dict[str, int]) -> float:
     """Accuracy on the query of ``n`` held-out classification tables with 16 demonstrations."""
-    import torch
-
     cfg = PriorConfig(regression_p=0.0)
-    right = 0
-    for lo in range(0, n, 32):
-        eps = [
-            episode_ids(
-                *serialize_episode(sample_task(EVAL_SEED, i, cfg, demos=16), loss_on="queries"), vocab
-            )
-            for i in range(lo, min(n, lo + 32))
-        ]
-        right += _right_in_batch(model, make_batch(eps, vocab["<pad>"]), torch)
-    return right / max(1, n)
+    episodes = [
+        _episode(*serialize_episode(sample_task(EVAL_SEED, i, cfg, demos=16), loss_on="queries"), vocab)
+        for i in range(n)
+    ]
+    return _share_right(model, episodes, vocab)
 
 
-def _right_in_batch(model: Any, batch: dict[str, Any], torch: Any) -> int:
-    """Episodes whose every masked label symbol is the argmax (teacher forcing = greedy here)."""
-    with torch.inference_mode():
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    labels = batch["labels"][:, 1:]
-    pred = logits[:, :-1].argmax(-1)
-    ok = (pred == labels) | (labels == -100)
-    return int(ok.all(-1).sum())
+def _episode(text: str, mask: list[int], vocab: dict[str, int]) -> Episode:
+    """A serialized episode whose target (the query's label and newline) ends it, as
+    :func:`models.evaluate.forward_episodes` takes it: ids and where the target starts."""
+    ids, loss = episode_ids(text, mask, vocab)
+    return ids, loss.index(1)
+
+
+def _share_right(model: Any, episodes: list[Episode], vocab: dict[str, int]) -> float:
+    """Greedy exact match of each episode's target (teacher-forced: equal to greedy decoding)."""
+    results = forward_episodes(model, episodes, vocab["<pad>"])
+    return sum(ok for ok, _, _ in results) / max(1, len(results))
 
 
 def table_accuracy(
     model: Any, folder: Path, vocab: dict[str, int], seeds: int = 5, queries: int = 50
 ) -> dict[str, float]:
     """Accuracy per table file in ``folder`` (classification ones), with the product's prompts."""
-    import torch
-
     from models.base import PromptParts
     from prompts.compact import CompactRenderer
     from tasks.schema import Task
@@ -137,22 +132,18 @@ def table_accuracy(
     renderer = CompactRenderer()
     out: dict[str, float] = {}
     for path in sorted(folder.glob("*.csv")):
-        right = total = 0
+        episodes: list[Episode] = []
         for seed in range(seeds):
             task = Task.model_validate(load_table_task(path, k_shot=16, seed=seed, queries=queries))
             if task.function.target_type == "regression":
                 break
-            eps = []
             for q in task.test:
                 parts = PromptParts(kind="tabular", function=task.function, demos=task.train, query=q.input)
                 text = renderer.render(parts).text or ""
                 answer = renderer.format_value(q.target, "tabular", parts)
-                eps.append(episode_ids(text + answer, [0] * len(text) + [1] * len(answer), vocab))
-            for lo in range(0, len(eps), 64):
-                right += _right_in_batch(model, make_batch(eps[lo : lo + 64], vocab["<pad>"]), torch)
-            total += len(eps)
-        if total:
-            out[path.stem] = round(right / total, 4)
+                episodes.append(_episode(text + answer, [0] * len(text) + [1] * len(answer), vocab))
+        if episodes:
+            out[path.stem] = round(_share_right(model, episodes, vocab), 4)
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from models.embedded import EMBEDDED_DIR
-from models.evaluate import _forward, episodes_of, evaluation_sets
+from models.evaluate import episodes_of, evaluation_sets, forward_episodes
 from models.tokenizer import vocabulary
 from tasks.generators import HELD_OUT
 
@@ -20,7 +20,9 @@ def test_teacher_forced_hits_equal_greedy_generation():
     sets = evaluation_sets(per_family=2, arc_dir=None)
     tasks = sets["bundled"] + sets["held_out"] + sets["held_in"][:6]
     vocab = vocabulary()
-    forced = _forward(backend.model, [e for t in tasks for e in episodes_of(t, vocab)], vocab["<pad>"])
+    forced = forward_episodes(
+        backend.model, [e for t in tasks for e in episodes_of(t, vocab)], vocab["<pad>"]
+    )
     generated = []
     for t in tasks:
         for q in t.test:
