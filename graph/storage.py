@@ -308,7 +308,11 @@ def _connect(path: Path, what: str, *, autocommit: bool) -> sqlite3.Connection:
         if autocommit:
             conn.isolation_level = None
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            # Switching to WAL takes an exclusive lock and answers "database is locked" at once,
+            # without the busy handler, when another connection opens the new file meanwhile.
+            with _sqlite_setup_lock(path):
+                conn.execute("PRAGMA journal_mode = WAL")
     except (OSError, sqlite3.Error) as exc:
         raise SettingsError(f"{path}: cannot open the {what} database: {exc}") from None
     return conn

@@ -108,6 +108,28 @@ def test_setup_is_idempotent_and_concurrent_starts_do_not_race(db):
     assert open_store(db).get(("ns",), "k").value == {"v": 1}  # set-up again keeps the data
 
 
+def test_many_first_opens_of_a_new_sqlite_file_never_answer_locked(tmp_path):
+    # Switching a new file to WAL answered "database is locked" about once in 100 four-thread
+    # starts (CI); 150 fresh files x 8 threads showed it in 3 of 5 runs before the fix.
+    errors: list[BaseException] = []
+    for round_ in range(150):
+        path = tmp_path / f"mb{round_}.sqlite"
+
+        def open_both(path: Path = path) -> None:
+            try:
+                open_checkpointer(path)
+                open_store(path)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_both) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+
+
 def test_update_item_creates_then_updates_one_item(db):
     store = open_store(db)
     assert update_item(store, ("c",), "n", lambda v: {"n": (v or {}).get("n", 0) + 1}) == {"n": 1}
