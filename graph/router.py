@@ -14,7 +14,10 @@ How ``auto`` decides (see the README for the measured result):
    this model's other tasks averaged with a prior (:data:`PRIOR_GAIN`: selection 0, after
    SELF-[IN]CORRECT; small for reflection; large for TTT, after Akyurek et al.) that counts as
    :data:`PRIOR_WEIGHT` queries; where tasks of the same *type* were seen, their mean gain is
-   averaged in, with the model-level estimate counting as :data:`TYPE_WEIGHT` queries.
+   averaged in, with the model-level estimate counting as :data:`TYPE_WEIGHT` queries. A gain
+   from this task's recorded outcomes is averaged in the same way (the estimate above it counting
+   as :data:`TASK_WEIGHT` queries); one measured on all the demonstrations (DG-DIFF, reflection's
+   held-out gain) replaces it.
 2. **Expected cost** (seconds, tokens) of each strategy: measured means for this model, else
    multiples of one measured ICL call.
 3. ICL goes first (it is cheap and its agreement among samples is evidence too). After each
@@ -58,6 +61,12 @@ PRIOR_WEIGHT = 4
 #: How many queries the model-level estimate counts as when averaged with the gains measured on
 #: tasks of the same type: a type's own record takes over after a few of its tasks.
 TYPE_WEIGHT = 2
+
+#: How many queries the type- and model-level estimate counts as when averaged with the gains
+#: recorded on this very task: one query's outcome must not switch a strategy off for the rest of
+#: the task (it did: on tables, TTT's first escalation gained 0 and the task never escalated again,
+#: while TTT gained 17 points on the queries ICL was unsure of).
+TASK_WEIGHT = 2
 
 #: Before TTT's cost is measured for a model: a LoRA run is never cheaper than this on CPU,
 #: however fast one ICL call is.
@@ -104,14 +113,13 @@ def expected_accuracy(evidence: dict[str, Any]) -> dict[str, float]:
     n = n_loo + int(outcomes.get("n", 0))
     hits = (loo or 0.0) * n_loo + int(outcomes.get("correct", 0))
     icl = (hits + 0.5) / (n + 1)  # smoothed: 0.5 with no evidence, never exactly 0 or 1
-    task_gain = evidence.get("gains") or {}
+    task_gain, task_n = evidence.get("gains") or {}, evidence.get("gain_n") or {}
     model_gain, model_n = evidence.get("model_gains") or {}, evidence.get("model_gain_n") or {}
     type_gain, type_n = evidence.get("type_gains") or {}, evidence.get("type_gain_n") or {}
     out = {"icl": icl}
     for s in LADDER[1:]:
-        if s in task_gain:
-            gain = float(task_gain[s])
-            out[s] = min(1.0, max(0.0, icl + gain))
+        if s in task_gain and s not in task_n:  # measured on all the demonstrations
+            out[s] = min(1.0, max(0.0, icl + float(task_gain[s])))
             continue
         gain = PRIOR_GAIN[s]
         if s in model_gain and s in model_n:  # the model's mean, averaged with the prior
@@ -120,6 +128,8 @@ def expected_accuracy(evidence: dict[str, Any]) -> dict[str, float]:
             gain = float(model_gain[s])
         if s in type_gain and s in type_n:  # tasks of this type, averaged with the model's estimate
             gain = _shrunk(gain, TYPE_WEIGHT, float(type_gain[s]), int(type_n[s]))
+        if s in task_gain:  # this task's recorded outcomes, averaged with the estimate above
+            gain = _shrunk(gain, TASK_WEIGHT, float(task_gain[s]), int(task_n[s]))
         out[s] = min(1.0, max(0.0, icl + float(gain)))
     return out
 
@@ -329,13 +339,18 @@ def best_answer(attempts: list[Attempt], evidence: dict[str, Any]) -> tuple[int,
 
 
 def _gain_source(strategy: str, evidence: dict[str, Any]) -> str:
-    if strategy in (evidence.get("gains") or {}):
-        return "measured on this task"
     if strategy in (evidence.get("type_gains") or {}):
-        return "this task type's record"
-    if strategy in (evidence.get("model_gains") or {}):
-        return "mean over this model's tasks"
-    return "prior"
+        upper = "this task type's record"
+    elif strategy in (evidence.get("model_gains") or {}):
+        upper = "mean over this model's tasks"
+    else:
+        upper = "prior"
+    if strategy in (evidence.get("gains") or {}):
+        n = (evidence.get("gain_n") or {}).get(strategy)
+        if n is None:
+            return "measured on this task"
+        return f"measured on {n} recorded queries of this task, averaged with the {upper}"
+    return upper
 
 
 def next_node(state: State) -> Destination:

@@ -109,6 +109,7 @@ def _route(state: State, runtime: Runtime[Context], bound: ModelBackend | None) 
             "can_adapt": model.capabilities.adapt,
             "can_score": model.capabilities.score,
             "gains": task_gains(stored),
+            "gain_n": task_gain_counts(stored),
             "model_gains": per_model["gains"],
             "model_gain_n": per_model["gain_n"],
             "type_gains": per_model["type_gains"],
@@ -171,6 +172,17 @@ def _route(state: State, runtime: Runtime[Context], bound: ModelBackend | None) 
 
 def _verb(strategy: str) -> str:
     return "stop" if strategy == "finalize" else f"chose {strategy}"
+
+
+def task_gain_counts(stored: dict[str, Any]) -> dict[str, int]:
+    """How many recorded queries each of :func:`task_gains`' outcome-based gains averages (a gain
+    measured on the demonstrations, DG-DIFF or reflection's, has none: it is not averaged)."""
+    counts = {s: int(n) for s, (n, _) in (stored.get("observed") or {}).items() if n}
+    if stored.get("dg_diff") is not None:
+        counts.pop("select", None)
+    if stored.get("reflect_gain") is not None:
+        counts.pop("reflect", None)
+    return counts
 
 
 def task_gains(stored: dict[str, Any]) -> dict[str, float]:

@@ -7,6 +7,7 @@ import pytest
 from graph.errors import SettingsError
 from graph.router import (
     PRIOR_WEIGHT,
+    TASK_WEIGHT,
     TYPE_WEIGHT,
     RouterSettings,
     best_answer,
@@ -229,3 +230,22 @@ def test_a_gain_smaller_than_the_margin_is_not_worth_escalating():
         requested="auto", evidence=ev, attempts=[_attempt("icl", 0.2)], settings=RouterSettings(margin=0.02)
     )
     assert d["strategy"] == "select"  # both pass the 0.02 bar; selection is the cheaper of the two within it
+
+
+def test_a_tasks_recorded_outcomes_are_averaged_with_the_estimate_above_them():
+    # One escalated query of this task where TTT gained nothing must not switch TTT off for the
+    # rest of the task (it did on tables: the router then stopped after ICL on 746 of 750 queries).
+    base = LOCAL | {"loo_icl": 0.5, "loo_n": 4, "type_gains": {"ttt": 0.2}, "type_gain_n": {"ttt": 40}}
+    icl = expected_accuracy(base)["icl"]
+    upper = expected_accuracy(base)["ttt"] - icl
+    one = base | {"gains": {"ttt": 0.0}, "gain_n": {"ttt": 1}}
+    assert expected_accuracy(one)["ttt"] == pytest.approx(icl + upper * TASK_WEIGHT / (TASK_WEIGHT + 1))
+    d = decide(requested="auto", evidence=one, attempts=[_attempt("icl", 0.3)])
+    assert d["strategy"] == "ttt" and "1 recorded queries of this task" in d["reason"]
+    # many such queries take over
+    many = base | {"gains": {"ttt": 0.0}, "gain_n": {"ttt": 60}}
+    assert expected_accuracy(many)["ttt"] - icl < 0.01
+    assert decide(requested="auto", evidence=many, attempts=[_attempt("icl", 0.3)])["strategy"] != "ttt"
+    # a gain measured on all the demonstrations (DG-DIFF) is not averaged: it has no count
+    dg = base | {"gains": {"select": 0.3}}
+    assert expected_accuracy(dg)["select"] == pytest.approx(min(1.0, icl + 0.3))
