@@ -14,10 +14,10 @@ How ``auto`` decides (see the README for the measured result):
    this model's other tasks averaged with a prior (:data:`PRIOR_GAIN`: selection 0, after
    SELF-[IN]CORRECT; small for reflection; large for TTT, after Akyurek et al.) that counts as
    :data:`PRIOR_WEIGHT` queries; where tasks of the same *type* were seen, their mean gain is
-   averaged in, with the model-level estimate counting as :data:`TYPE_WEIGHT` queries. A gain
-   from this task's recorded outcomes is averaged in the same way (the estimate above it counting
-   as :data:`TASK_WEIGHT` queries); one measured on all the demonstrations (DG-DIFF, reflection's
-   held-out gain) replaces it.
+   averaged in, with the model-level estimate counting as :data:`TYPE_WEIGHT` queries; a gain
+   from this task's recorded outcomes is averaged in the same way (:data:`TASK_WEIGHT`). Each
+   level leaves out the queries of the level below it, so no query is counted twice. A gain
+   measured on all the demonstrations (DG-DIFF, reflection's held-out gain) replaces them all.
 2. **Expected cost** (seconds, tokens) of each strategy: measured means for this model, else
    multiples of one measured ICL call.
 3. ICL goes first (it is cheap and its agreement among samples is evidence too). After each
@@ -25,7 +25,14 @@ How ``auto`` decides (see the README for the measured result):
    confidence and the strategy's expected accuracy) reaches the threshold, or the budget is
    spent; otherwise it escalates to the **cheapest untried strategy whose expected accuracy is
    within a margin of the best untried one**, among those expected to beat the current answer by
-   at least that margin (the answer in hand is already paid for), if the budget allows.
+   at least that margin (the answer in hand is already paid for), if the budget allows. Once
+   measured, a strategy the literature expects to gain (reflection, TTT) counts here with an
+   optimistic bonus (an upper confidence bound, :data:`EXPLORE_SD` / sqrt(:data:`PRIOR_WEIGHT` +
+   queries measured for this model)), so an estimate resting on a few queries is tried again
+   rather than trusted: a gain over ICL is
+   -1, 0 or +1 per query and mostly 0, so a few unlucky queries switched off a strategy that paid
+   on one query in six (TTT on tables: +17 points where ICL was unsure). Selection gets no bonus:
+   it is worth its cost only where it is measured to help (SELF-[IN]CORRECT).
    With ``expert_review`` on, a human expert is the last resort.
 4. When it stops after several strategies, the answer is not simply the last one:
    :func:`best_answer` weighs each attempt's answer by its confidence times its strategy's
@@ -67,6 +74,10 @@ TYPE_WEIGHT = 2
 #: the task (it did: on tables, TTT's first escalation gained 0 and the task never escalated again,
 #: while TTT gained 17 points on the queries ICL was unsure of).
 TASK_WEIGHT = 2
+
+#: Scale of the exploration bonus: about the spread of a per-query gain over ICL (-1, 0 or +1).
+#: The bonus is 0.22 after one measured query, 0.10 after 20, the 0.05 margin after 96.
+EXPLORE_SD = 0.5
 
 #: Before TTT's cost is measured for a model: a LoRA run is never cheaper than this on CPU,
 #: however fast one ICL call is.
@@ -113,25 +124,67 @@ def expected_accuracy(evidence: dict[str, Any]) -> dict[str, float]:
     n = n_loo + int(outcomes.get("n", 0))
     hits = (loo or 0.0) * n_loo + int(outcomes.get("correct", 0))
     icl = (hits + 0.5) / (n + 1)  # smoothed: 0.5 with no evidence, never exactly 0 or 1
+    return {
+        s: icl if s == "icl" else min(1.0, max(0.0, icl + g)) for s, g in expected_gains(evidence).items()
+    }
+
+
+def expected_gains(evidence: dict[str, Any]) -> dict[str, float]:
+    """Expected gain over ICL of each model strategy on this task (ICL's is 0; see module doc).
+
+    Not clipped to what accuracy allows: an ICL that is right on every demonstration leaves no
+    room in expected accuracy, yet a query it is unsure of may still gain.
+    """
     task_gain, task_n = evidence.get("gains") or {}, evidence.get("gain_n") or {}
     model_gain, model_n = evidence.get("model_gains") or {}, evidence.get("model_gain_n") or {}
     type_gain, type_n = evidence.get("type_gains") or {}, evidence.get("type_gain_n") or {}
-    out = {"icl": icl}
+    out = {"icl": 0.0}
     for s in LADDER[1:]:
         if s in task_gain and s not in task_n:  # measured on all the demonstrations
-            out[s] = min(1.0, max(0.0, icl + float(task_gain[s])))
+            out[s] = float(task_gain[s])
             continue
         gain = PRIOR_GAIN[s]
-        if s in model_gain and s in model_n:  # the model's mean, averaged with the prior
-            gain = _shrunk(gain, PRIOR_WEIGHT, float(model_gain[s]), int(model_n[s]))
-        elif s in model_gain:
+        if s in model_gain and s not in model_n:  # a bare mean (no count): taken as it is
             gain = float(model_gain[s])
-        if s in type_gain and s in type_n:  # tasks of this type, averaged with the model's estimate
-            gain = _shrunk(gain, TYPE_WEIGHT, float(type_gain[s]), int(type_n[s]))
-        if s in task_gain:  # this task's recorded outcomes, averaged with the estimate above
-            gain = _shrunk(gain, TASK_WEIGHT, float(task_gain[s]), int(task_n[s]))
-        out[s] = min(1.0, max(0.0, icl + float(gain)))
+        # The model's record, its type's and this task's, each averaged with the estimate above it.
+        # A query counts at every level it belongs to, so each level leaves out the queries of the
+        # level below: counted twice, a few zero-gain queries collapsed the estimate (TTT on tables).
+        levels = [
+            (model_gain, model_n, PRIOR_WEIGHT),
+            (type_gain, type_n, TYPE_WEIGHT),
+            (task_gain, task_n, TASK_WEIGHT),
+        ]
+        sums = [(float(g[s]) * int(c[s]), int(c[s])) if s in g and s in c else None for g, c, _ in levels]
+        measured = False  # until a level above is measured, the estimate is the prior's
+        for i, (_, _, weight) in enumerate(levels):
+            if sums[i] is None:
+                continue
+            total, count = sums[i]  # type: ignore[misc]
+            inner = next((x for x in sums[i + 1 :] if x is not None), None)
+            if inner is not None:
+                total, count = total - inner[0], count - inner[1]
+            if count > 0:
+                gain = _shrunk(gain, weight if measured else PRIOR_WEIGHT, total / count, count)
+                measured = True
+        out[s] = float(gain)
     return out
+
+
+def explore_bonus(strategy: str, evidence: dict[str, Any]) -> float:
+    """The optimism added to ``strategy``'s expected gain when choosing what to try next (see the
+    module doc): :data:`EXPLORE_SD` / sqrt(:data:`PRIOR_WEIGHT` + n), n the queries on which this
+    model's gain was measured.
+
+    None before anything is measured (the prior decides, as designed), for selection (its prior
+    is no gain, after SELF-[IN]CORRECT), or for a gain measured on all of this task's
+    demonstrations (DG-DIFF, reflection's held-out gain): not an estimate from a few queries.
+    """
+    n = int((evidence.get("model_gain_n") or {}).get(strategy, 0))
+    if n <= 0 or PRIOR_GAIN.get(strategy, 0.0) <= 0:
+        return 0.0
+    if strategy in (evidence.get("gains") or {}) and strategy not in (evidence.get("gain_n") or {}):
+        return 0.0
+    return EXPLORE_SD / (PRIOR_WEIGHT + n) ** 0.5
 
 
 def _shrunk(prior: float, weight: int, mean: float, n: int) -> float:
@@ -265,7 +318,10 @@ def _auto(evidence: dict[str, Any], attempts: list[Attempt], settings: RouterSet
     left_s, left_t = _remaining(evidence, settings)
     if left_s <= 0 or left_t <= 0:
         return _decision("finalize", f"{now}; {budget} spent", evidence)
-    current = acc.get(last["strategy"], 0.0)
+    # Compared by expected gain over ICL, not by accuracy clipped at 1: with ICL right on every
+    # demonstration no strategy could "beat" it, and the queries ICL is unsure of never escalated.
+    gains = expected_gains(evidence)
+    current = gains.get(last["strategy"], 0.0)
     options = {}
     skipped = []
     for s in LADDER:
@@ -278,15 +334,20 @@ def _auto(evidence: dict[str, Any], attempts: list[Attempt], settings: RouterSet
             skipped.append(f"{s}: ~{cost[s][0]:.1f} s over the {left_s:.1f} s left")
             continue
         # Worth its cost only if it beats the answer in hand (already paid for) by the margin.
-        if acc[s] >= current + settings.margin - 1e-9:
-            options[s] = acc[s]
+        # (with the exploration bonus: a gain measured on few queries is tried again)
+        value = gains[s] + explore_bonus(s, evidence)
+        if value >= current + settings.margin - 1e-9:
+            options[s] = value
     if options:
         best = max(options.values())
         choice = min((s for s, a in options.items() if a >= best - settings.margin), key=lambda s: cost[s][0])
-        gain = acc[choice] - acc["icl"]
+        gain = gains[choice]
+        bonus = options[choice] - gain
+        explore = f", +{bonus:.2f} exploration bonus" if bonus >= 0.005 else ""
         reason = (
             f"chose {choice}: {now} < {settings.confidence_threshold:.2f}; {loo_text}; "
-            f"{choice} expected {acc[choice]:.2f} ({gain:+.2f} over ICL, {_gain_source(choice, evidence)}), "
+            f"{choice} expected {acc[choice]:.2f} "
+            f"({gain:+.2f} over ICL, {_gain_source(choice, evidence)}{explore}), "
             f"~{cost[choice][0]:.1f} s; {budget}"
         )
         return _decision(choice, reason, evidence)

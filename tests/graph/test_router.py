@@ -15,6 +15,7 @@ from graph.router import (
     decide,
     expected_accuracy,
     expected_cost,
+    explore_bonus,
     next_node,
 )
 
@@ -208,13 +209,19 @@ def test_a_task_types_record_refines_the_model_level_estimate():
     icl = expected_accuracy(base)["icl"]
     model_level = (0.25 * PRIOR_WEIGHT + 0.1 * 36) / (PRIOR_WEIGHT + 36)
     assert expected_accuracy(base)["ttt"] == pytest.approx(icl + model_level)
-    # three tasks of this type where TTT gained nothing pull the estimate towards 0
+    # three queries of this type where TTT gained nothing pull the estimate towards 0; they are
+    # among the model's 36, so the model level above them counts the other 33
     typed = base | {"type_gains": {"ttt": 0.0}, "type_gain_n": {"ttt": 3}}
-    assert expected_accuracy(typed)["ttt"] == pytest.approx(
-        icl + model_level * TYPE_WEIGHT / (TYPE_WEIGHT + 3)
-    )
-    # ... below the margin over the answer in hand: not worth TTT's cost any more
+    others = (0.25 * PRIOR_WEIGHT + 0.1 * 36) / (PRIOR_WEIGHT + 33)
+    assert expected_accuracy(typed)["ttt"] == pytest.approx(icl + others * TYPE_WEIGHT / (TYPE_WEIGHT + 3))
+    # ... below the margin over the answer in hand, but resting on few queries: the exploration
+    # bonus (0.5 / sqrt(4 + 36) = 0.08) tries TTT again
     d = decide(requested="auto", evidence=typed, attempts=[_attempt("icl", 0.2)])
+    assert d["strategy"] == "ttt" and "+0.08 exploration bonus" in d["reason"]
+    # on 400 of the model's queries and 40 of the type's, the same means settle it: not worth TTT
+    settled = typed | {"model_gain_n": {"ttt": 400}, "type_gain_n": {"ttt": 40}}
+    assert explore_bonus("ttt", settled) == pytest.approx(0.5 / (PRIOR_WEIGHT + 400) ** 0.5)
+    d = decide(requested="auto", evidence=settled, attempts=[_attempt("icl", 0.2)])
     assert d["strategy"] == "finalize" and "better by the 0.05 margin" in d["reason"]
     # while tasks of a type where TTT paid raise it, and the reason says where the gain comes from
     paid = base | {"type_gains": {"ttt": 0.5}, "type_gain_n": {"ttt": 3}}
@@ -237,15 +244,46 @@ def test_a_tasks_recorded_outcomes_are_averaged_with_the_estimate_above_them():
     # rest of the task (it did on tables: the router then stopped after ICL on 746 of 750 queries).
     base = LOCAL | {"loo_icl": 0.5, "loo_n": 4, "type_gains": {"ttt": 0.2}, "type_gain_n": {"ttt": 40}}
     icl = expected_accuracy(base)["icl"]
-    upper = expected_accuracy(base)["ttt"] - icl
     one = base | {"gains": {"ttt": 0.0}, "gain_n": {"ttt": 1}}
+    upper = (0.25 * PRIOR_WEIGHT + 0.2 * 40) / (PRIOR_WEIGHT + 39)  # the prior, the type's other 39
     assert expected_accuracy(one)["ttt"] == pytest.approx(icl + upper * TASK_WEIGHT / (TASK_WEIGHT + 1))
     d = decide(requested="auto", evidence=one, attempts=[_attempt("icl", 0.3)])
     assert d["strategy"] == "ttt" and "1 recorded queries of this task" in d["reason"]
     # many such queries take over
-    many = base | {"gains": {"ttt": 0.0}, "gain_n": {"ttt": 60}}
+    many = base | {"type_gains": {"ttt": 0.12}, "type_gain_n": {"ttt": 100}}
+    many |= {"gains": {"ttt": 0.0}, "gain_n": {"ttt": 60}}  # 60 of the type's 100 queries
     assert expected_accuracy(many)["ttt"] - icl < 0.01
     assert decide(requested="auto", evidence=many, attempts=[_attempt("icl", 0.3)])["strategy"] != "ttt"
     # a gain measured on all the demonstrations (DG-DIFF) is not averaged: it has no count
     dg = base | {"gains": {"select": 0.3}}
     assert expected_accuracy(dg)["select"] == pytest.approx(min(1.0, icl + 0.3))
+
+
+def test_a_query_counts_once_however_many_levels_record_it():
+    # four escalations of one task, TTT gaining nothing: they are the model's, the type's and the
+    # task's record at once; counted at each level they drove TTT's gain from +0.25 to 0.03
+    zeros = {"gains": {"ttt": 0.0}, "gain_n": {"ttt": 4}}
+    ev = LOCAL | {"loo_icl": 0.5, "loo_n": 4, "model_gains": {"ttt": 0.0}, "model_gain_n": {"ttt": 4}}
+    ev |= {"type_gains": {"ttt": 0.0}, "type_gain_n": {"ttt": 4}} | zeros
+    icl = expected_accuracy(ev)["icl"]
+    assert expected_accuracy(ev)["ttt"] == pytest.approx(icl + 0.25 * PRIOR_WEIGHT / (PRIOR_WEIGHT + 4))
+    assert decide(requested="auto", evidence=ev, attempts=[_attempt("icl", 0.3)])["strategy"] == "ttt"
+
+
+def test_an_unsure_answer_escalates_even_when_icl_is_right_on_every_demonstration():
+    # LOO-ICL 1.00: expected accuracy leaves TTT no room above ICL (both clip at 1), but this
+    # query's answer is a coin flip and TTT's recorded gain is large: compared by gain, it escalates
+    ev = LOCAL | {"loo_icl": 1.0, "loo_n": 16, "model_gains": {"ttt": 0.17}, "model_gain_n": {"ttt": 100}}
+    assert expected_accuracy(ev)["ttt"] - expected_accuracy(ev)["icl"] < 0.05
+    d = decide(requested="auto", evidence=ev, attempts=[_attempt("icl", 0.51)])
+    assert d["strategy"] == "ttt" and "+0.17 over ICL" in d["reason"]
+
+
+def test_the_exploration_bonus_shrinks_with_measurement_and_never_favours_selection():
+    ev = LOCAL | {"model_gains": {"ttt": 0.0, "select": 0.0}, "model_gain_n": {"ttt": 1, "select": 1}}
+    assert explore_bonus("select", ev) == 0.0  # worth its cost only where measured to help
+    assert explore_bonus("reflect", ev) == 0.0  # nothing measured: the prior decides
+    bonuses = [explore_bonus("ttt", ev | {"model_gain_n": {"ttt": n}}) for n in (1, 20, 96, 1000)]
+    assert bonuses == sorted(bonuses, reverse=True) and bonuses[0] > 0.2 and bonuses[2] == pytest.approx(0.05)
+    # a gain measured on all the demonstrations is not an estimate from few queries
+    assert explore_bonus("reflect", ev | {"model_gain_n": {"reflect": 3}, "gains": {"reflect": 0.1}}) == 0.0
