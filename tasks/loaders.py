@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tasks.errors import TaskFileError
+from tasks.errors import TaskFileError, first_error
 from tasks.schema import MockFunction, Task
 from tasks.tabular import TABLE_SUFFIXES, file_size, load_table_task
 
@@ -43,20 +43,13 @@ ARC_FUNCTION = MockFunction(
 BBH_DOCSTRING = "Answers the question; the answer's format follows the examples exactly."
 
 
-def _first_error(exc: ValidationError, prefix: str = "") -> tuple[str, str]:
-    """The first pydantic error as (field location, message) for a one-line report."""
-    err = exc.errors()[0]
-    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
-    msg = err["msg"].removeprefix("Value error, ")
-    return (f"{prefix}{loc}" if loc else prefix.rstrip(".") or "task"), msg
-
-
-def _build(path: Path, data: dict[str, Any], prefix: str = "") -> Task:
+def _build(path: Path, data: dict[str, Any], root: str = "") -> Task:
+    """``data`` as a task of the file ``path`` (``root``: where it sits in the file, if not alone)."""
     try:
         return Task.model_validate({**data, "source": str(path)})
     except ValidationError as exc:
-        field, msg = _first_error(exc, prefix)
-        raise TaskFileError(path, field, msg) from None
+        err = first_error(exc)
+        raise TaskFileError(path, err.where(root) or "task", err.message) from None
 
 
 def _read_text(path: Path) -> str:
@@ -161,7 +154,7 @@ def _native(path: Path, data: Any) -> list[Task]:
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise TaskFileError(path, f"tasks[{i}]", "expected a task object")
-        tasks.append(_build(path, item, prefix=f"tasks[{i}]."))
+        tasks.append(_build(path, item, root=f"tasks[{i}]"))
     return tasks
 
 
