@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from tasks.errors import TaskFileError, first_error
 from tasks.schema import MockFunction, Task
-from tasks.tabular import TABLE_SUFFIXES, file_size, load_table_task
+from tasks.tabular import DEFAULT_SPLIT, TABLE_SUFFIXES, TaskSplit, file_size, load_table_task
 
 #: File extensions the loaders understand.
 SUPPORTED = (".json", *TABLE_SUFFIXES)
@@ -158,55 +158,30 @@ def _native(path: Path, data: Any) -> list[Task]:
     return tasks
 
 
-def load_tasks(
-    path: str | Path,
-    *,
-    k_shot: int = 3,
-    label_column: str | None = None,
-    seed: int = 0,
-    task_type: str | None = None,
-    queries: int | None = None,
-    tolerance: float | None = None,
-    stratify: bool = True,
-) -> list[Task]:
+def load_tasks(path: str | Path, split: TaskSplit = DEFAULT_SPLIT) -> list[Task]:
     """Load the task(s) in one file, detecting the format from its extension and keys.
 
     Args:
         path: The file.
-        k_shot: Demonstrations taken from BIG-Bench Hard and tabular files (the rest are queries).
-        label_column: The label column of a tabular file (default: label, target, class or y).
-        seed: Seed of the tabular train/test split (each seed draws other demonstrations).
-        task_type: Tabular files: ``auto`` (from the label), ``classification`` or ``regression``.
-        queries: Tabular files: at most this many test queries.
-        tolerance: Tabular regression: answers within this many label standard deviations are right.
-        stratify: Tabular classification: demonstrations stratified by class (else drawn uniformly).
+        split: Demonstrations taken from BIG-Bench Hard and tabular files (the rest are queries),
+            and how a table is split and what of it is predicted.
 
     Raises:
         TaskFileError: One line naming the file, the field and the problem.
     """
     path = Path(path)
-    if k_shot < 1:
-        raise TaskFileError(path, "k_shot", f"must be at least 1, got {k_shot}")
+    if split.k_shot < 1:
+        raise TaskFileError(path, "k_shot", f"must be at least 1, got {split.k_shot}")
     suffix = path.suffix.lower()
     if suffix in TABLE_SUFFIXES:
-        data = load_table_task(
-            path,
-            k_shot=k_shot,
-            label_column=label_column,
-            seed=seed,
-            task_type=task_type,
-            queries=queries,
-            tolerance=tolerance,
-            stratify=stratify,
-        )
-        return [_build(path, data)]
+        return [_build(path, load_table_task(path, split))]
     if suffix != ".json":
         if not path.exists():
             raise TaskFileError(path, None, "no such file")
         raise TaskFileError(path, None, f"unknown format '{suffix or path.name}'; supported: {FORMATS_HELP}")
     data = _read_json(path)
     if isinstance(data, dict) and "examples" in data:
-        return [_bbh(path, data, k_shot)]
+        return [_bbh(path, data, split.k_shot)]
     if isinstance(data, dict) and ("kind" in data or "function" in data or "tasks" in data):
         return _native(path, data)
     if isinstance(data, list):
@@ -216,14 +191,14 @@ def load_tasks(
     raise TaskFileError(path, None, f"unknown format; supported: {FORMATS_HELP}")
 
 
-def load_task_dir(directory: str | Path, **kwargs: Any) -> list[Task]:
+def load_task_dir(directory: str | Path, split: TaskSplit = DEFAULT_SPLIT) -> list[Task]:
     """Every task file under ``directory`` (recursively, sorted); sub-folders name task types."""
     directory = Path(directory)
     if not directory.is_dir():
         raise TaskFileError(directory, None, "not a folder")
     tasks: list[Task] = []
     for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED):
-        for task in load_tasks(path, **kwargs):
+        for task in load_tasks(path, split):
             if task.type is None and path.parent != directory:
                 task = task.model_copy(update={"type": path.parent.relative_to(directory).as_posix()})
             tasks.append(task)
@@ -232,7 +207,7 @@ def load_task_dir(directory: str | Path, **kwargs: Any) -> list[Task]:
     return tasks
 
 
-def load_any(path: str | Path, **kwargs: Any) -> list[Task]:
+def load_any(path: str | Path, split: TaskSplit = DEFAULT_SPLIT) -> list[Task]:
     """A file or a folder of task files."""
     path = Path(path)
-    return load_task_dir(path, **kwargs) if path.is_dir() else load_tasks(path, **kwargs)
+    return load_task_dir(path, split) if path.is_dir() else load_tasks(path, split)

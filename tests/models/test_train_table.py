@@ -64,10 +64,10 @@ def test_the_checkpoint_answers_a_table_through_the_product(tmp_path: Path) -> N
 def _fruit_parts():
     from models.base import PromptParts
     from tasks.schema import Task
-    from tasks.tabular import load_table_task
+    from tasks.tabular import TaskSplit, load_table_task
 
     fruit = Path(__file__).resolve().parents[1] / "data" / "tables" / "fruit.csv"
-    task = Task.model_validate(load_table_task(fruit, k_shot=8, seed=0, queries=1))
+    task = Task.model_validate(load_table_task(fruit, TaskSplit(k_shot=8, seed=0, queries=1)))
     return PromptParts(kind="tabular", function=task.function, demos=task.train, query=task.test[0].input)
 
 
