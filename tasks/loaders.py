@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from tasks.errors import TaskFileError, first_error
 from tasks.schema import MockFunction, Task
-from tasks.tabular import DEFAULT_SPLIT, TABLE_SUFFIXES, TaskSplit, file_size, load_table_task
+from tasks.tabular import DEFAULT_SPLIT, TABLE_SUFFIXES, TaskSplit, file_size, load_table_task, read_task_text
 
 #: File extensions the loaders understand.
 SUPPORTED = (".json", *TABLE_SUFFIXES)
@@ -57,15 +57,7 @@ def _read_text(path: Path) -> str:
     if size > MAX_TASK_FILE_BYTES:
         mib, limit = size / 2**20, MAX_TASK_FILE_BYTES // 2**20
         raise TaskFileError(path, None, f"file is {mib:.1f} MiB, over the {limit} MiB limit of task files")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise TaskFileError(path, None, "not UTF-8 text") from None
-    except OSError as exc:
-        raise TaskFileError(path, None, f"cannot read: {exc.strerror}") from None
-    if not text.strip():
-        raise TaskFileError(path, None, "empty file")
-    return text
+    return read_task_text(path)
 
 
 def _parse_json(path: Path, text: str, field: str | None = None) -> Any:

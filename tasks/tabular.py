@@ -88,6 +88,23 @@ def file_size(path: Path) -> int:
         raise TaskFileError(path, None, f"cannot read: {exc.strerror}") from None
 
 
+def read_task_text(path: Path, encoding: str = "utf-8") -> str:
+    """The text of the task file ``path``; every way reading it fails is one :class:`TaskFileError`.
+
+    Raises:
+        TaskFileError: The file is not UTF-8 text, cannot be read, or holds only white space.
+    """
+    try:
+        text = path.read_text(encoding=encoding)
+    except UnicodeDecodeError:
+        raise TaskFileError(path, None, "not UTF-8 text") from None
+    except OSError as exc:
+        raise TaskFileError(path, None, f"cannot read: {exc.strerror}") from None
+    if not text.strip():
+        raise TaskFileError(path, None, "empty file")
+    return text
+
+
 def _check_size(path: Path) -> None:
     size = file_size(path)
     if size == 0:
@@ -128,14 +145,7 @@ def _number(text: str) -> int | float | None:
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[list[Any]]]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise TaskFileError(path, None, "not UTF-8 text") from None
-    except OSError as exc:
-        raise TaskFileError(path, None, f"cannot read: {exc.strerror}") from None
-    if not text.strip():
-        raise TaskFileError(path, None, "empty file")
+    text = read_task_text(path, "utf-8-sig")
     try:
         dialect: Any = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
@@ -159,12 +169,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[Any]]]:
 
 
 def _read_jsonl(path: Path) -> tuple[list[str], list[list[Any]]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise TaskFileError(path, None, "not UTF-8 text") from None
-    if not text.strip():
-        raise TaskFileError(path, None, "empty file")
+    text = read_task_text(path)
     header: list[str] | None = None
     rows = []
     for i, line in enumerate(text.splitlines(), start=1):
