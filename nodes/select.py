@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
@@ -82,6 +83,18 @@ class DGDiff(BaseModel):
     usage: Usage = Field(default_factory=Usage)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Sampling:
+    """How candidates are sampled: how many, how hot, from how many demonstrations, which seed."""
+
+    n: int = 4
+    """Samples (at least 2 are drawn: one sample leaves nothing to select)."""
+    temperature: float = 0.7
+    max_demos: int = 0
+    """Demonstrations per prompt (0 = all)."""
+    seed: int = 0
+
+
 def softmax_share(scores: list[float], index: int) -> float:
     """``exp(scores[index])`` normalised over all scores (numerically stable)."""
     top = max(scores)
@@ -96,17 +109,9 @@ class Selector:
         self.model = model
 
     def forward(
-        self,
-        task: Task,
-        query: Any,
-        *,
-        notes: list[str],
-        n: int = 4,
-        temperature: float = 0.7,
-        max_demos: int = 0,
-        seed: int = 0,
+        self, task: Task, query: Any, *, notes: list[str], sampling: Sampling = Sampling()
     ) -> SelectionResult:
-        """Sample ``max(n, 2)`` answers to ``query`` and select one.
+        """Sample ``max(sampling.n, 2)`` answers to ``query`` and select one.
 
         Raises:
             ModelError: If a model call fails (from the backend).
@@ -115,12 +120,13 @@ class Selector:
             task,
             query,
             notes=notes,
-            samples=max(n, 2),
-            temperature=temperature,
-            max_demos=max_demos,
-            seed=seed,
+            samples=max(sampling.n, 2),
+            temperature=sampling.temperature,
+            max_demos=sampling.max_demos,
+            seed=sampling.seed,
         )
         renderer = self.model.renderer
+        max_demos = sampling.max_demos
         demos = task.train[:max_demos] if max_demos else task.train
         parts = PromptParts(kind=task.kind, function=task.function, notes=notes, demos=demos, query=query)
         greedy = renderer.parse(gen.samples[0].text, task.kind, parts) if gen.samples else None
@@ -221,19 +227,13 @@ def _by_vote(
 
 
 def measure_dg_diff(
-    model: ModelBackend,
-    task: Task,
-    *,
-    notes: list[str] | None = None,
-    n: int = 4,
-    temperature: float = 0.7,
-    max_demos: int = 0,
-    seed: int = 0,
+    model: ModelBackend, task: Task, *, notes: list[str] | None = None, sampling: Sampling = Sampling()
 ) -> DGDiff:
     """DG-DIFF on the task's demonstrations, each held out from its own prompt.
 
     For each demonstration: generation is correct when the greedy answer matches its output;
-    selection is correct when the selected candidate (among ``n`` samples) matches.
+    selection is correct when the selected candidate (among ``sampling.n`` samples) matches.
+    The i-th held-out demonstration is sampled with seed ``sampling.seed + i``.
 
     Returns:
         Both accuracies, their difference and the number of demonstrations (0 when there are none).
@@ -243,13 +243,7 @@ def measure_dg_diff(
     gen_ok = sel_ok = 0
     for i, demo, rest, seen in leave_one_out(task, notes or []):
         result = selector.forward(
-            rest,
-            demo.input,
-            notes=seen,
-            n=n,
-            temperature=temperature,
-            max_demos=max_demos,
-            seed=seed + i,
+            rest, demo.input, notes=seen, sampling=replace(sampling, seed=sampling.seed + i)
         )
         usage += result.usage
         gen_ok += is_correct(task, result.greedy, demo.output)
@@ -273,6 +267,7 @@ def make_select_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph n
         ctx, task, model, store = node_inputs(state, runtime, bound)
         notes = known_notes(state, store, task)
         samples = max(ctx.samples, 2)
+        sampling = Sampling(n=samples, temperature=ctx.temperature, max_demos=ctx.max_demos, seed=ctx.seed)
         usage = Usage()
         trace: list[dict[str, Any]] = []
         evidence = task_evidence(store, task.key)
@@ -286,15 +281,7 @@ def make_select_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph n
             )
         elif task.train:
             runtime.stream_writer({"node": "select", "message": f"measuring DG-DIFF with {model.name}"})
-            dg = measure_dg_diff(
-                model,
-                task,
-                notes=notes,
-                n=samples,
-                temperature=ctx.temperature,
-                max_demos=ctx.max_demos,
-                seed=ctx.seed,
-            )
+            dg = measure_dg_diff(model, task, notes=notes, sampling=sampling)
             usage += dg.usage
             update_evidence(
                 store,
@@ -314,15 +301,7 @@ def make_select_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph n
                 )
             )
         runtime.stream_writer({"node": "select", "message": f"sampling {samples} with {model.name}"})
-        result = Selector(model).forward(
-            task,
-            state["query"]["input"],
-            notes=notes,
-            n=samples,
-            temperature=ctx.temperature,
-            max_demos=ctx.max_demos,
-            seed=ctx.seed,
-        )
+        result = Selector(model).forward(task, state["query"]["input"], notes=notes, sampling=sampling)
         usage += result.usage
         trace.append(
             trace_event(
