@@ -130,9 +130,8 @@ class Selector:
         demos = task.train[:max_demos] if max_demos else task.train
         parts = PromptParts(kind=task.kind, function=task.function, notes=notes, demos=demos, query=query)
         greedy = renderer.parse(gen.samples[0].text, task.kind, parts) if gen.samples else None
-        total = len(gen.samples)
         options = [i for i, c in enumerate(candidates) if c["answer"] is not None]
-        base: dict[str, Any] = {"greedy": greedy, "samples": total, "usage": gen.usage}
+        base: dict[str, Any] = {"greedy": greedy, "samples": len(gen.samples), "usage": gen.usage}
         if not options:
             return SelectionResult(
                 candidates=candidates,
@@ -143,15 +142,7 @@ class Selector:
                 **base,
             )
         if len(options) == 1:
-            only = candidates[options[0]]
-            return SelectionResult(
-                candidates=_chosen_first(candidates, options[0]),
-                chosen=only,
-                method="single",
-                confidence=round(only["votes"] / total, 4),
-                message="one distinct answer: nothing to select",
-                **base,
-            )
+            return _chosen(candidates, options[0], "single", "one distinct answer: nothing to select", base)
         if self.model.capabilities.score:
             return self._by_score(candidates, options, parts, base)
         if renderer.name == "chat":
@@ -196,34 +187,29 @@ class Selector:
             return _by_vote(
                 candidates, options, base | {"usage": usage}, f"unparseable choice {short!r}: majority vote"
             )
-        chosen = options[pick]
-        return SelectionResult(
-            candidates=_chosen_first(candidates, chosen),
-            chosen=candidates[chosen],
-            method="choice",
-            confidence=round(candidates[chosen]["votes"] / base["samples"], 4),
-            message=f"chose ({OPTION_LETTERS[pick]}) of {len(options)} candidates",
-            **(base | {"usage": usage}),
-        )
+        message = f"chose ({OPTION_LETTERS[pick]}) of {len(options)} candidates"
+        return _chosen(candidates, options[pick], "choice", message, base | {"usage": usage})
 
 
-def _chosen_first(candidates: list[Candidate], chosen: int) -> list[Candidate]:
-    return [candidates[chosen], *(c for i, c in enumerate(candidates) if i != chosen)]
+def _chosen(
+    candidates: list[Candidate], chosen: int, method: Method, message: str, base: dict[str, Any]
+) -> SelectionResult:
+    """Candidate ``chosen`` first, its share of the samples as the confidence."""
+    return SelectionResult(
+        candidates=[candidates[chosen], *(c for i, c in enumerate(candidates) if i != chosen)],
+        chosen=candidates[chosen],
+        method=method,
+        confidence=round(candidates[chosen]["votes"] / base["samples"], 4),
+        message=message,
+        **base,
+    )
 
 
 def _by_vote(
     candidates: list[Candidate], options: list[int], base: dict[str, Any], why: str
 ) -> SelectionResult:
     """The majority answer (candidates are already sorted by votes, unparseable last)."""
-    top = options[0]
-    return SelectionResult(
-        candidates=_chosen_first(candidates, top),
-        chosen=candidates[top],
-        method="vote",
-        confidence=round(candidates[top]["votes"] / base["samples"], 4),
-        message=f"{why}; took the majority answer",
-        **base,
-    )
+    return _chosen(candidates, options[0], "vote", f"{why}; took the majority answer", base)
 
 
 def measure_dg_diff(
