@@ -62,7 +62,7 @@ from graph.cli_common import (
     check_output_file,
     cli_main,
     context_from_args,
-    table_kwargs,
+    task_split,
 )
 from graph.context import Context
 from graph.errors import SettingsError
@@ -316,10 +316,9 @@ def load_splits(path: Path, args: argparse.Namespace) -> list[Task]:
     from tasks.tabular import TABLE_SUFFIXES
 
     base = context_from_args(args, strategy="icl").seed
-    kwargs = table_kwargs(args) | {"k_shot": args.k_shot, "queries": args.queries}
     tasks: list[Task] = []
     for i in range(args.seeds):
-        for task in load_any(path, seed=base + i, **kwargs):
+        for task in load_any(path, task_split(args, seed=base + i, queries=args.queries)):
             table = task.kind == "tabular" and Path(task.source or "").suffix.lower() in TABLE_SUFFIXES
             if not table and i > 0:
                 continue  # other task files have no split to redraw

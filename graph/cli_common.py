@@ -17,6 +17,7 @@ from graph.errors import DamagedStateError, InvalidInputError, SettingsError
 from graph.settings import load_dotenv_file
 from models.base import ModelConfigError, ModelError
 from tasks.errors import TaskFileError
+from tasks.tabular import TaskSplit
 
 #: User mistakes: one line on stderr, exit code 2, no traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -83,17 +84,20 @@ def add_table_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def table_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Loader keyword arguments from :func:`add_table_flags` (checked)."""
+def task_split(args: argparse.Namespace, *, seed: int, queries: int | None = None) -> TaskSplit:
+    """The loaders' split from ``--k-shot`` and the flags of :func:`add_table_flags` (checked)."""
     tolerance = getattr(args, "tolerance", None)
     if tolerance is not None and tolerance < 0:
         raise SettingsError(f"--tolerance: must be 0 or positive, got {tolerance}")
-    return {
-        "label_column": getattr(args, "label_column", None),
-        "task_type": getattr(args, "task_type", "auto"),
-        "tolerance": tolerance,
-        "stratify": getattr(args, "stratify", True),
-    }
+    return TaskSplit(
+        k_shot=args.k_shot,
+        seed=seed,
+        queries=queries,
+        label_column=getattr(args, "label_column", None),
+        task_type=getattr(args, "task_type", "auto"),
+        tolerance=tolerance,
+        stratify=getattr(args, "stratify", True),
+    )
 
 
 def context_from_args(args: argparse.Namespace, **override: Any) -> Context:

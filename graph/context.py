@@ -32,6 +32,7 @@ from graph.errors import SettingsError
 from models.base import ModelBackend
 from models.factory import load_model
 from models.ttt import RECIPES
+from tasks.errors import first_error
 from tasks.schema import TaskKind
 
 #: Strategies the router knows. ``auto`` lets the router decide.
@@ -243,21 +244,20 @@ _EXPECTED = {
 
 def _one_line(exc: ValidationError, *, given: set[str]) -> str:
     """The first error of ``exc`` as one line naming the field, or its variable when from there."""
-    err = exc.errors()[0]
-    field = str(err["loc"][0]) if err["loc"] else ""
-    if err["type"] == "extra_forbidden":
+    err = first_error(exc)
+    field = str(err.loc[0]) if err.loc else ""
+    if err.type == "extra_forbidden":
         return f"{field}: unknown setting"
     if not field:  # a range check of the whole context: its message names the field
-        message = str(err["msg"]).removeprefix("Value error, ")
-        name = message.split(":", 1)[0]
+        name = err.message.split(":", 1)[0]
         if name in Context.model_fields and name not in given and os.environ.get(env_name(name)):
-            message += f" (from {env_name(name)})"
-        return message
+            return f"{err.message} (from {env_name(name)})"
+        return err.message
     where = env_name(field) if field not in given and os.environ.get(env_name(field)) else field
-    expected = _EXPECTED.get(err["type"])
+    expected = _EXPECTED.get(err.type)
     if expected:
-        return f"{where}: expected {expected}, got {err.get('input')!r}"
-    return f"{where}: {err['msg']}"
+        return f"{where}: expected {expected}, got {err.input!r}"
+    return f"{where}: {err.message}"
 
 
 def context_help() -> dict[str, str]:

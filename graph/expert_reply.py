@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from graph.errors import InvalidInputError
+from tasks.errors import error_line
 from tasks.schema import check_value
 
 #: ``kind`` of the interrupt payload, so reviewers can tell an expert review from other pauses.
@@ -30,6 +31,13 @@ class ExpertInput(BaseModel):
     expert: str = Field("anonymous", description="who answered")
 
 
+#: Clearer messages than pydantic's for the mistakes reviewers make.
+_MESSAGES = {
+    "literal_error": "must be accept, answer or note",
+    "extra_forbidden": "unknown field (expected action, candidate, answer, note, expert)",
+}
+
+
 def parse_reply(raw: Any, payload: dict[str, Any]) -> ExpertInput:
     """Validate a reply against the review it answers; one-line :class:`InvalidInputError` if bad.
 
@@ -40,13 +48,8 @@ def parse_reply(raw: Any, payload: dict[str, Any]) -> ExpertInput:
     try:
         reply = ExpertInput.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "reply"
-        message = {
-            "literal_error": "must be accept, answer or note",
-            "extra_forbidden": "unknown field (expected action, candidate, answer, note, expert)",
-        }.get(err["type"], err["msg"])
-        raise InvalidInputError(f"expert reply: {where}: {message}") from None
+        line = error_line(exc, whole="reply", messages=_MESSAGES)
+        raise InvalidInputError(f"expert reply: {line}") from None
     shown = payload.get("candidates", [])
     if reply.action == "accept":
         if reply.candidate is None or not 0 <= reply.candidate < len(shown):

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from langgraph.store.base import BaseStore
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, StrictBool
 
 from tasks.schema import Task
 
@@ -129,8 +129,6 @@ def migrate_legacy_memory(store: BaseStore | None, task: Task) -> int:
                 store.put((*ns, task.key), item.key, item.value)
             store.delete((*ns, task.id), item.key)
             moved += 1
-    from datetime import UTC, datetime
-
     store.put(
         MIGRATED_NS,
         task.id,
@@ -258,24 +256,59 @@ def add_task_example(store: BaseStore | None, task_id: str, value: Any, output: 
         )
 
 
+#: A strategy's running gain sums: ``[queries, summed gain over ICL]``.
+GainSum = tuple[NonNegativeInt, float]
+#: A strategy's running cost sums: ``[queries, summed seconds, summed tokens]``.
+CostSum = tuple[NonNegativeInt, NonNegativeFloat, NonNegativeInt]
+
+
+class ModelEvidence(BaseModel):
+    """A model's running sums over all tasks (``MODEL_EVIDENCE_NS``, key: the model's name).
+
+    Unknown fields are kept (a store written by an older version may hold some).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    gains: dict[str, GainSum] = Field(default_factory=dict)  # strategy -> gain sums
+    costs: dict[str, CostSum] = Field(default_factory=dict)  # strategy -> cost sums
+
+
+class TypeEvidence(BaseModel):
+    """A model's gain sums over the tasks of one type (``TYPE_EVIDENCE_NS``, key: ``model|type``):
+    the router's middle level between one task and all tasks.
+
+    Unknown fields are kept (a store written by an older version may hold some).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    gains: dict[str, GainSum] = Field(default_factory=dict)  # strategy -> gain sums
+
+
+def model_evidence_sums(store: BaseStore | None, model: str) -> ModelEvidence:
+    """The model's stored running sums (empty without a store or before any query)."""
+    item = store.get(MODEL_EVIDENCE_NS, model) if store is not None else None
+    return ModelEvidence.model_validate(item.value if item else {})
+
+
+def type_evidence_sums(store: BaseStore | None, model: str, task_type: str) -> TypeEvidence:
+    """The model's stored gain sums over tasks of ``task_type`` (empty before any query)."""
+    item = store.get(TYPE_EVIDENCE_NS, _type_key(model, task_type)) if store is not None else None
+    return TypeEvidence.model_validate(item.value if item else {})
+
+
 def model_evidence(
     store: BaseStore | None, model: str, task_type: str | None = None
 ) -> dict[str, dict[str, Any]]:
     """This model's mean gain over ICL per strategy (``gains``, over ``gain_n`` queries) and mean
     (seconds, tokens) per strategy (``costs``), over all tasks; with ``task_type``, also the mean
     gains over the tasks of that type (``type_gains``, ``type_gain_n``)."""
-    item = store.get(MODEL_EVIDENCE_NS, model) if store is not None else None
-    raw = item.value if item else {}
-    gains, gain_n = _means(raw.get("gains") or {})
-    costs = {
-        s: [round(sec / n, 4), round(tok / n, 1)]
-        for s, (n, sec, tok) in (raw.get("costs") or {}).items()
-        if n
-    }
-    typed = (
-        store.get(TYPE_EVIDENCE_NS, _type_key(model, task_type)) if store is not None and task_type else None
-    )
-    type_gains, type_gain_n = _means((typed.value if typed else {}).get("gains") or {})
+    sums = model_evidence_sums(store, model)
+    gains, gain_n = _means(sums.gains)
+    costs = {s: [round(sec / n, 4), round(tok / n, 1)] for s, (n, sec, tok) in sums.costs.items() if n}
+    typed = type_evidence_sums(store, model, task_type) if task_type else TypeEvidence()
+    type_gains, type_gain_n = _means(typed.gains)
     return {
         "gains": gains,
         "gain_n": gain_n,
@@ -285,7 +318,7 @@ def model_evidence(
     }
 
 
-def _means(sums: dict[str, Any]) -> tuple[dict[str, float], dict[str, int]]:
+def _means(sums: dict[str, GainSum]) -> tuple[dict[str, float], dict[str, int]]:
     """Running ``[n, total]`` sums per strategy as means and counts (strategies with n > 0)."""
     means = {s: round(total / n, 4) for s, (n, total) in sums.items() if n}
     return means, {s: int(n) for s, (n, _) in sums.items() if n}
@@ -312,26 +345,28 @@ def record_model_evidence(
     task_type: str | None = None,
 ) -> None:
     """Add one query's observed gains and costs per strategy to the model's running sums (and its
-    gains to the sums of the task's type, when it has one)."""
+    gains to the sums of the task's type, when it has one). Both records are checked before they
+    are stored."""
     if store is None:
         return
 
     def add(old: dict[str, Any] | None) -> dict[str, Any]:
-        raw = old or {}
-        sums_c = dict(raw.get("costs") or {})
+        sums = ModelEvidence.model_validate(old or {})
+        sums_c: dict[str, Any] = dict(sums.costs)
         for s, (seconds, tokens) in costs.items():
-            n, sec, tok = sums_c.get(s, [0, 0.0, 0])
-            sums_c[s] = [n + 1, sec + seconds, tok + tokens]
-        return {"gains": _add_gains(raw.get("gains") or {}, gains), "costs": sums_c}
+            n, sec, tok = sums_c.get(s, (0, 0.0, 0))
+            sums_c[s] = (n + 1, sec + seconds, tok + tokens)
+        new = sums.model_dump() | {"gains": _add_gains(sums.gains, gains), "costs": sums_c}
+        return ModelEvidence.model_validate(new).model_dump(mode="json")
+
+    def add_typed(old: dict[str, Any] | None) -> dict[str, Any]:
+        sums = TypeEvidence.model_validate(old or {})
+        new = sums.model_dump() | {"gains": _add_gains(sums.gains, gains)}
+        return TypeEvidence.model_validate(new).model_dump(mode="json")
 
     update_item(store, MODEL_EVIDENCE_NS, model, add)
     if task_type and gains:
-        update_item(
-            store,
-            TYPE_EVIDENCE_NS,
-            _type_key(model, task_type),
-            lambda old: {"gains": _add_gains((old or {}).get("gains") or {}, gains)},
-        )
+        update_item(store, TYPE_EVIDENCE_NS, _type_key(model, task_type), add_typed)
 
 
 # --- typed records of runs and outcomes ---------------------------------------------------------

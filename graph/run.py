@@ -30,7 +30,7 @@ from graph.cli_common import (
     cli_main,
     context_from_args,
     parse_json_flag,
-    table_kwargs,
+    task_split,
 )
 from graph.errors import SettingsError
 from graph.settings import EXAMPLES_DIR, database
@@ -100,12 +100,7 @@ def _run(args: argparse.Namespace) -> int:
     ctx = context_from_args(args)
     query = parse_json_flag(args.query, "--query")
     target = parse_json_flag(args.target, "--target")
-    tasks = load_any(
-        Path(args.task) if args.task else EXAMPLES_DIR,
-        k_shot=args.k_shot,
-        seed=ctx.seed,
-        **table_kwargs(args),
-    )
+    tasks = load_any(Path(args.task) if args.task else EXAMPLES_DIR, task_split(args, seed=ctx.seed))
     jobs = [(t, i) for t in tasks for i in ([0] if query is not None else range(len(t.test)))]
     if not jobs:
         raise SettingsError(f"{args.task or EXAMPLES_DIR}: no test queries to answer (give --query)")

@@ -28,10 +28,11 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import StructuredTool
 from langgraph.graph.state import CompiledStateGraph
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from graph.context import Context
 from graph.errors import InvalidInputError
+from tasks.errors import error_line
 
 #: Child output keys a parent usually wants.
 RESULT_KEYS = ("answer", "confidence", "strategy", "reason", "correct")
@@ -105,8 +106,8 @@ def _load_task(raw: dict[str, Any] | str, task_root: Path | None) -> dict[str, A
         return tasks[0].model_dump(mode="json")
     try:
         return Task.model_validate(raw).model_dump(mode="json")
-    except ValueError as exc:
-        raise InvalidInputError(f"task: {str(exc).splitlines()[0]}") from None
+    except ValidationError as exc:
+        raise InvalidInputError(error_line(exc, "task")) from None
 
 
 def as_tool(

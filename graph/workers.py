@@ -33,6 +33,7 @@ from pydantic import BaseModel
 
 from graph.context import Context
 from graph.errors import SettingsError
+from graph.memory import model_evidence_sums
 from graph.runner import QueryResult
 from graph.storage import Database, close_pools, create_schema, drop_schema, open_store
 from models.base import ModelError
@@ -199,11 +200,8 @@ def run_parallel(
 
 def stored_cost_updates(db: Database, model_name: str) -> int:
     """How many strategy attempts the model's running cost sums in ``db`` hold."""
-    from graph.memory import MODEL_EVIDENCE_NS
-
-    item = open_store(db).get(MODEL_EVIDENCE_NS, model_name)
-    costs = (item.value if item else {}).get("costs") or {}
-    return int(sum(n for n, _sec, _tok in costs.values()))
+    costs = model_evidence_sums(open_store(db), model_name).costs
+    return sum(n for n, _sec, _tok in costs.values())
 
 
 def _wait_ready(out_q: Any, procs: list[Any], workers: int) -> None:

@@ -136,7 +136,7 @@ def _attach_table_model(backend: HFBackend, name: str, device: str, random_init:
 def _openai(
     spec: str, base_url: str | None, api_key: str | None, timeout_s: float, max_attempts: int
 ) -> ModelBackend:
-    from models.openai_backend import OpenAIBackend
+    from models.openai_backend import OpenAIBackend, RetryPolicy
 
     model = spec[len("openai:") :].strip()
     if not model:
@@ -150,7 +150,6 @@ def _openai(
         model,
         base_url=base_url or _first_env(BASE_URL_ENV),
         api_key=key,
-        timeout_s=timeout_s,
-        max_attempts=max_attempts,
-        deadline_s=timeout_s,  # one deadline per logical call: retries and waits fit inside it
+        # one deadline per logical call: retries and waits fit inside it
+        retry=RetryPolicy(timeout_s=timeout_s, max_attempts=max_attempts, deadline_s=timeout_s),
     )

@@ -3,7 +3,7 @@
 Exactly one retry layer: the OpenAI SDK's own retries are off (``max_retries=0``) and every call
 has a time-out (``ChatOpenAI`` with no ``timeout`` can hang forever); tenacity retries what is
 worth retrying -- rate limits (except an exhausted quota), time-outs, connection errors and 5xx --
-honouring ``Retry-After``, and stops after ``max_attempts`` or ``deadline_s``. Anything else
+honouring ``Retry-After``, and stops as its :class:`RetryPolicy` says. Anything else
 (400, 401, 403, 404...) fails at once. Every failure surfaces as a one-line :class:`ModelError`
 with the API key redacted.
 """
@@ -15,6 +15,7 @@ import logging
 import random
 import re
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import openai
@@ -150,6 +151,32 @@ def _one_line(text: str) -> str:
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
 
 
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How one call waits and retries: the backend's only retry layer (the SDK's own is off).
+
+    Raises:
+        ModelConfigError: On nonsensical limits.
+    """
+
+    timeout_s: float = 60
+    """Time-out of one HTTP request."""
+    max_attempts: int = 4
+    """Most attempts per request (1 = no retries)."""
+    max_wait_s: float = 30
+    """Longest wait between attempts (caps ``Retry-After`` too)."""
+    backoff_s: float = 1.0
+    """First exponential back-off wait when the server gives no ``Retry-After``."""
+    deadline_s: float | None = None
+    """Give up retrying once this many seconds have passed since the call began."""
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.timeout_s <= 0 or self.max_wait_s < 0:
+            raise ModelConfigError(
+                "OpenAI backend needs max_attempts >= 1, timeout_s > 0 and max_wait_s >= 0"
+            )
+
+
 class OpenAIBackend(ModelBackend):
     """A chat model behind an OpenAI-compatible ``/v1/chat/completions``.
 
@@ -157,16 +184,12 @@ class OpenAIBackend(ModelBackend):
         model: Model name sent in requests (for ``transformers serve``: the served path).
         base_url: API base URL (``None``: the OpenAI default).
         api_key: The API key; never logged or shown.
-        timeout_s: Time-out of one HTTP request.
-        max_attempts: Most attempts per request (1 = no retries).
-        max_wait_s: Longest wait between attempts (caps ``Retry-After`` too).
-        deadline_s: Give up retrying once this many seconds have passed since the call began.
+        retry: Time-outs, attempts, waits and the deadline of one call.
         logprobs: Ask for token log-probabilities (servers may ignore it).
         price_per_mtok: ``(input, output)`` US dollars per million tokens, for cost accounting.
-        backoff_s: First exponential back-off wait when the server gives no ``Retry-After``.
 
     Raises:
-        ModelConfigError: On an empty model name or key, or nonsensical limits.
+        ModelConfigError: On an empty model name or key.
     """
 
     def __init__(
@@ -175,42 +198,30 @@ class OpenAIBackend(ModelBackend):
         *,
         base_url: str | None,
         api_key: str,
-        timeout_s: float = 60,
-        max_attempts: int = 4,
-        max_wait_s: float = 30,
-        deadline_s: float | None = None,
+        retry: RetryPolicy = RetryPolicy(),
         logprobs: bool = False,
         price_per_mtok: tuple[float, float] | None = None,
-        backoff_s: float = 1.0,
     ) -> None:
         if not model or not model.strip():
             raise ModelConfigError("empty OpenAI model name: use openai:MODEL, e.g. openai:gpt-4o-mini")
         if not api_key:
             raise ModelConfigError("no OpenAI API key: set OPENAI_API_KEY (or MOCKINGBIRD_OPENAI_API_KEY)")
-        if max_attempts < 1 or timeout_s <= 0 or max_wait_s < 0:
-            raise ModelConfigError(
-                "OpenAI backend needs max_attempts >= 1, timeout_s > 0 and max_wait_s >= 0"
-            )
         from langchain_openai import ChatOpenAI
 
         self.model = model
         self.name = f"openai:{model}"
         self.capabilities = Capabilities(logprobs=logprobs)
         self.renderer = ChatRenderer()
-        self.timeout_s = float(timeout_s)
-        self.max_attempts = int(max_attempts)
-        self.max_wait_s = float(max_wait_s)
-        self.deadline_s = deadline_s
+        self.retry = retry
         self.logprobs = logprobs
         self.price_per_mtok = price_per_mtok
-        self.backoff_s = float(backoff_s)
         self._api_key = api_key
         self._llm = ChatOpenAI(
             model=model,
             base_url=base_url,
             api_key=SecretStr(api_key),
             max_retries=0,  # tenacity below is the only retry layer
-            timeout=self.timeout_s,
+            timeout=float(retry.timeout_s),
             use_responses_api=False,  # compatible servers speak chat completions only
             logprobs=True if logprobs else None,
         )
@@ -284,18 +295,20 @@ class OpenAIBackend(ModelBackend):
         The ``wait`` strategy is the server's ``Retry-After`` (capped by ``max_wait_s``), else an
         exponential back-off from ``backoff_s`` with jitter on the upper half.
         """
-        attempts = 0
+        attempts, policy = 0, self.retry
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
             hinted = _retry_after_s(exc) if exc is not None else None
             if hinted is not None:
-                return min(hinted, self.max_wait_s)
+                return min(hinted, policy.max_wait_s)
             # Jitter so that clients rate-limited together do not retry together.
-            base = min(self.max_wait_s, self.backoff_s * 2 ** (state.attempt_number - 1))
+            base = min(policy.max_wait_s, policy.backoff_s * 2 ** (state.attempt_number - 1))
             return base / 2 + random.uniform(0, base / 2)
 
-        stop_rule = stop_any(stop_after_attempt(self.max_attempts), _StopAtDeadline(start, self.deadline_s))
+        stop_rule = stop_any(
+            stop_after_attempt(policy.max_attempts), _StopAtDeadline(start, policy.deadline_s)
+        )
         retrying = Retrying(
             retry=retry_if_exception(_should_retry),
             stop=stop_rule,
@@ -314,12 +327,12 @@ class OpenAIBackend(ModelBackend):
                 with attempt:
                     attempts += 1
                     call_kwargs = dict(kwargs)
-                    if self.deadline_s is not None:
-                        left = self.deadline_s - (time.monotonic() - start)
+                    if policy.deadline_s is not None:
+                        left = policy.deadline_s - (time.monotonic() - start)
                         if left <= 0:
-                            raise ModelError(f"{self.name}: deadline of {self.deadline_s:g}s passed")
+                            raise ModelError(f"{self.name}: deadline of {policy.deadline_s:g}s passed")
                         # The last attempt may not run past the deadline either.
-                        call_kwargs["timeout"] = min(self.timeout_s, left)
+                        call_kwargs["timeout"] = min(policy.timeout_s, left)
                     result = self._llm.generate([messages], stop=stop, **call_kwargs)
         except ModelError:
             raise

@@ -127,14 +127,16 @@ def table_accuracy(
     from models.base import PromptParts
     from prompts.compact import CompactRenderer
     from tasks.schema import Task
-    from tasks.tabular import load_table_task
+    from tasks.tabular import TaskSplit, load_table_task
 
     renderer = CompactRenderer()
     out: dict[str, float] = {}
     for path in sorted(folder.glob("*.csv")):
         episodes: list[Episode] = []
         for seed in range(seeds):
-            task = Task.model_validate(load_table_task(path, k_shot=16, seed=seed, queries=queries))
+            task = Task.model_validate(
+                load_table_task(path, TaskSplit(k_shot=16, seed=seed, queries=queries))
+            )
             if task.function.target_type == "regression":
                 break
             for q in task.test:

@@ -13,6 +13,7 @@ from graph.errors import InvalidInputError
 from graph.memory import migrate_legacy_memory, query_key, task_examples, task_notes
 from graph.state import State
 from nodes.common import cost_entry
+from tasks.errors import error_line
 from tasks.schema import Task, check_query
 
 
@@ -21,9 +22,7 @@ def load_task(raw: dict[str, Any]) -> Task:
     try:
         return Task.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "task"
-        raise InvalidInputError(f"task.{where}: {err['msg']}") from None
+        raise InvalidInputError(error_line(exc, "task")) from None
 
 
 def prepare(state: State, runtime: Runtime[Context]) -> dict[str, Any]:

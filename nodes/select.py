@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
@@ -82,6 +83,18 @@ class DGDiff(BaseModel):
     usage: Usage = Field(default_factory=Usage)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Sampling:
+    """How candidates are sampled: how many, how hot, from how many demonstrations, which seed."""
+
+    n: int = 4
+    """Samples (at least 2 are drawn: one sample leaves nothing to select)."""
+    temperature: float = 0.7
+    max_demos: int = 0
+    """Demonstrations per prompt (0 = all)."""
+    seed: int = 0
+
+
 def softmax_share(scores: list[float], index: int) -> float:
     """``exp(scores[index])`` normalised over all scores (numerically stable)."""
     top = max(scores)
@@ -96,17 +109,9 @@ class Selector:
         self.model = model
 
     def forward(
-        self,
-        task: Task,
-        query: Any,
-        *,
-        notes: list[str],
-        n: int = 4,
-        temperature: float = 0.7,
-        max_demos: int = 0,
-        seed: int = 0,
+        self, task: Task, query: Any, *, notes: list[str], sampling: Sampling = Sampling()
     ) -> SelectionResult:
-        """Sample ``max(n, 2)`` answers to ``query`` and select one.
+        """Sample ``max(sampling.n, 2)`` answers to ``query`` and select one.
 
         Raises:
             ModelError: If a model call fails (from the backend).
@@ -115,18 +120,18 @@ class Selector:
             task,
             query,
             notes=notes,
-            samples=max(n, 2),
-            temperature=temperature,
-            max_demos=max_demos,
-            seed=seed,
+            samples=max(sampling.n, 2),
+            temperature=sampling.temperature,
+            max_demos=sampling.max_demos,
+            seed=sampling.seed,
         )
         renderer = self.model.renderer
+        max_demos = sampling.max_demos
         demos = task.train[:max_demos] if max_demos else task.train
         parts = PromptParts(kind=task.kind, function=task.function, notes=notes, demos=demos, query=query)
         greedy = renderer.parse(gen.samples[0].text, task.kind, parts) if gen.samples else None
-        total = len(gen.samples)
         options = [i for i, c in enumerate(candidates) if c["answer"] is not None]
-        base: dict[str, Any] = {"greedy": greedy, "samples": total, "usage": gen.usage}
+        base: dict[str, Any] = {"greedy": greedy, "samples": len(gen.samples), "usage": gen.usage}
         if not options:
             return SelectionResult(
                 candidates=candidates,
@@ -137,15 +142,7 @@ class Selector:
                 **base,
             )
         if len(options) == 1:
-            only = candidates[options[0]]
-            return SelectionResult(
-                candidates=_chosen_first(candidates, options[0]),
-                chosen=only,
-                method="single",
-                confidence=round(only["votes"] / total, 4),
-                message="one distinct answer: nothing to select",
-                **base,
-            )
+            return _chosen(candidates, options[0], "single", "one distinct answer: nothing to select", base)
         if self.model.capabilities.score:
             return self._by_score(candidates, options, parts, base)
         if renderer.name == "chat":
@@ -190,50 +187,39 @@ class Selector:
             return _by_vote(
                 candidates, options, base | {"usage": usage}, f"unparseable choice {short!r}: majority vote"
             )
-        chosen = options[pick]
-        return SelectionResult(
-            candidates=_chosen_first(candidates, chosen),
-            chosen=candidates[chosen],
-            method="choice",
-            confidence=round(candidates[chosen]["votes"] / base["samples"], 4),
-            message=f"chose ({OPTION_LETTERS[pick]}) of {len(options)} candidates",
-            **(base | {"usage": usage}),
-        )
+        message = f"chose ({OPTION_LETTERS[pick]}) of {len(options)} candidates"
+        return _chosen(candidates, options[pick], "choice", message, base | {"usage": usage})
 
 
-def _chosen_first(candidates: list[Candidate], chosen: int) -> list[Candidate]:
-    return [candidates[chosen], *(c for i, c in enumerate(candidates) if i != chosen)]
+def _chosen(
+    candidates: list[Candidate], chosen: int, method: Method, message: str, base: dict[str, Any]
+) -> SelectionResult:
+    """Candidate ``chosen`` first, its share of the samples as the confidence."""
+    return SelectionResult(
+        candidates=[candidates[chosen], *(c for i, c in enumerate(candidates) if i != chosen)],
+        chosen=candidates[chosen],
+        method=method,
+        confidence=round(candidates[chosen]["votes"] / base["samples"], 4),
+        message=message,
+        **base,
+    )
 
 
 def _by_vote(
     candidates: list[Candidate], options: list[int], base: dict[str, Any], why: str
 ) -> SelectionResult:
     """The majority answer (candidates are already sorted by votes, unparseable last)."""
-    top = options[0]
-    return SelectionResult(
-        candidates=_chosen_first(candidates, top),
-        chosen=candidates[top],
-        method="vote",
-        confidence=round(candidates[top]["votes"] / base["samples"], 4),
-        message=f"{why}; took the majority answer",
-        **base,
-    )
+    return _chosen(candidates, options[0], "vote", f"{why}; took the majority answer", base)
 
 
 def measure_dg_diff(
-    model: ModelBackend,
-    task: Task,
-    *,
-    notes: list[str] | None = None,
-    n: int = 4,
-    temperature: float = 0.7,
-    max_demos: int = 0,
-    seed: int = 0,
+    model: ModelBackend, task: Task, *, notes: list[str] | None = None, sampling: Sampling = Sampling()
 ) -> DGDiff:
     """DG-DIFF on the task's demonstrations, each held out from its own prompt.
 
     For each demonstration: generation is correct when the greedy answer matches its output;
-    selection is correct when the selected candidate (among ``n`` samples) matches.
+    selection is correct when the selected candidate (among ``sampling.n`` samples) matches.
+    The i-th held-out demonstration is sampled with seed ``sampling.seed + i``.
 
     Returns:
         Both accuracies, their difference and the number of demonstrations (0 when there are none).
@@ -243,13 +229,7 @@ def measure_dg_diff(
     gen_ok = sel_ok = 0
     for i, demo, rest, seen in leave_one_out(task, notes or []):
         result = selector.forward(
-            rest,
-            demo.input,
-            notes=seen,
-            n=n,
-            temperature=temperature,
-            max_demos=max_demos,
-            seed=seed + i,
+            rest, demo.input, notes=seen, sampling=replace(sampling, seed=sampling.seed + i)
         )
         usage += result.usage
         gen_ok += is_correct(task, result.greedy, demo.output)
@@ -273,6 +253,7 @@ def make_select_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph n
         ctx, task, model, store = node_inputs(state, runtime, bound)
         notes = known_notes(state, store, task)
         samples = max(ctx.samples, 2)
+        sampling = Sampling(n=samples, temperature=ctx.temperature, max_demos=ctx.max_demos, seed=ctx.seed)
         usage = Usage()
         trace: list[dict[str, Any]] = []
         evidence = task_evidence(store, task.key)
@@ -286,15 +267,7 @@ def make_select_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph n
             )
         elif task.train:
             runtime.stream_writer({"node": "select", "message": f"measuring DG-DIFF with {model.name}"})
-            dg = measure_dg_diff(
-                model,
-                task,
-                notes=notes,
-                n=samples,
-                temperature=ctx.temperature,
-                max_demos=ctx.max_demos,
-                seed=ctx.seed,
-            )
+            dg = measure_dg_diff(model, task, notes=notes, sampling=sampling)
             usage += dg.usage
             update_evidence(
                 store,
@@ -314,15 +287,7 @@ def make_select_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph n
                 )
             )
         runtime.stream_writer({"node": "select", "message": f"sampling {samples} with {model.name}"})
-        result = Selector(model).forward(
-            task,
-            state["query"]["input"],
-            notes=notes,
-            n=samples,
-            temperature=ctx.temperature,
-            max_demos=ctx.max_demos,
-            seed=ctx.seed,
-        )
+        result = Selector(model).forward(task, state["query"]["input"], notes=notes, sampling=sampling)
         usage += result.usage
         trace.append(
             trace_event(

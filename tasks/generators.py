@@ -257,15 +257,32 @@ def _keep_largest(rng: random.Random) -> Rule:
     return Rule(apply, lambda r, n: _many_blocks(r, n, r.randint(2, 4)), "Keeps only the largest block.")
 
 
+def _block_and_marker(row: Row, marker: int) -> tuple[tuple[int, int, int], int] | None:
+    """The row's one block (``(start, end, colour)``, not of the marker's colour) and its one
+    marker cell; ``None`` unless there is exactly one of each."""
+    bs = [b for b in blocks(row) if b[2] != marker]
+    ms = [i for i, v in enumerate(row) if v == marker]
+    return (bs[0], ms[0]) if len(bs) == 1 and len(ms) == 1 else None
+
+
+def _row_with_marker(r: random.Random, n: int, size: int, marker: int) -> Row:
+    """A row of ``n`` cells: a block of ``size`` cells in its first half and the marker cell
+    somewhere after it, mirrored half of the time."""
+    row = [0] * n
+    s = r.randint(0, n // 2 - size - 1)
+    row[s : s + size] = [_colour(r, (marker,))] * size
+    row[r.randint(s + size + 1, n - 1)] = marker
+    return row[::-1] if r.random() < 0.5 else row
+
+
 def _move_to_marker(rng: random.Random) -> Rule:
     marker = _colour(rng)
 
     def apply(row: Row) -> Row | None:
-        bs = [b for b in blocks(row) if b[2] != marker]
-        ms = [i for i, v in enumerate(row) if v == marker]
-        if len(bs) != 1 or len(ms) != 1:
+        found = _block_and_marker(row, marker)
+        if found is None:
             return None
-        (s, e, c), m = bs[0], ms[0]
+        (s, e, c), m = found
         out = [0] * len(row)
         out[m] = marker
         size = e - s
@@ -277,12 +294,7 @@ def _move_to_marker(rng: random.Random) -> Rule:
 
     def sample(r: random.Random, n: int) -> Row:
         n = max(n, 8)
-        row = [0] * n
-        size = r.randint(1, min(4, n // 2 - 2))
-        s = r.randint(0, n // 2 - size - 1)
-        row[s : s + size] = [_colour(r, (marker,))] * size
-        row[r.randint(s + size + 1, n - 1)] = marker
-        return row[::-1] if r.random() < 0.5 else row
+        return _row_with_marker(r, n, r.randint(1, min(4, n // 2 - 2)), marker)
 
     return Rule(apply, sample, f"Slides the block until it touches the marker cell of colour {marker}.")
 
@@ -599,11 +611,10 @@ def _extend_to_marker(rng: random.Random) -> Rule:
     marker = _colour(rng)
 
     def apply(row: Row) -> Row | None:
-        bs = [b for b in blocks(row) if b[2] != marker]
-        ms = [i for i, v in enumerate(row) if v == marker]
-        if len(bs) != 1 or len(ms) != 1:
+        found = _block_and_marker(row, marker)
+        if found is None:
             return None
-        (s, e, c), m = bs[0], ms[0]
+        (s, e, c), m = found
         out = list(row)
         if s > m:
             out[m + 1 : s] = [c] * (s - m - 1)
@@ -612,13 +623,7 @@ def _extend_to_marker(rng: random.Random) -> Rule:
         return out
 
     def sample(r: random.Random, n: int) -> Row:
-        n = max(n, 8)
-        row = [0] * n
-        size = r.randint(1, 3)
-        s = r.randint(0, n // 2 - size - 1)
-        row[s : s + size] = [_colour(r, (marker,))] * size
-        row[r.randint(s + size + 1, n - 1)] = marker
-        return row[::-1] if r.random() < 0.5 else row
+        return _row_with_marker(r, max(n, 8), r.randint(1, 3), marker)
 
     return Rule(apply, sample, f"Extends the block until it touches the marker cell of colour {marker}.")
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tasks.errors import TaskFileError
+from tasks.errors import TaskFileError, first_error
 from tasks.schema import MockFunction, Task
-from tasks.tabular import TABLE_SUFFIXES, file_size, load_table_task
+from tasks.tabular import DEFAULT_SPLIT, TABLE_SUFFIXES, TaskSplit, file_size, load_table_task, read_task_text
 
 #: File extensions the loaders understand.
 SUPPORTED = (".json", *TABLE_SUFFIXES)
@@ -43,20 +43,13 @@ ARC_FUNCTION = MockFunction(
 BBH_DOCSTRING = "Answers the question; the answer's format follows the examples exactly."
 
 
-def _first_error(exc: ValidationError, prefix: str = "") -> tuple[str, str]:
-    """The first pydantic error as (field location, message) for a one-line report."""
-    err = exc.errors()[0]
-    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
-    msg = err["msg"].removeprefix("Value error, ")
-    return (f"{prefix}{loc}" if loc else prefix.rstrip(".") or "task"), msg
-
-
-def _build(path: Path, data: dict[str, Any], prefix: str = "") -> Task:
+def _build(path: Path, data: dict[str, Any], root: str = "") -> Task:
+    """``data`` as a task of the file ``path`` (``root``: where it sits in the file, if not alone)."""
     try:
         return Task.model_validate({**data, "source": str(path)})
     except ValidationError as exc:
-        field, msg = _first_error(exc, prefix)
-        raise TaskFileError(path, field, msg) from None
+        err = first_error(exc)
+        raise TaskFileError(path, err.where(root) or "task", err.message) from None
 
 
 def _read_text(path: Path) -> str:
@@ -64,15 +57,7 @@ def _read_text(path: Path) -> str:
     if size > MAX_TASK_FILE_BYTES:
         mib, limit = size / 2**20, MAX_TASK_FILE_BYTES // 2**20
         raise TaskFileError(path, None, f"file is {mib:.1f} MiB, over the {limit} MiB limit of task files")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise TaskFileError(path, None, "not UTF-8 text") from None
-    except OSError as exc:
-        raise TaskFileError(path, None, f"cannot read: {exc.strerror}") from None
-    if not text.strip():
-        raise TaskFileError(path, None, "empty file")
-    return text
+    return read_task_text(path)
 
 
 def _parse_json(path: Path, text: str, field: str | None = None) -> Any:
@@ -161,59 +146,34 @@ def _native(path: Path, data: Any) -> list[Task]:
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise TaskFileError(path, f"tasks[{i}]", "expected a task object")
-        tasks.append(_build(path, item, prefix=f"tasks[{i}]."))
+        tasks.append(_build(path, item, root=f"tasks[{i}]"))
     return tasks
 
 
-def load_tasks(
-    path: str | Path,
-    *,
-    k_shot: int = 3,
-    label_column: str | None = None,
-    seed: int = 0,
-    task_type: str | None = None,
-    queries: int | None = None,
-    tolerance: float | None = None,
-    stratify: bool = True,
-) -> list[Task]:
+def load_tasks(path: str | Path, split: TaskSplit = DEFAULT_SPLIT) -> list[Task]:
     """Load the task(s) in one file, detecting the format from its extension and keys.
 
     Args:
         path: The file.
-        k_shot: Demonstrations taken from BIG-Bench Hard and tabular files (the rest are queries).
-        label_column: The label column of a tabular file (default: label, target, class or y).
-        seed: Seed of the tabular train/test split (each seed draws other demonstrations).
-        task_type: Tabular files: ``auto`` (from the label), ``classification`` or ``regression``.
-        queries: Tabular files: at most this many test queries.
-        tolerance: Tabular regression: answers within this many label standard deviations are right.
-        stratify: Tabular classification: demonstrations stratified by class (else drawn uniformly).
+        split: Demonstrations taken from BIG-Bench Hard and tabular files (the rest are queries),
+            and how a table is split and what of it is predicted.
 
     Raises:
         TaskFileError: One line naming the file, the field and the problem.
     """
     path = Path(path)
-    if k_shot < 1:
-        raise TaskFileError(path, "k_shot", f"must be at least 1, got {k_shot}")
+    if split.k_shot < 1:
+        raise TaskFileError(path, "k_shot", f"must be at least 1, got {split.k_shot}")
     suffix = path.suffix.lower()
     if suffix in TABLE_SUFFIXES:
-        data = load_table_task(
-            path,
-            k_shot=k_shot,
-            label_column=label_column,
-            seed=seed,
-            task_type=task_type,
-            queries=queries,
-            tolerance=tolerance,
-            stratify=stratify,
-        )
-        return [_build(path, data)]
+        return [_build(path, load_table_task(path, split))]
     if suffix != ".json":
         if not path.exists():
             raise TaskFileError(path, None, "no such file")
         raise TaskFileError(path, None, f"unknown format '{suffix or path.name}'; supported: {FORMATS_HELP}")
     data = _read_json(path)
     if isinstance(data, dict) and "examples" in data:
-        return [_bbh(path, data, k_shot)]
+        return [_bbh(path, data, split.k_shot)]
     if isinstance(data, dict) and ("kind" in data or "function" in data or "tasks" in data):
         return _native(path, data)
     if isinstance(data, list):
@@ -223,14 +183,14 @@ def load_tasks(
     raise TaskFileError(path, None, f"unknown format; supported: {FORMATS_HELP}")
 
 
-def load_task_dir(directory: str | Path, **kwargs: Any) -> list[Task]:
+def load_task_dir(directory: str | Path, split: TaskSplit = DEFAULT_SPLIT) -> list[Task]:
     """Every task file under ``directory`` (recursively, sorted); sub-folders name task types."""
     directory = Path(directory)
     if not directory.is_dir():
         raise TaskFileError(directory, None, "not a folder")
     tasks: list[Task] = []
     for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED):
-        for task in load_tasks(path, **kwargs):
+        for task in load_tasks(path, split):
             if task.type is None and path.parent != directory:
                 task = task.model_copy(update={"type": path.parent.relative_to(directory).as_posix()})
             tasks.append(task)
@@ -239,7 +199,7 @@ def load_task_dir(directory: str | Path, **kwargs: Any) -> list[Task]:
     return tasks
 
 
-def load_any(path: str | Path, **kwargs: Any) -> list[Task]:
+def load_any(path: str | Path, split: TaskSplit = DEFAULT_SPLIT) -> list[Task]:
     """A file or a folder of task files."""
     path = Path(path)
-    return load_task_dir(path, **kwargs) if path.is_dir() else load_tasks(path, **kwargs)
+    return load_task_dir(path, split) if path.is_dir() else load_tasks(path, split)

@@ -22,8 +22,8 @@ large for memory).
 
 Example::
 
-    from tasks.tabular import load_table_task
-    task = load_table_task("iris.csv", k_shot=16, seed=3)
+    from tasks.tabular import TaskSplit, load_table_task
+    task = load_table_task("iris.csv", TaskSplit(k_shot=16, seed=3))
 """
 
 from __future__ import annotations
@@ -88,6 +88,23 @@ def file_size(path: Path) -> int:
         raise TaskFileError(path, None, f"cannot read: {exc.strerror}") from None
 
 
+def read_task_text(path: Path, encoding: str = "utf-8") -> str:
+    """The text of the task file ``path``; every way reading it fails is one :class:`TaskFileError`.
+
+    Raises:
+        TaskFileError: The file is not UTF-8 text, cannot be read, or holds only white space.
+    """
+    try:
+        text = path.read_text(encoding=encoding)
+    except UnicodeDecodeError:
+        raise TaskFileError(path, None, "not UTF-8 text") from None
+    except OSError as exc:
+        raise TaskFileError(path, None, f"cannot read: {exc.strerror}") from None
+    if not text.strip():
+        raise TaskFileError(path, None, "empty file")
+    return text
+
+
 def _check_size(path: Path) -> None:
     size = file_size(path)
     if size == 0:
@@ -128,14 +145,7 @@ def _number(text: str) -> int | float | None:
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[list[Any]]]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise TaskFileError(path, None, "not UTF-8 text") from None
-    except OSError as exc:
-        raise TaskFileError(path, None, f"cannot read: {exc.strerror}") from None
-    if not text.strip():
-        raise TaskFileError(path, None, "empty file")
+    text = read_task_text(path, "utf-8-sig")
     try:
         dialect: Any = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
@@ -159,12 +169,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[Any]]]:
 
 
 def _read_jsonl(path: Path) -> tuple[list[str], list[list[Any]]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise TaskFileError(path, None, "not UTF-8 text") from None
-    if not text.strip():
-        raise TaskFileError(path, None, "empty file")
+    text = read_task_text(path)
     header: list[str] | None = None
     rows = []
     for i, line in enumerate(text.splitlines(), start=1):
@@ -395,35 +400,44 @@ def _signature(
     return f"{name}({args}) -> {returns}"
 
 
-def load_table_task(
-    path: str | Path,
-    *,
-    k_shot: int = 16,
-    label_column: str | None = None,
-    seed: int = 0,
-    task_type: str | None = None,
-    queries: int | None = None,
-    tolerance: float | None = None,
-    stratify: bool = True,
-) -> dict[str, Any]:
+@dataclass(frozen=True, kw_only=True)
+class TaskSplit:
+    """How a file becomes a task: which examples are demonstrations and which are queries, and,
+    for a table, what is predicted. One value travels from the command line to every loader."""
+
+    k_shot: int = 3
+    """Demonstrations (tables and BIG-Bench Hard; the other examples are queries)."""
+    seed: int = 0
+    """Seed of a table's split: each seed draws other demonstrations."""
+    queries: int | None = None
+    """Tables: at most this many test queries (the rest of the rows otherwise)."""
+    label_column: str | None = None
+    """Tables: the label column (default: see the module docstring)."""
+    task_type: str | None = None
+    """Tables: ``auto`` (or ``None``), ``classification`` or ``regression``."""
+    tolerance: float | None = None
+    """Tables, regression: answers within this many label standard deviations count as right."""
+    stratify: bool = True
+    """Tables, classification: draw the demonstrations stratified by class (else uniformly)."""
+
+
+#: The split of a loader called without one.
+DEFAULT_SPLIT = TaskSplit()
+
+
+def load_table_task(path: str | Path, split: TaskSplit = DEFAULT_SPLIT) -> dict[str, Any]:
     """A table file as one task (a dict ready for :class:`tasks.schema.Task`).
 
     Args:
         path: A ``.csv``, ``.jsonl`` or ``.parquet`` file.
-        k_shot: Demonstrations drawn (stratified by class for classification).
-        label_column: The label column (default: see the module docstring).
-        seed: Seed of the split: each seed draws other demonstrations.
-        task_type: ``auto`` (or ``None``), ``classification`` or ``regression``.
-        queries: At most this many test queries (the rest of the rows otherwise).
-        tolerance: Regression: answers within this many label standard deviations count as right.
-        stratify: Classification: draw the demonstrations stratified by class (else uniformly).
+        split: Its demonstrations and queries, and what is predicted.
 
     Raises:
         TaskFileError: One line naming the file and what is wrong.
     """
     path = Path(path)
     header, rows = read_table(path)
-    label_name = find_label(path, header, label_column)
+    label_name = find_label(path, header, split.label_column)
     features = [h for h in header if h != label_name]
     if not features:
         raise TaskFileError(path, "columns", "no feature columns besides the label")
@@ -441,18 +455,20 @@ def load_table_task(
             path, label_name, f"the label has a single value ({label.values[0]!r}): nothing to predict"
         )
     try:
-        target_type = decide_target_type(label.values, task_type)
+        target_type = decide_target_type(label.values, split.task_type)
     except ValueError as exc:
         raise TaskFileError(path, "task_type", str(exc)) from None
     if target_type == "regression" and not label.numeric:
         raise TaskFileError(path, label_name, f"a regression label must be numeric, got {label.type} values")
-    if len(kept) <= k_shot:
-        raise TaskFileError(path, None, f"{len(kept)} labelled rows leave no test query after {k_shot} shots")
+    if len(kept) <= split.k_shot:
+        raise TaskFileError(
+            path, None, f"{len(kept)} labelled rows leave no test query after {split.k_shot} shots"
+        )
     demo_idx, query_idx = stratified_split(
-        label.values, k_shot, seed, stratify=stratify and target_type == "classification"
+        label.values, split.k_shot, split.seed, stratify=split.stratify and target_type == "classification"
     )
-    if queries is not None:
-        query_idx = query_idx[:queries]
+    if split.queries is not None:
+        query_idx = query_idx[: split.queries]
 
     def row(i: int) -> dict[str, Any]:
         return {c.name: c.values[i] for c in columns}
@@ -480,7 +496,7 @@ def load_table_task(
             "signature": _signature(name, columns, label, target_type, class_values),
             "docstring": docstring,
             "target_type": target_type,
-            "tolerance": tolerance,
+            "tolerance": split.tolerance,
         },
         "train": [{"input": row(i), "output": out(i)} for i in demo_idx],
         "test": [{"input": row(i), "target": out(i)} for i in query_idx],

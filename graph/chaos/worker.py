@@ -33,26 +33,25 @@ def reset_peak_rss() -> None:
         Path("/proc/self/clear_refs").write_text("5")
 
 
-def peak_rss_mb() -> float | None:
-    """This process's peak resident memory (VmHWM) in MiB, where /proc tells it."""
+def _status_mb(field: str) -> float | None:
+    """A memory field of /proc/self/status (``VmHWM``, ``VmRSS``) in MiB, where /proc tells it."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return None
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory (VmHWM) in MiB, where /proc tells it."""
+    return _status_mb("VmHWM")
 
 
 def rss_mb() -> float | None:
     """This process's resident memory now, in MiB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+    return _status_mb("VmRSS")
 
 
 class KillPoints:

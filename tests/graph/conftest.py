@@ -7,9 +7,10 @@ import time
 
 import pytest
 
+from graph.chaos.tiny import mirror_task
 from models.base import Capabilities, Generation, ModelBackend, RenderedPrompt, Sample, Usage
 from prompts.compact import CompactRenderer
-from tasks.schema import Example, MockFunction, Query, Task
+from tasks.schema import Query, Task
 
 
 class ScriptedBackend(ModelBackend):
@@ -53,16 +54,15 @@ class ScriptedBackend(ModelBackend):
 
 
 def reverse_task(task_id: str = "reverse") -> Task:
-    """A 1-D task: mirror the row."""
-    rows = [[0, 1, 2, 0], [3, 0, 0, 4], [5, 5, 0, 6]]
-    return Task(
-        id=task_id,
-        kind="grid",
-        type="toy",
-        function=MockFunction(name="mirror", signature="mirror(grid) -> grid", docstring="Reverse the row."),
-        train=[Example(input=[r], output=[r[::-1]]) for r in rows],
-        test=[Query(input=[[7, 0, 8, 9]], target=[[9, 8, 0, 7]]), Query(input=[[1, 2, 3, 4]])],
-        notes=["Colour 0 is background."],
+    """A 1-D task: mirror the row (the chaos suite's task, of type ``toy``, with a note and a
+    second query that has no target)."""
+    task = mirror_task(task_id)
+    return task.model_copy(
+        update={
+            "type": "toy",
+            "test": [*task.test, Query(input=[[1, 2, 3, 4]])],
+            "notes": ["Colour 0 is background."],
+        }
     )
 
 

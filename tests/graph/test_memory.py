@@ -96,3 +96,46 @@ def test_evidence_notes_and_examples_are_checked_before_they_are_stored() -> Non
     assert add_task_notes(store, key, ["a", "a", "b"]) == ["a", "b"] == task_notes(store, key)
     add_task_example(store, key, [1], [2], expert="ada")
     assert task_examples(store, key) == [{"input": [1], "output": [2]}]
+
+
+def test_model_and_type_evidence_are_typed_running_sums() -> None:
+    from graph.memory import (
+        MODEL_EVIDENCE_NS,
+        TYPE_EVIDENCE_NS,
+        model_evidence,
+        model_evidence_sums,
+        record_model_evidence,
+        type_evidence_sums,
+    )
+
+    store = InMemoryStore()
+    record_model_evidence(store, "m", gains={"ttt": 1.0}, costs={"icl": (0.5, 10)}, task_type="toy")
+    record_model_evidence(
+        store, "m", gains={"ttt": 0.0}, costs={"icl": (1.5, 20), "ttt": (3.0, 0)}, task_type="toy"
+    )
+    # stored as plain JSON lists, as before the records were typed
+    assert store.get(MODEL_EVIDENCE_NS, "m").value == {
+        "gains": {"ttt": [2, 1.0]},
+        "costs": {"icl": [2, 2.0, 30], "ttt": [1, 3.0, 0]},
+    }
+    assert store.get(TYPE_EVIDENCE_NS, "m|toy").value == {"gains": {"ttt": [2, 1.0]}}
+    assert model_evidence_sums(store, "m").costs["icl"] == (2, 2.0, 30)
+    assert type_evidence_sums(store, "m", "other").gains == {}
+    assert model_evidence(store, "m", "toy") == {
+        "gains": {"ttt": 0.5},
+        "gain_n": {"ttt": 2},
+        "costs": {"icl": [1.0, 15.0], "ttt": [3.0, 0.0]},
+        "type_gains": {"ttt": 0.5},
+        "type_gain_n": {"ttt": 2},
+    }
+    assert model_evidence(None, "m")["gains"] == {}
+    # a cost that cannot be one is refused, and nothing of it is written
+    with pytest.raises(ValidationError):
+        record_model_evidence(store, "m", gains={}, costs={"icl": (-5.0, 5)})  # summed seconds < 0
+    assert store.get(MODEL_EVIDENCE_NS, "m").value["costs"]["icl"] == [2, 2.0, 30]
+    # fields written by an older version survive an update
+    store.put(MODEL_EVIDENCE_NS, "m", store.get(MODEL_EVIDENCE_NS, "m").value | {"legacy": "x"})
+    store.put(TYPE_EVIDENCE_NS, "m|toy", {"gains": {"ttt": [2, 1.0]}, "legacy": 1})
+    record_model_evidence(store, "m", gains={"ttt": 1.0}, costs={}, task_type="toy")
+    assert store.get(MODEL_EVIDENCE_NS, "m").value["legacy"] == "x"
+    assert store.get(TYPE_EVIDENCE_NS, "m|toy").value == {"gains": {"ttt": [3, 2.0]}, "legacy": 1}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
@@ -270,49 +271,51 @@ def test_the_token_comes_from_a_file_or_the_environment(tmp_path, monkeypatch, c
         review_token(str(tmp_path / "nope"), None)
 
 
-def _chromium_or_skip() -> Any:
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+@contextlib.contextmanager
+def chromium_page() -> Iterator[Any]:
+    """A page of headless Chromium (15 s time-outs); skips the test where Chromium is missing."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     if not CHROMIUM.exists() and not shutil.which("chromium"):
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    return playwright
-
-
-@pytest.mark.required_in_ci("chromium (apt) and playwright")
-def test_the_page_in_headless_chromium_answers_a_run(serve, db):
-    sync_api = _chromium_or_skip()
-    make_waiting(db, ("w2",))
-    server = serve(token=TOKEN)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True)
         try:
             page = browser.new_page()
             page.set_default_timeout(15_000)
-            page.goto(f"{server.url}?token={TOKEN}")
-            assert page.url == server.url  # the token left the address bar
-            assert page.locator("#count").inner_text() == "2 run(s) waiting for an expert"
-            run = page.locator("section.run[data-thread='w1']")
-            # the query's first cell is colour 7 (orange), drawn as a coloured cell
-            cell = run.locator("div.query table.grid td").first
-            assert cell.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(255, 133, 27)"
-            # a bad answer: the page says what is wrong, nothing is resumed
-            run.locator("input[value='answer']").check()
-            run.locator("textarea[name='answer']").fill("[[9, 8, 0]] x")
-            run.locator("button").click()
-            assert "answer: not valid JSON" in page.locator("#error").inner_text()
-            # accept candidate 1 (the right one) on the first run, give a note on the second
-            run = page.locator("section.run[data-thread='w1']")
-            run.locator("select[name='candidate']").select_option("1")
-            run.locator("input[name='expert']").fill("grace")
-            run.locator("button").click()
-            assert "w1 resumed: done" in page.locator("#done").inner_text()
-            assert "(correct)" in page.locator("#done").inner_text()
-            other = page.locator("section.run[data-thread='w2']")
-            other.locator("input[value='note']").check()
-            other.locator("textarea[name='note']").fill("Read the row right to left.")
-            other.locator("button").click()
-            assert page.locator("#count").inner_text() == "0 run(s) waiting for an expert"
+            yield page
         finally:
             browser.close()
+
+
+@pytest.mark.required_in_ci("chromium (apt) and playwright")
+def test_the_page_in_headless_chromium_answers_a_run(serve, db):
+    make_waiting(db, ("w2",))
+    server = serve(token=TOKEN)
+    with chromium_page() as page:
+        page.goto(f"{server.url}?token={TOKEN}")
+        assert page.url == server.url  # the token left the address bar
+        assert page.locator("#count").inner_text() == "2 run(s) waiting for an expert"
+        run = page.locator("section.run[data-thread='w1']")
+        # the query's first cell is colour 7 (orange), drawn as a coloured cell
+        cell = run.locator("div.query table.grid td").first
+        assert cell.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(255, 133, 27)"
+        # a bad answer: the page says what is wrong, nothing is resumed
+        run.locator("input[value='answer']").check()
+        run.locator("textarea[name='answer']").fill("[[9, 8, 0]] x")
+        run.locator("button").click()
+        assert "answer: not valid JSON" in page.locator("#error").inner_text()
+        # accept candidate 1 (the right one) on the first run, give a note on the second
+        run = page.locator("section.run[data-thread='w1']")
+        run.locator("select[name='candidate']").select_option("1")
+        run.locator("input[name='expert']").fill("grace")
+        run.locator("button").click()
+        assert "w1 resumed: done" in page.locator("#done").inner_text()
+        assert "(correct)" in page.locator("#done").inner_text()
+        other = page.locator("section.run[data-thread='w2']")
+        other.locator("input[value='note']").check()
+        other.locator("textarea[name='note']").fill("Read the row right to left.")
+        other.locator("button").click()
+        assert page.locator("#count").inner_text() == "0 run(s) waiting for an expert"
     done = open_checkpointer(db)
     w1 = done.get_tuple({"configurable": {"thread_id": "w1", "checkpoint_ns": ""}})
     assert w1 is not None and w1.checkpoint["channel_values"]["expert"] == {
@@ -326,7 +329,6 @@ def test_chromium_refuses_a_form_posted_from_another_origin(serve, tmp_path):
     import functools
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    sync_api = _chromium_or_skip()
     server = serve()  # loopback, no token: only the origin checks stand in the way
     form = "".join(f"<input type='hidden' name='{k}' value='{v}'>" for k, v in ANSWER.items())
     (tmp_path / "attack.html").write_text(
@@ -336,17 +338,11 @@ def test_chromium_refuses_a_form_posted_from_another_origin(serve, tmp_path):
     other = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(quiet, directory=str(tmp_path)))
     threading.Thread(target=other.serve_forever, daemon=True).start()
     try:
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True)
-            try:
-                page = browser.new_page()
-                page.set_default_timeout(15_000)
-                page.goto(f"http://localhost:{other.server_address[1]}/attack.html")
-                with page.expect_response(lambda r: r.url.endswith("/resume")) as response:
-                    page.click("#go")
-                assert response.value.status == 403
-            finally:
-                browser.close()
+        with chromium_page() as page:
+            page.goto(f"http://localhost:{other.server_address[1]}/attack.html")
+            with page.expect_response(lambda r: r.url.endswith("/resume")) as response:
+                page.click("#go")
+            assert response.value.status == 403
     finally:
         other.shutdown()
         other.server_close()

@@ -86,22 +86,27 @@ def test_a_postgres_url_never_creates_a_local_folder_and_an_unreachable_server_i
     assert_user_error(proc, "MOCKINGBIRD_DB", "mysql")
 
 
-def test_setup_is_idempotent_and_concurrent_starts_do_not_race(db):
+def _open_both_at_once(path: Path, threads: int) -> list[BaseException]:
+    """Open the checkpointer and the store of ``path`` from ``threads`` threads at once; the errors."""
     errors: list[BaseException] = []
 
     def open_both() -> None:
         try:
-            open_checkpointer(db)
-            open_store(db)
+            open_checkpointer(path)
+            open_store(path)
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=open_both) for _ in range(4)]
-    for t in threads:
+    started = [threading.Thread(target=open_both) for _ in range(threads)]
+    for t in started:
         t.start()
-    for t in threads:
+    for t in started:
         t.join()
-    assert errors == []
+    return errors
+
+
+def test_setup_is_idempotent_and_concurrent_starts_do_not_race(db):
+    assert _open_both_at_once(db, threads=4) == []
     store = open_store(db)  # and once more, after the tables exist
     store.put(("ns",), "k", {"v": 1})
     open_checkpointer(db)
@@ -111,22 +116,7 @@ def test_setup_is_idempotent_and_concurrent_starts_do_not_race(db):
 def test_many_first_opens_of_a_new_sqlite_file_never_answer_locked(tmp_path):
     # Switching a new file to WAL answered "database is locked" about once in 100 four-thread
     # starts (CI); 150 fresh files x 8 threads showed it in 3 of 5 runs before the fix.
-    errors: list[BaseException] = []
-    for round_ in range(150):
-        path = tmp_path / f"mb{round_}.sqlite"
-
-        def open_both(path: Path = path) -> None:
-            try:
-                open_checkpointer(path)
-                open_store(path)
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=open_both) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+    errors = [e for i in range(150) for e in _open_both_at_once(tmp_path / f"mb{i}.sqlite", threads=8)]
     assert errors == []
 
 

@@ -16,6 +16,7 @@ from graph.runner import run_query
 from models.base import PromptParts
 from prompts.chat import ChatRenderer
 from tasks.loaders import load_tasks
+from tasks.tabular import TaskSplit
 from tests.graph.conftest import ScriptedBackend
 
 TABLES = Path(__file__).resolve().parents[1] / "data" / "tables"
@@ -23,11 +24,13 @@ pytestmark = pytest.mark.usefixtures("no_cached_adapters")
 
 
 def fruit(k: int = 6, queries: int = 3):
-    return load_tasks(TABLES / "fruit.csv", k_shot=k, seed=0, queries=queries)[0]
+    return load_tasks(TABLES / "fruit.csv", TaskSplit(k_shot=k, seed=0, queries=queries))[0]
 
 
 def rent(k: int = 8, queries: int = 3, tolerance: float | None = None):
-    return load_tasks(TABLES / "rent.csv", k_shot=k, seed=0, queries=queries, tolerance=tolerance)[0]
+    return load_tasks(TABLES / "rent.csv", TaskSplit(k_shot=k, seed=0, queries=queries, tolerance=tolerance))[
+        0
+    ]
 
 
 def test_a_symbol_becomes_the_files_label_and_is_scored():

@@ -84,10 +84,10 @@ def test_openai_from_arguments_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "openai:m1", openai_api_key="sk-arg", openai_base_url="http://127.0.0.1:9/v1", timeout_s=3
     )
     assert isinstance(backend, OpenAIBackend)
-    assert backend.name == "openai:m1" and backend.timeout_s == 3
+    assert backend.name == "openai:m1" and backend.retry.timeout_s == 3
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env-0123456789")
     backend = load_model("openai:m2", max_attempts=2)
-    assert isinstance(backend, OpenAIBackend) and backend.max_attempts == 2
+    assert isinstance(backend, OpenAIBackend) and backend.retry.max_attempts == 2
     assert "sk-from-env" not in repr(backend)
     monkeypatch.delenv("OPENAI_API_KEY")
     monkeypatch.setenv("MOCKINGBIRD_OPENAI_API_KEY", "sk-mb")

@@ -29,7 +29,7 @@ from graph.chaos.fault_server import (
     unauthorized,
 )
 from models.base import CapabilityError, ChatMessage, ModelConfigError, ModelError, RenderedPrompt
-from models.openai_backend import OpenAIBackend, redact
+from models.openai_backend import OpenAIBackend, RetryPolicy, redact
 
 KEY = "sk-test-SECRETKEY0123456789abcdef"
 PROMPT = RenderedPrompt(
@@ -42,10 +42,19 @@ PROMPT = RenderedPrompt(
 )
 
 
-def backend(server: FaultServer, **kwargs) -> OpenAIBackend:
-    opts = {"timeout_s": 5.0, "max_attempts": 4, "max_wait_s": 5.0, "backoff_s": 0.01}
-    opts.update(kwargs)
-    return OpenAIBackend("fake-model", base_url=server.base_url, api_key=KEY, **opts)
+def backend(server: FaultServer, *, logprobs: bool = False, price_per_mtok=None, **retry) -> OpenAIBackend:
+    """A backend of ``server`` with quick retries (``retry`` overrides :class:`RetryPolicy` fields)."""
+    policy = RetryPolicy(
+        **({"timeout_s": 5.0, "max_attempts": 4, "max_wait_s": 5.0, "backoff_s": 0.01} | retry)
+    )
+    return OpenAIBackend(
+        "fake-model",
+        base_url=server.base_url,
+        api_key=KEY,
+        retry=policy,
+        logprobs=logprobs,
+        price_per_mtok=price_per_mtok,
+    )
 
 
 def test_success_sends_one_request_with_our_parameters() -> None:
@@ -193,9 +202,8 @@ def test_connection_refused_is_retried_then_fails() -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    b = OpenAIBackend(
-        "m", base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, timeout_s=1, max_attempts=2, backoff_s=0.01
-    )
+    retry = RetryPolicy(timeout_s=1, max_attempts=2, backoff_s=0.01)
+    b = OpenAIBackend("m", base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, retry=retry)
     with pytest.raises(ModelError) as info:
         b.generate(PROMPT)
     assert "2 attempts" in str(info.value)
@@ -283,7 +291,7 @@ def test_constructor_validates() -> None:
     with pytest.raises(ModelConfigError):
         OpenAIBackend("m", base_url=None, api_key="")
     with pytest.raises(ModelConfigError):
-        OpenAIBackend("m", base_url=None, api_key=KEY, max_attempts=0)
+        OpenAIBackend("m", base_url=None, api_key=KEY, retry=RetryPolicy(max_attempts=0))
 
 
 # -- a real server nobody here wrote ---------------------------------------------------------
@@ -351,7 +359,9 @@ def transformers_server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPath
 @pytest.mark.required_in_ci("transformers[serving]")
 def test_real_transformers_serve(transformers_server: str, tiny_checkpoint: Path) -> None:
     # A pinned server only accepts its own model name: the path as given on its command line.
-    b = OpenAIBackend(str(tiny_checkpoint), base_url=transformers_server, api_key="unused", timeout_s=60)
+    b = OpenAIBackend(
+        str(tiny_checkpoint), base_url=transformers_server, api_key="unused", retry=RetryPolicy(timeout_s=60)
+    )
     prompt = RenderedPrompt(text="I0033O", max_new_tokens=6)
     gen = b.generate(prompt, n=2, temperature=0.0)
     assert len(gen.samples) == 2  # the server ignores n: two requests
@@ -363,7 +373,9 @@ def test_real_transformers_serve(transformers_server: str, tiny_checkpoint: Path
 @pytest.mark.slow
 @pytest.mark.required_in_ci("transformers[serving]")
 def test_real_server_rejects_wrong_model_without_retry(transformers_server: str) -> None:
-    b = OpenAIBackend("no-such-model", base_url=transformers_server, api_key="unused", timeout_s=30)
+    b = OpenAIBackend(
+        "no-such-model", base_url=transformers_server, api_key="unused", retry=RetryPolicy(timeout_s=30)
+    )
     with pytest.raises(ModelError) as info:
         b.generate(RenderedPrompt(text="x", max_new_tokens=2))
     assert "400" in str(info.value)

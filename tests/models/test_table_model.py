@@ -16,7 +16,7 @@ from models.tokenizer import build_tokenizer, vocabulary
 from models.ttt import TTTConfig, run_ttt
 from prompts.compact import CompactRenderer
 from tasks.schema import Task
-from tasks.tabular import load_table_task
+from tasks.tabular import TaskSplit, load_table_task
 
 FRUIT = Path(__file__).resolve().parents[1] / "data" / "tables" / "fruit.csv"
 
@@ -113,7 +113,7 @@ def test_a_short_training_run_learns_a_table_rule() -> None:
 
 def test_backend_generates_scores_and_decodes_a_label(tiny_table_checkpoint: Path) -> None:
     backend = HFBackend(tiny_table_checkpoint, name="table")
-    task = Task.model_validate(load_table_task(FRUIT, k_shot=8, seed=0, queries=2))
+    task = Task.model_validate(load_table_task(FRUIT, TaskSplit(k_shot=8, seed=0, queries=2)))
     parts = PromptParts(kind="tabular", function=task.function, demos=task.train, query=task.test[0].input)
     renderer = CompactRenderer()
     prompt = renderer.render(parts)
@@ -133,7 +133,7 @@ def test_ttt_trains_a_lora_adapter_on_the_table_model(
 ) -> None:
     backend = HFBackend(tiny_table_checkpoint, name="table")
     before = {k: v.clone() for k, v in backend.model.state_dict().items()}
-    task = Task.model_validate(load_table_task(FRUIT, k_shot=8, seed=0, queries=1))
+    task = Task.model_validate(load_table_task(FRUIT, TaskSplit(k_shot=8, seed=0, queries=1)))
     result = run_ttt(backend, task, task.test[0].input, TTTConfig(steps=4, predict_views=2, cache=0))
     assert result.steps_run >= 1 and result.answers
     after = backend.model.state_dict()
@@ -153,7 +153,7 @@ def test_the_shipped_table_model_reads_a_table_it_never_saw() -> None:
     renderer = model.renderer
     right = total = majority = 0
     for seed in range(3):
-        task = Task.model_validate(load_table_task(FRUIT, k_shot=16, seed=seed, queries=20))
+        task = Task.model_validate(load_table_task(FRUIT, TaskSplit(k_shot=16, seed=seed, queries=20)))
         common = Counter(str(e.output) for e in task.train).most_common(1)[0][0]
         for q in task.test:
             parts = PromptParts(kind="tabular", function=task.function, demos=task.train, query=q.input)

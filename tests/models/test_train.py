@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import itertools
-import json
 import random
 from pathlib import Path
 
-import torch
-
 from models.embedded import EmbeddedConfig
 from models.tokenizer import vocabulary
-from models.train import STATE_FILE, TrainConfig, batch_at, draw_episode, lr_at, smoke_config, train_leg
+from models.train import TrainConfig, batch_at, draw_episode, lr_at, smoke_config, train_leg
 from tasks.generators import BANNED_PAIRS, HELD_OUT
+from tests.models.legs import assert_legs_bit_identical, assert_warm_start_without_state
 
 
 def _leg(out: Path, *, steps: int = 0, resume: bool = False, cfg: TrainConfig | None = None) -> dict:
@@ -20,28 +18,12 @@ def _leg(out: Path, *, steps: int = 0, resume: bool = False, cfg: TrainConfig | 
 
 
 def test_two_legs_are_bit_identical_to_one(tmp_path):
-    _leg(tmp_path / "one")
-    _leg(tmp_path / "two", steps=2)
-    _leg(tmp_path / "two", resume=True, steps=2)
-    _leg(tmp_path / "two", resume=True)
-    a = torch.load(tmp_path / "one" / STATE_FILE, weights_only=False)
-    b = torch.load(tmp_path / "two" / STATE_FILE, weights_only=False)
-    assert a["step"] == b["step"] == 6 and a["tokens"] == b["tokens"]
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    assert all(torch.equal(x, y) for x, y in zip(a["ema"], b["ema"], strict=True))
-    ledger = json.loads((tmp_path / "two" / "mockingbird.json").read_text())["ledger"]
-    assert [e["leg"] for e in ledger] == [1, 2, 3]
-    assert [e["steps"] for e in ledger] == [2, 4, 6]
-    assert sum(e["leg_tokens"] for e in ledger) == ledger[-1]["tokens"]
+    ledger = assert_legs_bit_identical(_leg, tmp_path)
     assert ledger[-1]["cpu_hours"] >= ledger[0]["cpu_hours"] > 0
 
 
 def test_resume_without_optimizer_state_warm_starts_and_says_so(tmp_path):
-    _leg(tmp_path, steps=2)
-    (tmp_path / STATE_FILE).unlink()  # a fresh clone: the state stays out of git
-    entry = _leg(tmp_path, resume=True, steps=1)
-    assert entry["warm_start"] is True
-    assert entry["steps"] == 3 and entry["leg_steps"] == 1
+    assert assert_warm_start_without_state(_leg, tmp_path)["leg_steps"] == 1
 
 
 def test_batches_are_a_function_of_the_step():

@@ -8,7 +8,7 @@ from models.base import Generation, RenderedPrompt, Sample, Usage
 from nodes.loo import leave_one_out
 from nodes.reflect import Reflector
 from nodes.route import measure_loo_icl
-from nodes.select import measure_dg_diff
+from nodes.select import Sampling, measure_dg_diff
 from prompts.compact import correction_note
 from tests.nodes.conftest import ScriptedBackend
 
@@ -37,7 +37,7 @@ def test_every_held_out_measurement_leaves_out_the_demos_own_correction(task):
     loo, _ = measure_loo_icl(Copier(["x"]), task, notes)
     assert loo["acc"] == 0.0 and loo["n"] == 3
     assert Reflector(Copier(["x"])).evaluate(task, notes).accuracy == 0.0
-    dg = measure_dg_diff(Copier(["x"]), task, notes=notes, n=2)
+    dg = measure_dg_diff(Copier(["x"]), task, notes=notes, sampling=Sampling(n=2))
     assert dg.gen_acc == 0.0 and dg.select_acc == 0.0
     # the copier does copy: shown as a demonstration, a right output is reproduced
     doubled = task.model_copy(update={"train": task.train * 2})

@@ -13,7 +13,7 @@ from graph.memory import task_evidence, update_evidence
 from graph.storage import open_store
 from models.base import PromptParts
 from models.hf_backend import HFBackend
-from nodes.select import Selector, make_select_node, measure_dg_diff, softmax_share
+from nodes.select import Sampling, Selector, make_select_node, measure_dg_diff, softmax_share
 from prompts.chat import parse_choice
 from tasks.schema import Task
 from tests.nodes.conftest import ScriptedBackend, ScriptedChat, ScriptedScorer, run_node
@@ -28,7 +28,7 @@ DG_SCORES = {"0210\n": -1.0, "1111\n": -5.0, "4003\n": -0.5, "0000\n": -3.0}
 
 def test_dg_diff_is_exact_on_a_hand_made_case(task):
     model = ScriptedScorer(DG_SCRIPT, DG_SCORES)
-    dg = measure_dg_diff(model, task, n=2)
+    dg = measure_dg_diff(model, task, sampling=Sampling(n=2))
     assert (dg.gen_acc, dg.select_acc, dg.n) == (pytest.approx(2 / 3), 1.0, 3)
     assert dg.dg_diff == pytest.approx(1 / 3)
     # demo 2 had one distinct answer: nothing to score
@@ -58,7 +58,7 @@ def test_node_stores_dg_diff_once_and_answers_by_score(task):
 def test_selection_by_log_likelihood_picks_the_highest_scoring_candidate(task):
     # the majority (1111, two votes) scores lower than the minority 9807
     model = ScriptedScorer(["1111\n", "9807\n", "1111\n", "2222\n"], {"9807\n": -0.2, "1111\n": -2.0})
-    result = Selector(model).forward(task, task.test[0].input, notes=[], n=4)
+    result = Selector(model).forward(task, task.test[0].input, notes=[], sampling=Sampling(n=4))
     assert result.method == "score" and result.answer == [[9, 8, 0, 7]]
     assert result.scores == [-2.0, -0.2, -10.0]  # in vote order: 1111, 9807, 2222
     expected = math.exp(-0.2) / (math.exp(-0.2) + math.exp(-2.0) + math.exp(-10.0))
@@ -69,10 +69,12 @@ def test_selection_by_log_likelihood_picks_the_highest_scoring_candidate(task):
 
 def test_unparseable_samples_are_never_selected(task):
     model = ScriptedScorer(["oops\n", "9807\n"], {"oops\n": 0.0, "9807\n": -9.0})
-    result = Selector(model).forward(task, task.test[0].input, notes=[], n=2)
+    result = Selector(model).forward(task, task.test[0].input, notes=[], sampling=Sampling(n=2))
     assert result.method == "single" and result.answer == [[9, 8, 0, 7]] and result.confidence == 0.5
     assert model.scored == []
-    none = Selector(ScriptedScorer(["oops\n"], {})).forward(task, task.test[0].input, notes=[], n=2)
+    none = Selector(ScriptedScorer(["oops\n"], {})).forward(
+        task, task.test[0].input, notes=[], sampling=Sampling(n=2)
+    )
     assert none.method == "none" and none.answer is None and none.confidence == 0.0
 
 
@@ -100,7 +102,7 @@ def test_multiple_choice_reply_parses_into_an_option(reply, expected):
 
 def test_chat_model_selects_by_multiple_choice(task):
     model = ScriptedChat(["[[9,8,0,7]]", "[[1,1,1,1]]", "[[1,1,1,1]]", "Answer: (B)"])
-    result = Selector(model).forward(task, task.test[0].input, notes=["Mirror it."], n=3)
+    result = Selector(model).forward(task, task.test[0].input, notes=["Mirror it."], sampling=Sampling(n=3))
     prompt = model.prompts[-1].messages[-1].content
     assert "(A) [[1,1,1,1]]\n(B) [[9,8,0,7]]" in prompt and "- Mirror it." in prompt
     assert "Input: [[7,0,8,9]]" in prompt
@@ -110,7 +112,7 @@ def test_chat_model_selects_by_multiple_choice(task):
 
 def test_unparseable_choice_falls_back_to_the_vote(task):
     model = ScriptedChat(["[[9,8,0,7]]", "[[1,1,1,1]]", "[[1,1,1,1]]", "hmm, both look fine"])
-    result = Selector(model).forward(task, task.test[0].input, notes=[], n=3)
+    result = Selector(model).forward(task, task.test[0].input, notes=[], sampling=Sampling(n=3))
     assert result.method == "vote" and result.answer == [[1, 1, 1, 1]]
     assert result.confidence == pytest.approx(2 / 3, abs=1e-4)
     assert "unparseable choice 'hmm, both look fine'" in result.message
@@ -136,7 +138,7 @@ def test_select_on_a_real_tiny_model(tiny_checkpoint, upper_task: Task, tmp_path
     assert (out["answer"] is None) == (out["confidence"] == 0.0) and out["costs"][0]["prompt_tokens"] > 0
     store.conn.close()
     # the selection itself, checked against the model's own scores
-    result = Selector(model).forward(task, "gh", notes=[], n=4, temperature=1.5, seed=1)
+    result = Selector(model).forward(task, "gh", notes=[], sampling=Sampling(n=4, temperature=1.5, seed=1))
     options = [c for c in result.candidates if c["answer"] is not None]
     assert len(options) > 1  # seeded: four distinct random strings
     assert result.method == "score" and result.chosen == result.candidates[0]

@@ -21,6 +21,7 @@ from graph.memory import (
 from graph.runner import run_query
 from graph.storage import open_checkpointer, open_store
 from tasks.loaders import load_tasks
+from tasks.tabular import TaskSplit
 from tests.graph.conftest import ScriptedBackend
 
 
@@ -31,7 +32,7 @@ def two_data_csvs(tmp_path: Path) -> tuple:
         (tmp_path / folder).mkdir()
         rows = "\n".join(f"{x},{rule(x)}" for x in range(1, 7))
         (tmp_path / folder / "data.csv").write_text(f"x,label\n{rows}\n")
-        tasks += load_tasks(tmp_path / folder / "data.csv", k_shot=3)
+        tasks += load_tasks(tmp_path / folder / "data.csv", TaskSplit(k_shot=3))
     return tuple(tasks)
 
 
@@ -39,7 +40,7 @@ def test_same_stem_different_tasks_have_different_memory_keys(tmp_path):
     a, b = two_data_csvs(tmp_path)
     assert a.id == b.id == "data"
     assert a.key != b.key and a.key.startswith("data-") and b.key.startswith("data-")
-    assert load_tasks(tmp_path / "a" / "data.csv", k_shot=3)[0].key == a.key  # stable across loads
+    assert load_tasks(tmp_path / "a" / "data.csv", TaskSplit(k_shot=3))[0].key == a.key  # stable across loads
     # the key survives the state's round trip and expert-labelled examples joining the demonstrations
     grown = type(a).model_validate(
         a.model_dump() | {"train": [*a.model_dump()["train"], {"input": {"x": 9}, "output": 18}]}

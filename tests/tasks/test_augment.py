@@ -101,8 +101,9 @@ TABLE_DIR = __import__("pathlib").Path(__file__).resolve().parents[1] / "data" /
 
 def fruit_task(k: int = 9) -> Task:
     from tasks.loaders import load_tasks
+    from tasks.tabular import TaskSplit
 
-    return load_tasks(TABLE_DIR / "fruit.csv", k_shot=k, seed=0, queries=5)[0]
+    return load_tasks(TABLE_DIR / "fruit.csv", TaskSplit(k_shot=k, seed=0, queries=5))[0]
 
 
 def test_table_views_have_exact_inverses():
@@ -155,7 +156,8 @@ def test_a_table_seen_through_a_view_predicts_the_same_labels_back():
 
 def test_regression_tables_are_not_label_permuted():
     from tasks.loaders import load_tasks
+    from tasks.tabular import TaskSplit
 
-    task = load_tasks(TABLE_DIR / "rent.csv", k_shot=8, seed=0)[0]
+    task = load_tasks(TABLE_DIR / "rent.csv", TaskSplit(k_shot=8, seed=0))[0]
     views = sample_views(random.Random(1), task, 5)
     assert all("labels:" not in v.name for v in views)

@@ -9,6 +9,7 @@ import pytest
 
 from tasks.errors import TaskFileError
 from tasks.loaders import load_any, load_task_dir, load_tasks
+from tasks.tabular import TaskSplit
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
 
@@ -31,7 +32,7 @@ def test_arc_file(tmp_path):
 
 def test_bbh_file_k_shot_split(tmp_path):
     data = {"canary": "x", "examples": [{"input": f"q{i}", "target": f"a{i}"} for i in range(5)]}
-    [task] = load_tasks(write(tmp_path / "navigate.json", data), k_shot=2)
+    [task] = load_tasks(write(tmp_path / "navigate.json", data), TaskSplit(k_shot=2))
     assert task.kind == "text" and task.type == "navigate"
     assert [e.output for e in task.train] == ["a0", "a1"]
     assert [q.target for q in task.test] == ["a2", "a3", "a4"]
@@ -39,19 +40,19 @@ def test_bbh_file_k_shot_split(tmp_path):
 
 def test_csv_file_parses_numbers_and_finds_the_label(tmp_path):
     rows = "sepal,petal,label\n" + "\n".join(f"{i}.5,{i},{'a' if i % 2 else 'b'}" for i in range(6))
-    [task] = load_tasks(write(tmp_path / "iris.csv", rows), k_shot=2, seed=1)
+    [task] = load_tasks(write(tmp_path / "iris.csv", rows), TaskSplit(k_shot=2, seed=1))
     assert task.kind == "tabular" and len(task.train) == 2 and len(task.test) == 4
     assert set(task.train[0].input) == {"sepal", "petal"}
     assert isinstance(task.train[0].input["sepal"], float) and task.train[0].output in ("a", "b")
     assert task.function.signature == 'predict_label(sepal: float, petal: int) -> Literal["a", "b"]'
     assert task.function.target_type == "classification" and task.type == "iris"
-    again = load_tasks(tmp_path / "iris.csv", k_shot=2, seed=1)[0]
+    again = load_tasks(tmp_path / "iris.csv", TaskSplit(k_shot=2, seed=1))[0]
     assert again == task  # the split is reproducible
 
 
 def test_jsonl_with_named_label_column(tmp_path):
     lines = "\n".join(json.dumps({"x": i, "y2": i * 2}) for i in range(5))
-    [task] = load_tasks(write(tmp_path / "double.jsonl", lines), label_column="y2")
+    [task] = load_tasks(write(tmp_path / "double.jsonl", lines), TaskSplit(label_column="y2"))
     assert task.train[0].output == task.train[0].input["x"] * 2
 
 
@@ -134,7 +135,7 @@ def test_missing_file_and_folder_and_bad_k_shot(tmp_path):
     with pytest.raises(TaskFileError, match="no task files"):
         load_task_dir(tmp_path)
     with pytest.raises(TaskFileError, match="k_shot: must be at least 1"):
-        load_tasks(write(tmp_path / "a.json", ARC), k_shot=0)
+        load_tasks(write(tmp_path / "a.json", ARC), TaskSplit(k_shot=0))
 
 
 def test_non_utf8_file(tmp_path):
@@ -159,7 +160,7 @@ def test_all_shared_1d_arc_tasks_load():
 
 @needs_shared
 def test_shared_bbh_and_arc_agi_load():
-    [bbh] = load_tasks(SHARED / "bbh" / "boolean_expressions.json", k_shot=3)
+    [bbh] = load_tasks(SHARED / "bbh" / "boolean_expressions.json", TaskSplit(k_shot=3))
     assert len(bbh.train) == 3 and len(bbh.test) > 100
     arc = sorted((SHARED / "arc-agi" / "training").glob("*.json"))[:20]
     assert all(load_tasks(p)[0].kind == "grid" for p in arc)

@@ -11,7 +11,7 @@ import pytest
 
 from tasks.errors import TaskFileError
 from tasks.loaders import load_any, load_tasks
-from tasks.tabular import decide_target_type, identifier, stratified_split
+from tasks.tabular import TaskSplit, decide_target_type, identifier, stratified_split
 
 TABLES = Path(__file__).resolve().parents[1] / "data" / "tables"
 FRUIT = TABLES / "fruit.csv"
@@ -49,7 +49,7 @@ def as_parquet(path: Path) -> Path:
 
 
 def test_csv_table_types_missing_values_and_the_role_play_function():
-    [task] = load_tasks(FRUIT, k_shot=9, seed=0)
+    [task] = load_tasks(FRUIT, TaskSplit(k_shot=9, seed=0))
     assert (task.id, task.kind, task.type) == ("fruit", "tabular", "fruit")
     assert task.function.target_type == "classification"
     assert task.function.name == "predict_fruit"
@@ -69,8 +69,8 @@ def test_csv_table_types_missing_values_and_the_role_play_function():
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_jsonl_and_parquet_give_the_same_task_as_csv(tmp_path, fmt):
     path = as_jsonl(tmp_path / "fruit.jsonl") if fmt == "jsonl" else as_parquet(tmp_path / "fruit.parquet")
-    [task] = load_tasks(path, k_shot=9, seed=4)
-    [ref] = load_tasks(FRUIT, k_shot=9, seed=4)
+    [task] = load_tasks(path, TaskSplit(k_shot=9, seed=4))
+    [ref] = load_tasks(FRUIT, TaskSplit(k_shot=9, seed=4))
     assert task.train == ref.train and task.test == ref.test
     assert task.function.signature == ref.function.signature
 
@@ -78,14 +78,14 @@ def test_jsonl_and_parquet_give_the_same_task_as_csv(tmp_path, fmt):
 def test_label_column_detection_order(tmp_path):
     # a conventional name anywhere wins over the last column, in any case
     (tmp_path / "a.csv").write_text("Target,x,z\n" + "\n".join(f"{i % 2},{i},{i * 3}" for i in range(8)))
-    [a] = load_tasks(tmp_path / "a.csv", k_shot=2)
+    [a] = load_tasks(tmp_path / "a.csv", TaskSplit(k_shot=2))
     assert set(a.train[0].input) == {"x", "z"}
     # no conventional name: the last column
     (tmp_path / "b.csv").write_text("p,q,kind\n" + "\n".join(f"{i},{i * 2},{'ab'[i % 2]}" for i in range(8)))
-    [b] = load_tasks(tmp_path / "b.csv", k_shot=2)
+    [b] = load_tasks(tmp_path / "b.csv", TaskSplit(k_shot=2))
     assert set(b.train[0].input) == {"p", "q"} and b.train[0].output in ("a", "b")
     # --label-column overrides both
-    [c] = load_tasks(tmp_path / "b.csv", k_shot=2, label_column="p", task_type="regression")
+    [c] = load_tasks(tmp_path / "b.csv", TaskSplit(k_shot=2, label_column="p", task_type="regression"))
     assert set(c.train[0].input) == {"q", "kind"} and c.function.target_type == "regression"
 
 
@@ -102,7 +102,7 @@ def test_task_type_from_the_label_and_its_override():
 
 
 def test_regression_table_and_tolerance():
-    [task] = load_tasks(RENT, k_shot=16, seed=0, tolerance=0.5)
+    [task] = load_tasks(RENT, TaskSplit(k_shot=16, seed=0, tolerance=0.5))
     assert task.function.target_type == "regression" and task.function.tolerance == 0.5
     assert task.function.signature.endswith("-> float")
     assert all(isinstance(e.output, float) for e in task.train)
@@ -125,11 +125,11 @@ def test_stratified_split_covers_classes_in_proportion_and_is_seeded():
 
 
 def test_each_seed_draws_other_demonstrations_and_queries_cap():
-    [s0] = load_tasks(FRUIT, k_shot=6, seed=0, queries=5)
-    [s1] = load_tasks(FRUIT, k_shot=6, seed=1, queries=5)
+    [s0] = load_tasks(FRUIT, TaskSplit(k_shot=6, seed=0, queries=5))
+    [s1] = load_tasks(FRUIT, TaskSplit(k_shot=6, seed=1, queries=5))
     assert s0.train != s1.train and len(s0.test) == 5
     assert Counter(e.output for e in s0.train) == {"apple": 2, "banana": 2, "cherry": 2}
-    [again] = load_tasks(FRUIT, k_shot=6, seed=0, queries=5)
+    [again] = load_tasks(FRUIT, TaskSplit(k_shot=6, seed=0, queries=5))
     assert again == s0
 
 
@@ -139,13 +139,13 @@ def test_unstratified_draws_are_uniform(tmp_path):
     seen_b = sum(
         any(
             e.output == "b"
-            for e in load_tasks(tmp_path / "skew.csv", k_shot=4, seed=s, stratify=False)[0].train
+            for e in load_tasks(tmp_path / "skew.csv", TaskSplit(k_shot=4, seed=s, stratify=False))[0].train
         )
         for s in range(20)
     )
     assert seen_b < 20  # uniform draws often miss the rare class; stratified ones never do
     assert all(
-        any(e.output == "b" for e in load_tasks(tmp_path / "skew.csv", k_shot=4, seed=s)[0].train)
+        any(e.output == "b" for e in load_tasks(tmp_path / "skew.csv", TaskSplit(k_shot=4, seed=s))[0].train)
         for s in range(20)
     )
 
@@ -153,7 +153,7 @@ def test_unstratified_draws_are_uniform(tmp_path):
 def test_folder_of_tables_each_its_own_type(tmp_path):
     for name in ("fruit.csv", "fruit.md", "rent.csv"):
         (tmp_path / name).write_bytes((TABLES / name).read_bytes())
-    tasks = load_any(tmp_path, k_shot=4)
+    tasks = load_any(tmp_path, TaskSplit(k_shot=4))
     assert [(t.id, t.type, t.function.target_type) for t in tasks] == [
         ("fruit", "fruit", "classification"),
         ("rent", "rent", "regression"),
@@ -187,7 +187,7 @@ def test_bad_tables_are_one_line_errors(tmp_path, name, content, kwargs, fragmen
     path.write_text(content)
     kwargs = {"k_shot": 1} | kwargs
     with pytest.raises(TaskFileError) as err:
-        load_tasks(path, **kwargs)
+        load_tasks(path, TaskSplit(**kwargs))
     message = str(err.value)
     assert "\n" not in message and message.startswith(str(path))
     assert fragment in message

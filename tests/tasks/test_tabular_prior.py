@@ -60,6 +60,7 @@ def test_bad_configs_are_refused():
 
 def test_command_line_writes_loadable_tables(tmp_path):
     from tasks.loaders import load_any
+    from tasks.tabular import TaskSplit
 
     assert main(["--out", str(tmp_path), "--tables", "4", "--rows", "40", "--seed", "5"]) == 0
     files = sorted(tmp_path.glob("*.csv"))
@@ -67,7 +68,7 @@ def test_command_line_writes_loadable_tables(tmp_path):
     with files[0].open() as fh:
         header = next(csv.reader(fh))
     assert header[-1] == "y"
-    tasks = load_any(tmp_path, k_shot=8)
+    tasks = load_any(tmp_path, TaskSplit(k_shot=8))
     assert len(tasks) == 4 and all(t.kind == "tabular" for t in tasks)
     assert main(["--out", str(tmp_path), "--tables", "0"]) == 2
 
