@@ -23,16 +23,17 @@ How ``auto`` decides (see the README for the measured result):
 3. ICL goes first (it is cheap and its agreement among samples is evidence too). After each
    attempt the router stops when the answer's confidence (the lower of the attempt's own
    confidence and the strategy's expected accuracy) reaches the threshold, or the budget is
-   spent; otherwise it escalates to the **cheapest untried strategy whose expected accuracy is
-   within a margin of the best untried one**, among those expected to beat the current answer by
-   at least that margin (the answer in hand is already paid for), if the budget allows. Once
-   measured, a strategy the literature expects to gain (reflection, TTT) counts here with an
-   optimistic bonus (an upper confidence bound, :data:`EXPLORE_SD` / sqrt(:data:`PRIOR_WEIGHT` +
-   queries measured for this model)), so an estimate resting on a few queries is tried again
-   rather than trusted: a gain over ICL is
-   -1, 0 or +1 per query and mostly 0, so a few unlucky queries switched off a strategy that paid
-   on one query in six (TTT on tables: +17 points where ICL was unsure). Selection gets no bonus:
-   it is worth its cost only where it is measured to help (SELF-[IN]CORRECT).
+   spent; otherwise it escalates to the **cheapest untried strategy whose expected gain over ICL
+   is within a margin of the best untried one**, among those expected to beat the current answer
+   by at least that margin (the answer in hand is already paid for), if the budget allows. Gains
+   are compared, not accuracies clipped at 1, so an unsure answer on a task whose demonstrations
+   ICL all gets right can still escalate. Once measured, a strategy the literature expects to gain
+   (reflection, TTT) counts here with an optimistic bonus (an upper confidence bound,
+   :data:`EXPLORE_SD` / sqrt(:data:`PRIOR_WEIGHT` + queries measured for this model)), so an
+   estimate resting on a few queries is tried again rather than trusted: a gain over ICL is -1, 0
+   or +1 per query and mostly 0, so a few unlucky queries switched off a strategy that paid on one
+   query in six (TTT on tables: +17 points where ICL was unsure). Selection gets no bonus: it is
+   worth its cost only where it is measured to help (SELF-[IN]CORRECT).
    With ``expert_review`` on, a human expert is the last resort.
 4. When it stops after several strategies, the answer is not simply the last one:
    :func:`best_answer` weighs each attempt's answer by its confidence times its strategy's
