@@ -4,6 +4,7 @@ Commands::
 
     python -m models.train --out models/checkpoints/embedded --minutes 150      # a new run, first leg
     python -m models.train --resume models/checkpoints/embedded --minutes 150   # the next leg
+    python -m models.train --resume models/checkpoints/embedded --device cuda   # a leg on a lent GPU
     python -m models.train --smoke --out /tmp/ckpt                              # seconds (a test runs it)
 
 Episodes are drawn on the fly from ``tasks.generators`` (primitives composed one to three deep,
@@ -88,7 +89,11 @@ class TrainConfig:
 # --- data ---------------------------------------------------------------------------------------
 
 
-def encode_episode(task: Task, vocab: dict[str, int]) -> tuple[list[int], list[int]]:
+#: One encoded episode: token ids and the loss mask.
+Episode = tuple[list[int], list[int]]
+
+
+def encode_episode(task: Task, vocab: dict[str, int]) -> Episode:
     """Token ids and loss mask (1 on every output token and its newline) of one episode.
 
     Demonstrations are the task's train pairs, the query its first test pair with its target.
@@ -134,14 +139,13 @@ def draw_episode(rng: random.Random, cfg: TrainConfig, step: int) -> Task:
     )
 
 
-def batch_at(step: int, cfg: TrainConfig, vocab: dict[str, int]) -> list[tuple[list[int], list[int]]]:
-    """The episodes of ``step``: a pure function of the seed and the step (exact resumption).
+def pool_at(index: int, cfg: TrainConfig, vocab: dict[str, int]) -> list[list[Episode]]:
+    """The ``pool`` batches of pool ``index``: a pure function of the seed and the index.
 
     ``pool`` batches are drawn together from one RNG seeded by the pool's index, sorted by length
     (episodes range from ~30 to ~800 tokens: sorting halves the padding) and served in an order
     drawn from the same RNG.
     """
-    index, offset = divmod(step, cfg.pool)
     rng = random.Random(cfg.seed * 1_000_003 + index)
     first = index * cfg.pool
     episodes = [
@@ -150,7 +154,13 @@ def batch_at(step: int, cfg: TrainConfig, vocab: dict[str, int]) -> list[tuple[l
     episodes.sort(key=lambda e: len(e[0]))
     chunks = [episodes[i : i + cfg.batch_size] for i in range(0, len(episodes), cfg.batch_size)]
     rng.shuffle(chunks)
-    return chunks[offset]
+    return chunks
+
+
+def batch_at(step: int, cfg: TrainConfig, vocab: dict[str, int]) -> list[Episode]:
+    """The episodes of ``step``: a pure function of the seed and the step (exact resumption)."""
+    index, offset = divmod(step, cfg.pool)
+    return pool_at(index, cfg, vocab)[offset]
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -174,13 +184,14 @@ def cpu_seconds() -> float:
 class Run:
     """A training run's mutable state: model, optimiser, EMA weights and counters."""
 
-    def __init__(self, cfg: TrainConfig, out: Path) -> None:
+    def __init__(self, cfg: TrainConfig, out: Path, device: str = "cpu") -> None:
         import torch
 
-        self.cfg, self.out = cfg, out
+        self.cfg, self.out, self.device = cfg, out, device
         torch.set_num_threads(cfg.threads)
         self.vocab = vocabulary()
-        self.model = build_model(cfg.model, seed=cfg.seed)
+        # built on the CPU (the same initial weights whatever the device), then moved
+        self.model = build_model(cfg.model, seed=cfg.seed).to(device)
         self.opt = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95)
         )
@@ -189,20 +200,31 @@ class Run:
         self.tokens = 0
         self.cpu_before = 0.0  # CPU seconds of earlier legs
         self.smoothed: float | None = None
+        # the pool being served: drawing one costs ~8 steps' worth of episodes, so it is drawn once
+        self._pool: tuple[int, list[list[Episode]]] | None = None
 
     @property
     def parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
+    def episodes(self) -> list[Episode]:
+        """This step's episodes, :func:`batch_at` of the step, from the cached pool."""
+        index, offset = divmod(self.step, self.cfg.pool)
+        if self._pool is None or self._pool[0] != index:
+            self._pool = (index, pool_at(index, self.cfg, self.vocab))
+        return self._pool[1][offset]
+
     def train_step(self) -> float:
         """One optimisation step on the step's batch; returns its loss."""
         import torch
 
-        batch = make_batch(batch_at(self.step, self.cfg, self.vocab), self.vocab["<pad>"])
+        batch = {k: v.to(self.device) for k, v in make_batch(self.episodes(), self.vocab["<pad>"]).items()}
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.step, self.cfg)
         self.model.train()
-        loss = self.model(**batch).loss
+        # bf16 autocast on a GPU (fp32 master weights); the CPU path stays fp32 and bit-exact
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")):
+            loss = self.model(**batch).loss
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -219,12 +241,12 @@ class Run:
         return value
 
     def ema_model(self) -> Any:
-        """A copy of the model carrying the averaged weights (what ships)."""
+        """A CPU copy of the model carrying the averaged weights (what ships and is measured)."""
         import copy
 
         import torch
 
-        shipped = copy.deepcopy(self.model)
+        shipped = copy.deepcopy(self.model).to("cpu")
         with torch.no_grad():
             for p, e in zip(shipped.parameters(), self.ema, strict=True):
                 p.copy_(e)
@@ -249,8 +271,8 @@ class Run:
         import torch
 
         self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.ema = [e.clone() for e in state["ema"]]
+        self.opt.load_state_dict(state["optimizer"])  # moves its moments to the parameters' device
+        self.ema = [e.to(self.device).clone() for e in state["ema"]]
         self.step, self.tokens = state["step"], state["tokens"]
         self.cpu_before = state["cpu_seconds"] - cpu_seconds()
         self.smoothed = state["smoothed"]
@@ -315,8 +337,12 @@ def train_leg(
     arc_dir: Path | None,
     total_steps: int | None = None,
     max_leg_steps: int = 0,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Run one leg: train until ``minutes`` pass (or a signal), saving and measuring on the way.
+
+    ``device`` is where this leg trains (``cuda`` when a GPU is lent: bf16 autocast); a run may
+    move between devices from leg to leg, and its GPU legs' wall time is counted in ``gpu_hours``.
 
     Returns the ledger entry appended to ``mockingbird.json``.
     """
@@ -326,12 +352,12 @@ def train_leg(
     marker = read_marker(out)
     warm_start = False
     if resume and (out / STATE_FILE).exists():
-        state = torch.load(out / STATE_FILE, weights_only=False)
+        state = torch.load(out / STATE_FILE, weights_only=False, map_location="cpu")
         cfg_saved = config_from_dict(state["config"])
         if total_steps is not None:  # extending (or shortening) the plan is allowed
             cfg_saved.total_steps = total_steps
         cfg = cfg_saved
-        run = Run(cfg, out)
+        run = Run(cfg, out, device)
         run.load_state(state)
     elif resume:
         # no optimiser state (a fresh clone): warm-start from the committed weights
@@ -341,7 +367,7 @@ def train_leg(
         cfg = config_from_dict(marker["training"]["config"]) if "training" in marker else cfg
         if total_steps is not None:
             cfg.total_steps = total_steps
-        run = Run(cfg, out)
+        run = Run(cfg, out, device)
         weights = AutoModelForCausalLM.from_pretrained(
             out, local_files_only=True, dtype=torch.float32
         ).state_dict()
@@ -352,7 +378,7 @@ def train_leg(
             run.cpu_before = ledger[-1]["cpu_hours"] * 3600 - cpu_seconds()
         warm_start = True
     else:
-        run = Run(cfg, out)
+        run = Run(cfg, out, device)
         marker = {"format": "compact", "indexed": False}
     marker["training"] = {
         "parameters": run.parameters,
@@ -399,17 +425,19 @@ def train_leg(
             save_and_measure(run, marker, arc_dir)
             last_save = time.monotonic()
     point = save_and_measure(run, marker, arc_dir)
+    leg_hours = (time.monotonic() - leg_started) / 3600
+    gpu_before = marker.get("ledger", [{}])[-1].get("gpu_hours", 0.0) if marker.get("ledger") else 0.0
     entry = {
         "leg": len(marker.get("ledger", [])) + 1,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "steps": run.step,
         "tokens": run.tokens,
         "cpu_hours": round(run.cpu_hours(), 3),
-        "gpu_hours": 0.0,
+        "gpu_hours": round(gpu_before + (leg_hours if device != "cpu" else 0.0), 3),
         "leg_steps": run.step - step0,
         "leg_tokens": run.tokens - tokens0,
         "leg_cpu_hours": round(run.cpu_hours() - cpu0, 3),
-        "leg_wall_minutes": round((time.monotonic() - leg_started) / 60, 1),
+        "leg_wall_minutes": round(leg_hours * 60, 1),
         "warm_start": warm_start,
         **{k: v for k, v in point.items() if k not in ("step", "tokens", "cpu_hours")},
     }
@@ -457,8 +485,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--eval-arc", type=Path, default=DEFAULT_ARC, help="1D-ARC folder (skipped when absent)"
     )
+    parser.add_argument(
+        "--device", default="cpu", help="torch device of this leg: cpu (default) or cuda (a lent GPU)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.device != "cpu":
+        import torch
+
+        if not args.device.startswith("cuda") or not torch.cuda.is_available():
+            parser.exit(2, f"error: --device {args.device}: not available here (cpu, or cuda with a GPU)\n")
     cfg = smoke_config() if args.smoke else TrainConfig()
     cfg.seed = args.seed
     if args.total_steps is not None:
@@ -483,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         arc_dir=None if args.smoke else args.eval_arc,
         total_steps=args.total_steps,
         max_leg_steps=args.steps,
+        device=args.device,
     )
     print(json.dumps(entry, indent=2))
     return 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from models.embedded import EmbeddedConfig
 from models.tokenizer import vocabulary
-from models.train import TrainConfig, batch_at, draw_episode, lr_at, smoke_config, train_leg
+from models.train import Run, TrainConfig, batch_at, draw_episode, lr_at, main, smoke_config, train_leg
 from tasks.generators import BANNED_PAIRS, HELD_OUT
 from tests.models.legs import assert_legs_bit_identical, assert_warm_start_without_state
 
@@ -34,6 +34,16 @@ def test_batches_are_a_function_of_the_step():
     assert batch_at(3, other, vocab) != batch_at(3, cfg, vocab)
 
 
+def test_the_runs_cached_pool_serves_batch_at_of_every_step(tmp_path):
+    cfg = smoke_config()
+    run = Run(cfg, tmp_path)
+    for step in range(5):  # pool of 2: crosses pool boundaries twice
+        run.step = step
+        assert run.episodes() == batch_at(step, cfg, run.vocab)
+    run.step = 1  # going back (a resumed run) redraws the right pool
+    assert run.episodes() == batch_at(1, cfg, run.vocab)
+
+
 def test_held_out_families_never_reach_training():
     cfg = TrainConfig(model=EmbeddedConfig(), compose_p=(1.0, 1.0), deep_p=0.5)
     rng = random.Random(0)
@@ -53,3 +63,14 @@ def test_schedule_warms_up_holds_and_decays():
     assert lr_at(0, cfg) == 1e-4
     assert lr_at(50, cfg) == lr_at(80, cfg) == 1e-3
     assert lr_at(90, cfg) < 1e-3 and abs(lr_at(100, cfg) - 1e-4) < 1e-12
+
+
+def test_an_unavailable_device_is_one_line_and_exit_2(tmp_path, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--smoke", "--out", str(tmp_path / "run"), "--device", "tpu"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --device tpu: not available") and "\n" not in err
+    assert not (tmp_path / "run").exists()  # nothing started
