@@ -10,7 +10,9 @@ every few minutes on four sets (:func:`evaluation_sets`):
   tasks per family: the measure that chooses recipes and checkpoints;
 * ``held_in``: fresh training-distribution tasks (chains of primitives, lists);
 * ``arc``: the shared 1D-ARC types, when the folder is there;
-* ``bundled``: the bundled example tasks, every test query.
+* ``bundled``: the bundled example tasks, every test query;
+* ``primitives`` (asked for with ``--primitives N``): N tasks of every training family on its own
+  and of every list rule, reported per type: which of the things it is trained on it has learned.
 
 It also gives the output loss on the held-out queries after 0..3 demonstrations: the signature of
 in-context learning (it should fall as demonstrations are added).
@@ -18,6 +20,7 @@ in-context learning (it should fall as demonstrations are added).
 Command (a checkpoint folder, e.g. the shipped one)::
 
     python -m models.evaluate models/checkpoints/embedded
+    python -m models.evaluate models/checkpoints/embedded --primitives 20   # + per primitive
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from prompts.compact import END, encode_pair, encode_query, encode_value
-from tasks.generators import HELD_OUT, sample_list_task, sample_task
+from tasks.generators import FAMILIES, HELD_OUT, LIST_RULES, sample_list_task, sample_task
 from tasks.schema import Task
 
 #: The shared 1D-ARC folder beside the repository (measured when present).
@@ -37,16 +40,21 @@ DEFAULT_ARC = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "1
 #: The bundled example tasks.
 BUNDLED = Path(__file__).resolve().parents[1] / "tasks" / "examples"
 #: Seeds of the fixed evaluation tasks (never a training seed: training draws from seed*1_000_003+i).
-HELD_OUT_SEED, HELD_IN_SEED = 20_261_201, 20_261_202
+HELD_OUT_SEED, HELD_IN_SEED, PRIMITIVES_SEED = 20_261_201, 20_261_202, 20_261_203
+#: Sets reported per task type as well as overall.
+BY_TYPE = ("held_out", "primitives")
 MAX_TOKENS = 1024  # the embedded model's context
 
 Episode = tuple[list[int], int]  # token ids (prompt + target), where the target starts
 
 
 def evaluation_sets(
-    *, per_family: int = 30, arc_dir: Path | None = DEFAULT_ARC, arc_per_type: int = 25
+    *, per_family: int = 30, arc_dir: Path | None = DEFAULT_ARC, arc_per_type: int = 25, primitives: int = 0
 ) -> dict[str, list[Task]]:
-    """The fixed tasks of each evaluation set (the same every call; 1D-ARC: the first of each type)."""
+    """The fixed tasks of each evaluation set (the same every call; 1D-ARC: the first of each type).
+
+    ``primitives`` > 0 adds that many tasks of each training family alone and of each list rule.
+    """
     from tasks.loaders import load_task_dir
 
     rng = random.Random(HELD_OUT_SEED)
@@ -69,7 +77,23 @@ def evaluation_sets(
             by_type.setdefault(task.type or "?", []).append(task)
         sets["arc"] = [t for tasks in by_type.values() for t in tasks[:arc_per_type]]
     sets["bundled"] = load_task_dir(BUNDLED)
+    if primitives > 0:
+        sets["primitives"] = primitive_tasks(primitives)
     return sets
+
+
+def primitive_tasks(per_type: int) -> list[Task]:
+    """``per_type`` fixed tasks of every training family on its own and of every list rule."""
+    rng = random.Random(PRIMITIVES_SEED)
+    tasks = [sample_task(rng, name, n_train=3) for name in sorted(FAMILIES) for _ in range(per_type)]
+    lists: dict[str, list[Task]] = {}
+    for _ in range(100 * per_type):  # list rules are drawn at random: draw until each has enough
+        task = sample_list_task(rng, n_train=3)
+        if len(lists.setdefault(task.type or "?", [])) < per_type:
+            lists[task.type or "?"].append(task)
+        if len(lists) == len(LIST_RULES) and all(len(v) >= per_type for v in lists.values()):
+            break
+    return tasks + [t for kind in sorted(lists) for t in lists[kind]]
 
 
 def episodes_of(task: Task, vocab: dict[str, int], max_demos: int = 3) -> list[Episode]:
@@ -132,13 +156,14 @@ def exact_match_rates(model: Any, sets: dict[str, list[Task]], vocab: dict[str, 
         results = forward_episodes(model, flat, vocab["<pad>"])
         hits = [r[0] for r in results]
         out[name] = round(sum(hits) / max(len(hits), 1), 4)
-        if name == "held_out":
-            by_family: dict[str, list[bool]] = {}
+        if name in BY_TYPE:
+            by_type: dict[str, list[bool]] = {}
             pos = 0
             for task, eps in zip(tasks, per_task, strict=True):
-                by_family.setdefault(task.type or "?", []).extend(hits[pos : pos + len(eps)])
+                by_type.setdefault(task.type or "?", []).extend(hits[pos : pos + len(eps)])
                 pos += len(eps)
-            out["held_out_by_family"] = {k: round(sum(v) / len(v), 3) for k, v in sorted(by_family.items())}
+            key = "held_out_by_family" if name == "held_out" else f"{name}_by_type"
+            out[key] = {k: round(sum(v) / len(v), 3) for k, v in sorted(by_type.items())}
     held = [t for i, t in enumerate(sets.get("held_out", [])) if i % 3 == 0]  # a third is enough
     if held:
         losses = {}
@@ -200,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         "--arc-per-type", type=int, default=50, help="1D-ARC tasks per type (default 50: all)"
     )
     parser.add_argument("--ttt", type=int, default=0, help="also TTT + vote on N held-out tasks per family")
+    parser.add_argument(
+        "--primitives", type=int, default=0, help="also N tasks of every training family and list rule"
+    )
     args = parser.parse_args(argv)
     if not (args.checkpoint / "config.json").exists():
         parser.exit(2, f"error: {args.checkpoint}: not a checkpoint folder (no config.json)\n")
@@ -209,7 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     from models.tokenizer import vocabulary
 
     model = AutoModelForCausalLM.from_pretrained(args.checkpoint, local_files_only=True, dtype=torch.float32)
-    sets = evaluation_sets(per_family=args.per_family, arc_dir=args.eval_arc, arc_per_type=args.arc_per_type)
+    sets = evaluation_sets(
+        per_family=args.per_family,
+        arc_dir=args.eval_arc,
+        arc_per_type=args.arc_per_type,
+        primitives=args.primitives,
+    )
     report = exact_match_rates(model, sets, vocabulary())
     if args.ttt > 0:
         report["held_out_ttt"] = ttt_rates(args.checkpoint, ttt_tasks(sets["held_out"], args.ttt))

@@ -868,9 +868,13 @@ def sample_task(
 ListRule = Callable[[list[int]], list[int] | None]
 
 
+#: The rules of ``list`` tasks (:func:`sample_list_task` draws one at random).
+LIST_RULES = ("sort", "sort_desc", "reverse", "add", "rotate", "keep_even", "keep_odd", "dedupe",
+              "drop_first", "double", "max_first", "swap_pairs")  # fmt: skip
+
+
 def _list_rule(rng: random.Random) -> tuple[str, str, ListRule]:
-    kind = rng.choice(["sort", "sort_desc", "reverse", "add", "rotate", "keep_even", "keep_odd", "dedupe",
-                       "drop_first", "double", "max_first", "swap_pairs"])  # fmt: skip
+    kind = rng.choice(list(LIST_RULES))
     k = rng.randint(1, 3)
     rules: dict[str, tuple[str, ListRule]] = {
         "sort": ("Returns the numbers in ascending order.", lambda xs: sorted(xs)),

@@ -7,7 +7,7 @@ import pytest
 from models.embedded import EMBEDDED_DIR
 from models.evaluate import episodes_of, evaluation_sets, forward_episodes
 from models.tokenizer import vocabulary
-from tasks.generators import HELD_OUT
+from tasks.generators import FAMILIES, HELD_OUT, LIST_RULES
 
 
 @pytest.mark.skipif(not (EMBEDDED_DIR / "config.json").exists(), reason="no shipped checkpoint")
@@ -39,3 +39,40 @@ def test_evaluation_sets_are_fixed_and_cover_every_held_out_family():
     assert a["held_out"] == b["held_out"] and a["held_in"] == b["held_in"]
     assert {t.type for t in a["held_out"]} == set(HELD_OUT)
     assert not {t.type for t in a["held_in"]} & set(HELD_OUT)
+
+
+def test_primitives_set_covers_every_family_and_list_rule_evenly():
+    tasks = evaluation_sets(per_family=1, arc_dir=None, primitives=2)["primitives"]
+    counts: dict[str, int] = {}
+    for t in tasks:
+        counts[t.type or "?"] = counts.get(t.type or "?", 0) + 1
+    assert counts == {**dict.fromkeys(FAMILIES, 2), **{f"list_{k}": 2 for k in LIST_RULES}}
+    assert not set(counts) & set(HELD_OUT)
+    again = evaluation_sets(per_family=1, arc_dir=None, primitives=2)["primitives"]
+    assert again == tasks  # fixed: the same tasks every call
+
+
+def test_primitives_are_reported_per_type():
+    from models.embedded import EmbeddedConfig, build_model
+    from models.evaluate import exact_match_rates
+
+    model = build_model(EmbeddedConfig(hidden_size=32, num_layers=1, num_heads=1, intermediate_size=64))
+    sets = {"primitives": evaluation_sets(per_family=1, arc_dir=None, primitives=1)["primitives"]}
+    report = exact_match_rates(model, sets, vocabulary())
+    assert set(report["primitives_by_type"]) == {t.type for t in sets["primitives"]}
+    assert report["primitives"] == 0.0  # an untrained model gets none right
+
+
+def test_command_reports_primitives_of_a_checkpoint(tmp_path, capsys):
+    import json
+
+    from models.embedded import EmbeddedConfig, build_model, save_checkpoint
+    from models.evaluate import main
+
+    tiny = build_model(EmbeddedConfig(hidden_size=32, num_layers=1, num_heads=1, intermediate_size=64))
+    save_checkpoint(tiny, tmp_path / "ckpt", extra={})
+    no_arc = str(tmp_path / "none")
+    assert main([str(tmp_path / "ckpt"), "--per-family", "1", "--eval-arc", no_arc, "--primitives", "1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"held_out", "held_in", "bundled", "primitives", "primitives_by_type"} <= set(report)
+    assert "arc" not in report  # no 1D-ARC folder: skipped
