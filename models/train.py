@@ -426,7 +426,7 @@ def train_leg(
             last_save = time.monotonic()
     point = save_and_measure(run, marker, arc_dir)
     leg_hours = (time.monotonic() - leg_started) / 3600
-    gpu_before = marker.get("ledger", [{}])[-1].get("gpu_hours", 0.0) if marker.get("ledger") else 0.0
+    gpu_before = (marker.get("ledger") or [{}])[-1].get("gpu_hours", 0.0)
     entry = {
         "leg": len(marker.get("ledger", [])) + 1,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
