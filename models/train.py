@@ -84,6 +84,7 @@ class TrainConfig:
     ttt_per_family: int = 1  # held-out tasks per family for TTT + vote at the end of each leg (slow)
     threads: int = 2  # torch CPU threads
     seed: int = 0  # everything random derives from this
+    rewarm_at: int = 0  # a warm start's first step: fresh Adam moments re-warm over warmup_steps
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -169,7 +170,11 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     shape = Schedule(
         peak=cfg.lr, warmup=cfg.warmup_steps, total=cfg.total_steps, decay_start=decay_start, floor=0.1
     )
-    return schedule_lr(step, shape)
+    lr = schedule_lr(step, shape)
+    if 0 < cfg.rewarm_at <= step < cfg.rewarm_at + cfg.warmup_steps:
+        # a warm start has no optimiser state: full-size first Adam steps would undo the decay
+        lr *= (step - cfg.rewarm_at + 1) / cfg.warmup_steps
+    return lr
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -376,6 +381,7 @@ def train_leg(
         if ledger:
             run.step, run.tokens = ledger[-1]["steps"], ledger[-1]["tokens"]
             run.cpu_before = ledger[-1]["cpu_hours"] * 3600 - cpu_seconds()
+            cfg.rewarm_at = run.step
         warm_start = True
     else:
         run = Run(cfg, out, device)

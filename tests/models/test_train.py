@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import json
 import random
 from pathlib import Path
 
 from models.embedded import EmbeddedConfig
 from models.tokenizer import vocabulary
-from models.train import Run, TrainConfig, batch_at, draw_episode, lr_at, main, smoke_config, train_leg
+from models.train import MARKER, Run, TrainConfig, batch_at, draw_episode, lr_at, main, smoke_config, train_leg
 from tasks.generators import BANNED_PAIRS, HELD_OUT
 from tests.models.legs import assert_legs_bit_identical, assert_warm_start_without_state
 
@@ -24,6 +25,8 @@ def test_two_legs_are_bit_identical_to_one(tmp_path):
 
 def test_resume_without_optimizer_state_warm_starts_and_says_so(tmp_path):
     assert assert_warm_start_without_state(_leg, tmp_path)["leg_steps"] == 1
+    marker = json.loads((tmp_path / MARKER).read_text())
+    assert marker["training"]["config"]["rewarm_at"] == 2  # the learning rate re-warms from there
 
 
 def test_batches_are_a_function_of_the_step():
@@ -63,6 +66,13 @@ def test_schedule_warms_up_holds_and_decays():
     assert lr_at(0, cfg) == 1e-4
     assert lr_at(50, cfg) == lr_at(80, cfg) == 1e-3
     assert lr_at(90, cfg) < 1e-3 and abs(lr_at(100, cfg) - 1e-4) < 1e-12
+
+
+def test_a_warm_start_rewarms_the_learning_rate_then_follows_the_schedule():
+    cfg = TrainConfig(lr=1e-3, warmup_steps=10, total_steps=100, decay_frac=0.2, rewarm_at=40)
+    assert lr_at(39, cfg) == 1e-3  # before the warm start: the plain schedule
+    assert lr_at(40, cfg) == 1e-4 and lr_at(44, cfg) == 5e-4
+    assert lr_at(50, cfg) == 1e-3 and lr_at(100, cfg) == lr_at(100, TrainConfig(**{**cfg.__dict__, "rewarm_at": 0}))
 
 
 def test_an_unavailable_device_is_one_line_and_exit_2(tmp_path, capsys):
