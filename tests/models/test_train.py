@@ -9,7 +9,17 @@ from pathlib import Path
 
 from models.embedded import EmbeddedConfig
 from models.tokenizer import vocabulary
-from models.train import MARKER, Run, TrainConfig, batch_at, draw_episode, lr_at, main, smoke_config, train_leg
+from models.train import (
+    MARKER,
+    Run,
+    TrainConfig,
+    batch_at,
+    draw_episode,
+    lr_at,
+    main,
+    smoke_config,
+    train_leg,
+)
 from tasks.generators import BANNED_PAIRS, HELD_OUT
 from tests.models.legs import assert_legs_bit_identical, assert_warm_start_without_state
 
@@ -72,7 +82,8 @@ def test_a_warm_start_rewarms_the_learning_rate_then_follows_the_schedule():
     cfg = TrainConfig(lr=1e-3, warmup_steps=10, total_steps=100, decay_frac=0.2, rewarm_at=40)
     assert lr_at(39, cfg) == 1e-3  # before the warm start: the plain schedule
     assert lr_at(40, cfg) == 1e-4 and lr_at(44, cfg) == 5e-4
-    assert lr_at(50, cfg) == 1e-3 and lr_at(100, cfg) == lr_at(100, TrainConfig(**{**cfg.__dict__, "rewarm_at": 0}))
+    plain = TrainConfig(**{**cfg.__dict__, "rewarm_at": 0})
+    assert lr_at(50, cfg) == 1e-3 and lr_at(100, cfg) == lr_at(100, plain)
 
 
 def test_an_unavailable_device_is_one_line_and_exit_2(tmp_path, capsys):
