@@ -85,6 +85,7 @@ GPT4_1DARC = {
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ttt-noaug": ("ttt", {"ttt_augment": False}),
     "ttt-trial": ("ttt", {"ttt_recipe": "trial"}),
+    "ttt-plain": ("ttt", {"ttt_recipe": "plain"}),
 }
 
 

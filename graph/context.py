@@ -150,13 +150,14 @@ class Context(BaseSettings):
         env_help="Train on, and vote over, augmented views (false: identity only, one greedy prediction)",
     )  # fmt: skip
     ttt_early_stop: bool = setting(
-        True, "test-time training: stop when a held-back demonstration stops improving", section="ttt",
-        env_help="Stop training when the held-back demonstration's loss stops improving",
+        True, "test-time training: stop when a held-back demonstration stops improving (recipe plain)",
+        section="ttt",
+        env_help="Stop training when the held-back demonstration's loss stops improving (recipe plain only)",
     )  # fmt: skip
     ttt_recipe: str = setting(
-        "default", "test-time training: recipe (default, or trial: loss on every output, no early stop)",
+        "trial", "test-time training: recipe (trial: loss on every output, no early stop; plain: the knobs)",
         section="ttt",
-        env_help="Named recipe: default, or trial (every output, no early stop, leave-two-out, 60 sequences)",
+        env_help="Named recipe: trial (every output, no early stop, leave-two-out, 60 sequences) or plain",
     )  # fmt: skip
     ttt_cache: int = setting(
         4, "test-time training: adapters kept per task (0 = no cache)", section="ttt",

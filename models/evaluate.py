@@ -184,7 +184,7 @@ def ttt_tasks(held_out: list[Task], per_family: int) -> list[Task]:
 
 
 def ttt_rates(
-    checkpoint: Path, tasks: list[Task], recipes: tuple[str, ...] = ("default", "trial")
+    checkpoint: Path, tasks: list[Task], recipes: tuple[str, ...] = ("plain", "trial")
 ) -> dict[str, Any]:
     """TTT + vote exact match on ``tasks`` (first query each) per recipe, with seconds per task.
 

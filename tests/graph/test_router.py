@@ -215,18 +215,37 @@ def test_a_task_types_record_refines_the_model_level_estimate():
     others = (0.25 * PRIOR_WEIGHT + 0.1 * 36) / (PRIOR_WEIGHT + 33)
     assert expected_accuracy(typed)["ttt"] == pytest.approx(icl + others * TYPE_WEIGHT / (TYPE_WEIGHT + 3))
     # ... below the margin over the answer in hand, but resting on few queries: the exploration
-    # bonus (0.5 / sqrt(4 + 36) = 0.08) tries TTT again
+    # bonus (0.5 / sqrt(4 + 36) = 0.08, of which the type's record leaves 1 / 4) tries TTT again
     d = decide(requested="auto", evidence=typed, attempts=[_attempt("icl", 0.2)])
-    assert d["strategy"] == "ttt" and "+0.08 exploration bonus" in d["reason"]
+    assert d["strategy"] == "ttt" and "+0.02 exploration bonus" in d["reason"]
     # on 400 of the model's queries and 40 of the type's, the same means settle it: not worth TTT
     settled = typed | {"model_gain_n": {"ttt": 400}, "type_gain_n": {"ttt": 40}}
-    assert explore_bonus("ttt", settled) == pytest.approx(0.5 / (PRIOR_WEIGHT + 400) ** 0.5)
+    # the bonus is the model level's, diluted as the type's own record dilutes that level
+    share = TYPE_WEIGHT / (TYPE_WEIGHT + 40)
+    assert explore_bonus("ttt", settled) == pytest.approx(share * 0.5 / (PRIOR_WEIGHT + 400) ** 0.5)
     d = decide(requested="auto", evidence=settled, attempts=[_attempt("icl", 0.2)])
     assert d["strategy"] == "finalize" and "better by the 0.05 margin" in d["reason"]
     # while tasks of a type where TTT paid raise it, and the reason says where the gain comes from
     paid = base | {"type_gains": {"ttt": 0.5}, "type_gain_n": {"ttt": 3}}
     d = decide(requested="auto", evidence=paid, attempts=[_attempt("icl", 0.2)])
     assert d["strategy"] == "ttt" and "this task type's record" in d["reason"]
+
+
+def test_where_ttt_never_pays_on_a_type_the_router_stops_after_a_few_of_its_tasks():
+    # TTT gained +0.1 a query on 30 queries of other types; on this type it gains nothing. The
+    # exploration bonus is diluted with the model-level estimate, so the type's zero record wins
+    # (undiluted, the bonus kept TTT above the margin on 6 of 6 held-out tasks where it never paid)
+    def after(k: int) -> str:
+        ev = LOCAL | {"loo_icl": 0.0, "loo_n": 4, "gains": {"reflect": -0.1}}
+        ev |= {"model_gains": {"ttt": 3.0 / (30 + k)}, "model_gain_n": {"ttt": 30 + k}}
+        if k:
+            ev |= {"type_gains": {"ttt": 0.0}, "type_gain_n": {"ttt": k}}
+        return decide(requested="auto", evidence=ev, attempts=[_attempt("icl", 0.2)])["strategy"]
+
+    runs = [after(k) for k in range(12)]
+    stop = runs.index("finalize")
+    assert runs[:2] == ["ttt", "ttt"]  # one or two unlucky queries do not switch it off ...
+    assert stop <= 4 and set(runs[stop:]) == {"finalize"}  # ... a few zero-gain ones do, for good
 
 
 def test_a_gain_smaller_than_the_margin_is_not_worth_escalating():

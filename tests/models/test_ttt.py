@@ -170,7 +170,7 @@ def test_recipes_override_only_what_they_name():
     got = (trial.loss_on, trial.early_stop, trial.episodes, trial.max_sequences)
     assert got == ("all", False, "loo+l2o", 60)
     assert trial.steps == 33
-    assert with_recipe(base, "default") == base
-    assert set(RECIPES) >= {"default", "trial"}
+    assert with_recipe(base, "plain") == base
+    assert set(RECIPES) >= {"plain", "trial"}
     with pytest.raises(ValueError, match="unknown TTT recipe"):
         with_recipe(base, "nope")
