@@ -68,15 +68,26 @@ def test_without_augmentation_the_node_makes_one_greedy_prediction(tiny):
 
 def test_early_stopping_shows_the_steps_actually_run(tiny):
     # The learning rate cannot move the held-back loss, so training stops at the minimum (10 steps).
-    ctx = Context(strategy="ttt", ttt_steps=40, ttt_lr=1e-12, ttt_views=2, ttt_early_stop=True, ttt_cache=0)
+    ctx = Context(strategy="ttt", ttt_steps=40, ttt_lr=1e-12, ttt_views=2, ttt_early_stop=True, ttt_cache=0,
+                  ttt_recipe="plain")  # fmt: skip
     update, events = run_ttt_node(tiny, reverse_task(), ctx)
     assert max(e["step"] for e in events if "step" in e) == 10
     assert any("stopped early after 10/40 steps" in e.get("message", "") for e in events)
     assert "10/40 steps (stopped early" in update["trace"][0]["message"]
 
 
+def test_the_default_recipe_is_the_trial_and_plain_keeps_the_knobs():
+    from nodes.ttt import config_from_context
+
+    cfg = config_from_context(Context(strategy="ttt", ttt_early_stop=True))  # the recipe wins
+    assert (cfg.loss_on, cfg.early_stop, cfg.episodes, cfg.max_sequences) == ("all", False, "loo+l2o", 60)
+    plain = config_from_context(Context(strategy="ttt", ttt_recipe="plain"))
+    assert (plain.loss_on, plain.early_stop, plain.episodes) == ("last", True, "loo")
+
+
 def test_a_reused_adapter_reports_no_training(tiny):
-    ctx = Context(strategy="ttt", ttt_steps=40, ttt_lr=1e-12, ttt_views=2, ttt_early_stop=True, ttt_cache=1)
+    ctx = Context(strategy="ttt", ttt_steps=40, ttt_lr=1e-12, ttt_views=2, ttt_early_stop=True, ttt_cache=1,
+                  ttt_recipe="plain")  # fmt: skip
     run_ttt_node(tiny, reverse_task("again"), ctx)
     update, events = run_ttt_node(tiny, reverse_task("again"), ctx)
     assert not any("step" in e or "stopped early" in e.get("message", "") for e in events)
