@@ -189,9 +189,9 @@ def ttt_rates(
     """TTT + vote exact match on ``tasks`` (first query each) per recipe, with seconds per task.
 
     Uses the product's path (:class:`models.hf_backend.HFBackend`, :func:`models.ttt.run_ttt`)
-    with the product's defaults (early stopping on a held-back demonstration, four views voted),
-    the named recipe applied on top; this is slow (seconds per task), so training runs it once
-    per leg on a few tasks per held-out family.
+    from the ``plain`` knobs (early stopping on a held-back demonstration, four views voted),
+    the named recipe applied on top (``trial`` is the product's default); this is slow (seconds
+    per task), so training runs it once per leg on a few tasks per held-out family.
     """
     import time
 
