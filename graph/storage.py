@@ -45,7 +45,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -736,6 +736,13 @@ class PostgresThreadLeases:
             row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (name,)).fetchone()
             if not (row and row[0]):
                 raise ThreadBusy(thread_id)
-            yield  # closing the connection below releases the lock
+            try:
+                yield
+            finally:
+                # Unlocked before closing: the server frees a closed session's locks only when its
+                # backend exits, after close() returns, and a run resumed at once was refused
+                # (seen under load in the test suite). A dead process still frees it on exit.
+                with suppress(psycopg.Error):
+                    conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (name,))
         finally:
             conn.close()
