@@ -79,6 +79,7 @@ _RANGES: tuple[tuple[tuple[str, ...], Callable[[float], bool], str], ...] = (
     ),
     (("ttt_cache", "budget_tokens"), lambda v: v >= 0, "must be 0 or positive"),
     (("budget_s",), lambda v: v >= 0, "must be 0 (no limit) or positive"),
+    (("worth_s",), lambda v: v >= 0, "must be 0 (cost ignored) or positive"),
     (("confidence_threshold", "margin"), lambda v: 0.0 <= v <= 1.0, "must be between 0 and 1"),
     (("ttt_lr",), lambda v: v > 0, "must be positive"),
 )
@@ -188,6 +189,12 @@ class Context(BaseSettings):
         0.05, "router: take the cheapest strategy within this of the best expected accuracy",
         section="router",
         env_help="The router takes the cheapest strategy whose expected accuracy is within this of the best",
+    )  # fmt: skip
+    worth_s: float = setting(
+        300.0, "router: seconds of compute one more right answer is worth; 0 = cost ignored",
+        section="router", flag="--worth",
+        env_help="The router pays for an escalation only if its expected gain, less its expected seconds "
+        "divided by this, beats the answer in hand (0 = cost ignored)",
     )  # fmt: skip
     expert_review: bool = setting(
         False, "router: escalate to a human expert as the last resort", section="router",

@@ -36,6 +36,11 @@ How ``auto`` decides (see the README for the measured result):
    model-level estimate is, so a task type's own record (a few tasks where TTT never paid) ends
    the exploration there. Selection gets no bonus: it is
    worth its cost only where it is measured to help (SELF-[IN]CORRECT).
+   Every option has a **price**: expected seconds / ``worth_s`` (the seconds of compute one more
+   right answer is worth, 300 by default); its expected gain must cover it, and options are
+   compared net of it. A 30 s adapter must be expected to gain more than 0.10, so where TTT stops
+   paying on a task type it stops being bought after a few of its tasks, while on a GPU, where an
+   adapter costs seconds, it is bought wherever it is expected to gain.
    With ``expert_review`` on, a human expert is the last resort.
 4. When it stops after several strategies, the answer is not simply the last one:
    :func:`best_answer` weighs each attempt's answer by its confidence times its strategy's
@@ -95,6 +100,7 @@ class RouterSettings:
 
     confidence_threshold: float = 0.6  # stop escalating once the answer is at least this sure
     margin: float = 0.05  # a cheaper strategy within this of the best expected accuracy wins
+    worth_s: float = 300.0  # seconds of compute one more right answer is worth; 0 = cost ignored
     budget_s: float = 0.0  # seconds per query; 0 = no limit
     budget_tokens: int = 0  # tokens per query; 0 = no limit
     expert_review: bool = False  # a human expert as the last resort
@@ -231,6 +237,18 @@ def expected_cost(evidence: dict[str, Any]) -> dict[str, tuple[float, float]]:
     return out
 
 
+def price(strategy: str, cost: dict[str, tuple[float, float]], settings: RouterSettings) -> float:
+    """What running ``strategy`` costs in accuracy: its expected seconds over ``worth_s`` (the
+    seconds of compute one more right answer is worth; 0 switches the price off)."""
+    if settings.worth_s <= 0:
+        return 0.0
+    return cost[strategy][0] / settings.worth_s
+
+
+def _worth_text(settings: RouterSettings) -> str:
+    return f"{settings.worth_s:g} s a right answer"
+
+
 def _remaining(evidence: dict[str, Any], settings: RouterSettings) -> tuple[float, float]:
     spent_s, spent_t = float(evidence.get("spent_s", 0.0)), float(evidence.get("spent_tokens", 0))
     left_s = settings.budget_s - spent_s if settings.budget_s else float("inf")
@@ -354,21 +372,31 @@ def _auto(evidence: dict[str, Any], attempts: list[Attempt], settings: RouterSet
         if cost[s][0] > left_s or cost[s][1] > left_t:
             skipped.append(f"{s}: ~{cost[s][0]:.1f} s over the {left_s:.1f} s left")
             continue
-        # Worth its cost only if it beats the answer in hand (already paid for) by the margin.
+        # Worth its cost only if it beats the answer in hand (already paid for) by the margin, and
+        # its gain covers its price: expected seconds / worth_s (a 30 s adapter at the default
+        # 300 s costs 0.10 of accuracy), so a strategy that pays rarely stops being bought where it
+        # is dear. Options are then compared net of their prices.
         # (with the exploration bonus: a gain measured on few queries is tried again)
-        value = gains[s] + explore_bonus(s, evidence)
-        if value >= current + settings.margin - 1e-9:
-            options[s] = value
+        hoped = gains[s] + explore_bonus(s, evidence)
+        if hoped < current + settings.margin - 1e-9:
+            continue
+        if hoped - price(s, cost, settings) <= current:
+            dear = f"~{cost[s][0]:.1f} s at {_worth_text(settings)}"
+            skipped.append(f"{s}: {gains[s]:+.2f} does not pay {dear}")
+            continue
+        options[s] = hoped - price(s, cost, settings)
     if options:
         best = max(options.values())
         choice = min((s for s, a in options.items() if a >= best - settings.margin), key=lambda s: cost[s][0])
         gain = gains[choice]
-        bonus = options[choice] - gain
+        bonus = options[choice] - gain + price(choice, cost, settings)
         explore = f", +{bonus:.2f} exploration bonus" if bonus >= 0.005 else ""
+        charge = price(choice, cost, settings)
+        priced = f", -{charge:.2f} for its cost at {_worth_text(settings)}" if charge >= 0.005 else ""
         reason = (
             f"chose {choice}: {now} < {settings.confidence_threshold:.2f}; {loo_text}; "
             f"{choice} expected {acc[choice]:.2f} "
-            f"({gain:+.2f} over ICL, {_gain_source(choice, evidence)}{explore}), "
+            f"({gain:+.2f} over ICL, {_gain_source(choice, evidence)}{explore}{priced}), "
             f"~{cost[choice][0]:.1f} s; {budget}"
         )
         return _decision(choice, reason, evidence)

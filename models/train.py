@@ -343,8 +343,12 @@ def train_leg(
     total_steps: int | None = None,
     max_leg_steps: int = 0,
     device: str = "cpu",
+    decay_steps: int | None = None,
 ) -> dict[str, Any]:
     """Run one leg: train until ``minutes`` pass (or a signal), saving and measuring on the way.
+
+    ``decay_steps`` sets the length of the final decay in steps (the run's config then records the
+    matching ``decay_frac``): a leg that must ship a decayed model keeps a long constant phase.
 
     ``device`` is where this leg trains (``cuda`` when a GPU is lent: bf16 autocast); a run may
     move between devices from leg to leg, and its GPU legs' wall time is counted in ``gpu_hours``.
@@ -386,6 +390,8 @@ def train_leg(
     else:
         run = Run(cfg, out, device)
         marker = {"format": "compact", "indexed": False}
+    if decay_steps is not None:
+        cfg.decay_frac = min(1.0, decay_steps / cfg.total_steps)
     marker["training"] = {
         "parameters": run.parameters,
         "config": {**asdict(cfg), "model": config_dict(cfg.model)},
@@ -489,6 +495,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, help="hidden size of a new run (heads keep head dim 32)")
     parser.add_argument("--layers", type=int, help="layers of a new run")
     parser.add_argument(
+        "--decay-steps", type=int, help="the final decay's length in steps (default: 15 %% of the total)"
+    )
+    parser.add_argument(
         "--eval-arc", type=Path, default=DEFAULT_ARC, help="1D-ARC folder (skipped when absent)"
     )
     parser.add_argument(
@@ -526,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         total_steps=args.total_steps,
         max_leg_steps=args.steps,
         device=args.device,
+        decay_steps=args.decay_steps,
     )
     print(json.dumps(entry, indent=2))
     return 0

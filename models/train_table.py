@@ -338,9 +338,13 @@ def smoke_config() -> TableTrainConfig:
 def main(argv: list[str] | None = None) -> int:
     parser = leg_parser("python -m models.train_table", __doc__.split("\n")[0])
     parser.add_argument("--eval-tables", type=Path, help="a folder of CSV tables measured at every save")
+    parser.add_argument("--hidden", type=int, help="row-token width of a new run (heads keep head dim 32)")
+    parser.add_argument("--layers", type=int, help="attention blocks of a new run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     out: Path = args.resume or args.out
+    if args.resume and (args.hidden or args.layers):
+        parser.error("--hidden/--layers: set a new run's shape (--out); a resumed run keeps its own")
     if args.resume:
         marker_path = args.resume / MARKER
         if not marker_path.is_file():
@@ -353,6 +357,10 @@ def main(argv: list[str] | None = None) -> int:
         if (args.out / MARKER).exists():
             parser.error(f"--out {args.out}: already holds a run (use --resume)")
         cfg = smoke_config() if args.smoke else TableTrainConfig()
+        if args.hidden:
+            cfg.hidden, cfg.heads = args.hidden, max(1, args.hidden // 32)
+        if args.layers:
+            cfg.layers = args.layers
     if args.total_steps:
         cfg.total_steps = args.total_steps
     if args.threads:

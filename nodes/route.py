@@ -134,6 +134,7 @@ def _route(state: State, runtime: Runtime[Context], bound: ModelBackend | None) 
     settings = RouterSettings(
         confidence_threshold=ctx.confidence_threshold,
         margin=ctx.margin,
+        worth_s=ctx.worth_s,
         budget_s=ctx.budget_s,
         budget_tokens=ctx.budget_tokens,
         expert_review=ctx.expert_review,

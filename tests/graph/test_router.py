@@ -306,3 +306,40 @@ def test_the_exploration_bonus_shrinks_with_measurement_and_never_favours_select
     assert bonuses == sorted(bonuses, reverse=True) and bonuses[0] > 0.2 and bonuses[2] == pytest.approx(0.05)
     # a gain measured on all the demonstrations is not an estimate from few queries
     assert explore_bonus("reflect", ev | {"model_gain_n": {"reflect": 3}, "gains": {"reflect": 0.1}}) == 0.0
+
+
+def test_a_dear_strategy_must_pay_its_price_and_stops_sooner_where_it_never_pays():
+    # held-out families as measured: TTT gains +0.29 a query over the model's tasks, nothing on
+    # this type. At 30 s an adapter costs 0.10 of accuracy (worth 300 s): the router stops buying
+    # it after fewer of the type's tasks than with the cost ignored, and a GPU's 3 s adapter is
+    # bought as long as the gain is expected at all.
+    def after(k: int, seconds: float, worth: float) -> str:
+        ev = LOCAL | {"loo_icl": 0.0, "loo_n": 4, "gains": {"reflect": -0.1}}
+        ev |= {"model_gains": {"ttt": 0.29 * 30 / (30 + k)}, "model_gain_n": {"ttt": 30 + k}}
+        ev |= {"costs": {"ttt": [seconds, 900.0]}}
+        if k:
+            ev |= {"type_gains": {"ttt": 0.0}, "type_gain_n": {"ttt": k}}
+        settings = RouterSettings(worth_s=worth)
+        d = decide(requested="auto", evidence=ev, attempts=[_attempt("icl", 0.2)], settings=settings)
+        return d["strategy"]
+
+    def stop(seconds: float, worth: float) -> int:
+        runs = [after(k, seconds, worth) for k in range(20)]
+        first = runs.index("finalize")
+        assert set(runs[first:]) == {"finalize"}  # once stopped, for good
+        return first
+
+    dear, free, gpu = stop(30.0, 300.0), stop(30.0, 0.0), stop(3.0, 300.0)
+    assert 1 <= dear <= 3  # a few tasks of the type, not one unlucky query
+    assert dear < free and dear < gpu
+    # the reason states the price it paid, and why it stopped
+    ev = LOCAL | {"loo_icl": 0.0, "loo_n": 4, "gains": {"reflect": -0.1}, "costs": {"ttt": [30.0, 900.0]}}
+    d = decide(requested="auto", evidence=ev, attempts=[_attempt("icl", 0.2)])
+    assert d["strategy"] == "ttt" and "-0.10 for its cost at 300 s a right answer" in d["reason"]
+    stopped = ev | {"model_gains": {"ttt": 0.05}, "model_gain_n": {"ttt": 200}}
+    d = decide(requested="auto", evidence=stopped, attempts=[_attempt("icl", 0.2)])
+    assert d["strategy"] == "finalize" and "does not pay ~30.0 s" in d["reason"]
+    # cost ignored (worth 0): the same evidence buys the adapter
+    free = RouterSettings(worth_s=0)
+    d = decide(requested="auto", evidence=stopped, attempts=[_attempt("icl", 0.2)], settings=free)
+    assert d["strategy"] == "ttt"
