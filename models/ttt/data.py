@@ -9,6 +9,7 @@ from typing import Any, Literal
 from models.base import ModelBackend, PromptParts
 from models.batching import make_batch
 from models.ttt.config import Segment, TTTConfig
+from prompts.compact import parse_correction
 from tasks.augment import Augmenter, Identity, augment_task, sample_views
 from tasks.schema import Example, Task
 
@@ -49,6 +50,31 @@ def _episodes(
 def draw_views(rng: random.Random, task: Task, cfg: TTTConfig, n: int) -> list[Augmenter]:
     """``n`` views drawn from ``rng`` (identity included); the identity alone without ``augment``."""
     return sample_views(rng, task, n) if cfg.augment else [Identity()]
+
+
+def fold_corrections(task: Task) -> Task:
+    """``task`` with its correction notes turned into what they are for training: demonstrations.
+
+    Reflection writes a correction for each demonstration it got wrong; to TTT such a note is the
+    demonstration again. Left in the prompt, it gives the held-out answer away in that
+    demonstration's leave-one-out episodes (the adapter learns to copy from the notes, which the
+    query has none of), and, written after the demonstrations, it breaks the prefix-consistency
+    that trains every output (measured on 1D-ARC pattern copy: TTT after a reflection solved 0
+    of 3 tasks it solved alone, at three times the time). So a correction of a demonstration's
+    input is dropped, a correction of any other input (an expert's answer to an earlier query) is
+    appended as a demonstration, and every other note stays in the prompt.
+    """
+    notes: list[str] = []
+    train = list(task.train)
+    for note in task.notes:
+        pair = parse_correction(note)
+        if pair is None:
+            notes.append(note)
+        elif all(pair[0] != demo.input for demo in train):
+            train.append(Example(input=pair[0], output=pair[1]))
+    if notes == task.notes and len(train) == len(task.train):
+        return task
+    return task.model_copy(update={"notes": notes, "train": train})
 
 
 def episode_segments(

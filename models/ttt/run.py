@@ -9,7 +9,7 @@ from typing import Any
 from models.adapter_cache import ADAPTERS, CachedAdapter, adapter_key
 from models.base import CapabilityError, ModelBackend
 from models.ttt.config import Job, StepHook, TTTConfig, TTTResult
-from models.ttt.data import draw_views
+from models.ttt.data import draw_views, fold_corrections
 from models.ttt.loop import train
 from models.ttt.predict import predict
 from tasks.schema import Task
@@ -19,6 +19,8 @@ def run_ttt(
     model: ModelBackend, task: Task, query: Any, cfg: TTTConfig, on_step: StepHook | None = None
 ) -> TTTResult:
     """Train a temporary adapter on ``task``'s demonstrations and answer ``query`` with votes.
+
+    Correction notes are folded into the demonstrations first (:func:`fold_corrections`).
 
     With ``cfg.cache`` > 0 an adapter trained earlier for the same task id, demonstrations, notes
     and training settings on the same base model is reused (``reused`` in the result, no steps
@@ -37,6 +39,7 @@ def run_ttt(
     if getattr(model, "tokenizer", None) is None:  # local backends only
         raise CapabilityError(f"model {model.name!r} exposes no tokenizer to train with")
     started = time.perf_counter()
+    task = fold_corrections(task)
     key = adapter_key(task, cfg.training_settings()) if cfg.cache > 0 else ""
     # Looked up before the adapter is attached: the cache is keyed on the *base* weights.
     cached = ADAPTERS.get(model, key, capacity=cfg.cache, directory=cfg.cache_dir) if key else None

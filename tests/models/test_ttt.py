@@ -16,7 +16,8 @@ from models.ttt import (
     training_pairs,
     training_sequences,
 )
-from prompts.compact import encode_pair, encode_value
+from models.ttt.data import fold_corrections
+from prompts.compact import correction_note, encode_pair, encode_value
 from tasks.augment import Identity
 from tasks.generators import sample_task
 
@@ -54,6 +55,31 @@ def test_every_output_after_the_first_carries_the_loss(tiny):
         assert len(trained) == 3  # outputs 2, 3 and 4; never the first output, never an input
         lasts.append(order[-1])
     assert sorted(map(str, lasts)) == sorted(map(str, task.train))  # each demonstration last once
+
+
+def test_correction_notes_are_folded_into_demonstrations_before_training(tiny):
+    # reflection's corrections repeat demonstrations: in the prompt they gave the held-out answer
+    # away and broke prefix-consistency (only the last output trained); an expert's correction of
+    # another input is new data; any other note stays in the prompt
+    task = sample_task(random.Random(0), "shift", n_train=4)
+    extra = sample_task(random.Random(9), "shift", n_train=1).train[0]
+    demo = task.train[1]
+    notes = [
+        correction_note(demo.input, demo.output, wrong=demo.input),
+        correction_note(extra.input, extra.output),
+        "Keep the colours.",
+    ]
+    noted = task.model_copy(update={"notes": notes})
+    folded = fold_corrections(noted)
+    assert folded.notes == ["Keep the colours."]
+    assert folded.train == [*task.train, extra]
+    assert fold_corrections(task) is task  # nothing to fold: the same task
+    # with the corrections in the prompt only the last output would carry the loss; folded, every
+    # output after the first does again (one leave-one-out episode per demonstration, five now)
+    seqs = training_sequences(tiny, folded, TTTConfig(loss_on="all"), random.Random(0), views=[Identity()])
+    assert len(seqs) == 5 and all(sum(labelled for _, labelled in seq) == 4 for seq in seqs)
+    unfolded = training_sequences(tiny, noted, TTTConfig(loss_on="all"), random.Random(0), views=[Identity()])
+    assert all(sum(labelled for _, labelled in seq) == 1 for seq in unfolded)
 
 
 def test_last_output_only_is_still_available(tiny):
