@@ -95,3 +95,16 @@ def test_an_unavailable_device_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --device tpu: not available") and "\n" not in err
     assert not (tmp_path / "run").exists()  # nothing started
+
+
+def test_decay_steps_set_the_final_decay_of_a_resumed_run(tmp_path):
+    # a leg that must ship a decayed model keeps a long constant phase: --decay-steps N decays
+    # over the last N steps of --total-steps, and the run's config records the share
+    assert main(["--smoke", "--out", str(tmp_path / "run"), "--steps", "2"]) == 0
+    out = str(tmp_path / "run")
+    leg = ["--smoke", "--resume", out, "--steps", "1", "--total-steps", "40", "--decay-steps", "10"]
+    assert main(leg) == 0
+    cfg = json.loads((tmp_path / "run" / MARKER).read_text())["training"]["config"]
+    assert cfg["total_steps"] == 40 and cfg["decay_frac"] == 0.25
+    schedule = TrainConfig(**{k: v for k, v in cfg.items() if k not in ("model",)})
+    assert lr_at(29, schedule) == schedule.lr > lr_at(31, schedule)

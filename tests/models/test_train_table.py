@@ -62,3 +62,16 @@ def test_episode_ids_match_the_vocabulary():
     ids, loss = episode_ids(text, mask, vocab)
     assert ids[0] == vocab["<bos>"] and len(ids) == len(loss) == len(text) + 1
     assert vocab["<unk>"] not in ids
+
+
+def test_a_new_run_takes_its_shape_and_a_resumed_one_keeps_it(tmp_path: Path, capsys) -> None:
+    import pytest
+
+    out = tmp_path / "ckpt"
+    assert main(["--smoke", "--out", str(out), "--hidden", "64", "--layers", "2"]) == 0
+    saved = json.loads((out / "mockingbird.json").read_text())
+    assert json.loads((out / "config.json").read_text())["hidden_size"] == 64
+    assert saved["train"]["layers"] == 2 and saved["train"]["heads"] == 2  # head width 32
+    with pytest.raises(SystemExit) as stop:
+        main(["--resume", str(out), "--hidden", "128"])
+    assert stop.value.code == 2 and "a resumed run keeps its own" in capsys.readouterr().err
