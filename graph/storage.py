@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import ormsgpack
@@ -474,7 +474,7 @@ def open_checkpointer(db: str | Path | Database) -> BaseCheckpointSaver[Any]:
         from langgraph.checkpoint.postgres import PostgresSaver
 
         pool = _pool(where)
-        pg_saver = PostgresSaver(pool, serde=strict_serializer())  # type: ignore[arg-type]
+        pg_saver = PostgresSaver(cast(Any, pool), serde=strict_serializer())  # pool typing varies by version
         _setup_postgres(pool, pg_saver.setup, where, "checkpoint")
         _PG_SAVERS[pg_saver] = where
         return pg_saver
