@@ -377,21 +377,21 @@ def _auto(evidence: dict[str, Any], attempts: list[Attempt], settings: RouterSet
         # 300 s costs 0.10 of accuracy), so a strategy that pays rarely stops being bought where it
         # is dear. Options are then compared net of their prices.
         # (with the exploration bonus: a gain measured on few queries is tried again)
-        hoped = gains[s] + explore_bonus(s, evidence)
+        hoped, charge = gains[s] + explore_bonus(s, evidence), price(s, cost, settings)
         if hoped < current + settings.margin - 1e-9:
             continue
-        if hoped - price(s, cost, settings) <= current:
+        if hoped - charge <= current:
             dear = f"~{cost[s][0]:.1f} s at {_worth_text(settings)}"
             skipped.append(f"{s}: {gains[s]:+.2f} does not pay {dear}")
             continue
-        options[s] = hoped - price(s, cost, settings)
+        options[s] = hoped - charge
     if options:
         best = max(options.values())
         choice = min((s for s, a in options.items() if a >= best - settings.margin), key=lambda s: cost[s][0])
         gain = gains[choice]
-        bonus = options[choice] - gain + price(choice, cost, settings)
-        explore = f", +{bonus:.2f} exploration bonus" if bonus >= 0.005 else ""
         charge = price(choice, cost, settings)
+        bonus = options[choice] - gain + charge
+        explore = f", +{bonus:.2f} exploration bonus" if bonus >= 0.005 else ""
         priced = f", -{charge:.2f} for its cost at {_worth_text(settings)}" if charge >= 0.005 else ""
         reason = (
             f"chose {choice}: {now} < {settings.confidence_threshold:.2f}; {loo_text}; "
