@@ -359,10 +359,11 @@ def train_leg(
 
     out.mkdir(parents=True, exist_ok=True)
     marker = read_marker(out)
-    warm_start = False
+    warm_start, lr_before = False, 0.0
     if resume and (out / STATE_FILE).exists():
         state = torch.load(out / STATE_FILE, weights_only=False, map_location="cpu")
         cfg_saved = config_from_dict(state["config"])
+        lr_before = lr_at(state["step"], cfg_saved)  # under the plan the run was saved with
         if total_steps is not None:  # extending (or shortening) the plan is allowed
             cfg_saved.total_steps = total_steps
         cfg = cfg_saved
@@ -392,6 +393,10 @@ def train_leg(
         marker = {"format": "compact", "indexed": False}
     if decay_steps is not None:
         cfg.decay_frac = min(1.0, decay_steps / cfg.total_steps)
+    if lr_before and lr_at(run.step, cfg) > 2 * lr_before:
+        # extending a run that had decayed: a 10x jump in one step would undo the decay's gain
+        cfg.rewarm_at = run.step
+        logger.info("the run had decayed: the learning rate re-warms from step %d", run.step)
     marker["training"] = {
         "parameters": run.parameters,
         "config": {**asdict(cfg), "model": config_dict(cfg.model)},

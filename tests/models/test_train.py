@@ -108,3 +108,22 @@ def test_decay_steps_set_the_final_decay_of_a_resumed_run(tmp_path):
     assert cfg["total_steps"] == 40 and cfg["decay_frac"] == 0.25
     schedule = TrainConfig(**{k: v for k, v in cfg.items() if k not in ("model",)})
     assert lr_at(29, schedule) == schedule.lr > lr_at(31, schedule)
+
+
+def test_extending_a_decayed_run_rewarms_the_learning_rate(tmp_path):
+    # the smoke plan is 6 steps: at step 6 the run has decayed to 10 % of lr; a jump straight
+    # back to the peak would undo the decay's gain, so the extension re-warms from there
+    out = str(tmp_path / "run")
+    assert main(["--smoke", "--out", out, "--steps", "6"]) == 0
+    assert main(["--smoke", "--resume", out, "--steps", "1", "--total-steps", "40"]) == 0
+    cfg = json.loads((tmp_path / "run" / MARKER).read_text())["training"]["config"]
+    assert cfg["rewarm_at"] == 6
+    schedule = TrainConfig(**{k: v for k, v in cfg.items() if k not in ("model",)})
+    assert lr_at(6, schedule) == schedule.lr / schedule.warmup_steps
+
+    # a resume that keeps the plan (or extends a run still in its constant phase) does not
+    out2 = str(tmp_path / "run2")
+    assert main(["--smoke", "--out", out2, "--steps", "2"]) == 0
+    assert main(["--smoke", "--resume", out2, "--steps", "1", "--total-steps", "40"]) == 0
+    cfg2 = json.loads((tmp_path / "run2" / MARKER).read_text())["training"]["config"]
+    assert cfg2["rewarm_at"] == 0
