@@ -18,6 +18,9 @@ How ``auto`` decides (see the README for the measured result):
    from this task's recorded outcomes is averaged in the same way (:data:`TASK_WEIGHT`). Each
    level leaves out the queries of the level below it, so no query is counted twice. A gain
    measured on all the demonstrations (DG-DIFF, reflection's held-out gain) replaces them all.
+   Recorded gains are kept apart by the kind of escalation (:data:`Band`): from an *unsure* ICL
+   answer (its samples disagreed) or from an *agreed* one (escalated only because ICL is often
+   wrong on the task); each kind has its own prior and records at every level.
 2. **Expected cost** (seconds, tokens) of each strategy: measured means for this model, else
    multiples of one measured ICL call.
 3. ICL goes first (it is cheap and its agreement among samples is evidence too). After each
@@ -68,6 +71,19 @@ LADDER: tuple[str, ...] = ("icl", "select", "reflect", "ttt")
 #: small gain (Mockingbird: reflection alone helps less than documents or experts); TTT: large
 #: (up to 6x ICL in Akyurek et al.), which measured outcomes then correct per task and model.
 PRIOR_GAIN: dict[str, float] = {"icl": 0.0, "select": 0.0, "reflect": 0.05, "ttt": 0.25}
+
+#: The two kinds of escalation, whose gains are recorded and estimated apart. ``unsure``: ICL's
+#: own samples disagreed (its confidence was under the threshold). ``agreed``: they agreed, and the
+#: router escalated only because ICL is often wrong on this task (low leave-one-out accuracy).
+#: Measured apart because they differ: on 1D-ARC and held-out families (two router runs, 83
+#: queries) TTT gained +5 over 24 unsure escalations and -1 over 14 agreed ones: where the model
+#: is sure of a wrong answer, an adapter trained from the same prior mostly keeps it.
+Band = Literal["unsure", "agreed"]
+
+#: The prior of an agreed escalation. TTT's is halved (measured above; still above the margin, so
+#: it is tried and its record decides); reflection's is kept: it reads the demonstrations ICL gets
+#: wrong, and a confident misconception is what it is for (Mockingbird).
+PRIOR_GAIN_AGREED: dict[str, float] = PRIOR_GAIN | {"ttt": PRIOR_GAIN["ttt"] / 2}
 
 #: How many queries the prior counts as when averaged with this model's measured gains: one
 #: unlucky query should not switch a strategy off for every later task (nor one lucky one on).
@@ -128,7 +144,20 @@ def unavailable(strategy: str, evidence: dict[str, Any]) -> str | None:
     return None
 
 
-def expected_accuracy(evidence: dict[str, Any]) -> dict[str, float]:
+def band_of(attempts: list[Attempt], threshold: float) -> Band:
+    """The kind of escalation a query's attempts make (see :data:`Band`): ``agreed`` when ICL
+    answered first with a confidence at or above ``threshold``, else ``unsure``."""
+    if attempts and attempts[0]["strategy"] == "icl" and float(attempts[0]["confidence"]) >= threshold:
+        return "agreed"
+    return "unsure"
+
+
+def gain_key(strategy: str, band: Band) -> str:
+    """The key a strategy's gains are recorded under for ``band`` (``ttt``, ``ttt@agreed``)."""
+    return strategy if band == "unsure" else f"{strategy}@{band}"
+
+
+def expected_accuracy(evidence: dict[str, Any], band: Band = "unsure") -> dict[str, float]:
     """Expected exact-match accuracy of each model strategy on this task (see module doc)."""
     loo, n_loo = evidence.get("loo_icl"), int(evidence.get("loo_n", 0))
     outcomes = evidence.get("outcomes") or {}
@@ -136,20 +165,22 @@ def expected_accuracy(evidence: dict[str, Any]) -> dict[str, float]:
     hits = (loo or 0.0) * n_loo + int(outcomes.get("correct", 0))
     icl = (hits + 0.5) / (n + 1)  # smoothed: 0.5 with no evidence, never exactly 0 or 1
     return {
-        s: icl if s == "icl" else min(1.0, max(0.0, icl + g)) for s, g in expected_gains(evidence).items()
+        s: icl if s == "icl" else min(1.0, max(0.0, icl + g))
+        for s, g in expected_gains(evidence, band).items()
     }
 
 
-def expected_gains(evidence: dict[str, Any]) -> dict[str, float]:
+def expected_gains(evidence: dict[str, Any], band: Band = "unsure") -> dict[str, float]:
     """Expected gain over ICL of each model strategy on this task (ICL's is 0; see module doc).
 
     Not clipped to what accuracy allows: an ICL that is right on every demonstration leaves no
-    room in expected accuracy, yet a query it is unsure of may still gain.
+    room in expected accuracy, yet a query it is unsure of may still gain. ``band``: the kind of
+    escalation (:data:`Band`); each has its own prior and its own records.
     """
-    return {s: gain for s, (gain, _) in _estimates(evidence).items()}
+    return {s: gain for s, (gain, _) in _estimates(evidence, band).items()}
 
 
-def _estimates(evidence: dict[str, Any]) -> dict[str, tuple[float, float]]:
+def _estimates(evidence: dict[str, Any], band: Band = "unsure") -> dict[str, tuple[float, float]]:
     """Per strategy: its expected gain over ICL, and the share the model-level estimate (the
     prior averaged with this model's record) keeps in it once the type's and the task's own
     records are averaged in (1.0 where they have none)."""
@@ -157,11 +188,13 @@ def _estimates(evidence: dict[str, Any]) -> dict[str, tuple[float, float]]:
     model_gain, model_n = evidence.get("model_gains") or {}, evidence.get("model_gain_n") or {}
     type_gain, type_n = evidence.get("type_gains") or {}, evidence.get("type_gain_n") or {}
     out = {"icl": (0.0, 1.0)}
-    for s in LADDER[1:]:
-        if s in task_gain and s not in task_n:  # measured on all the demonstrations
-            out[s] = (float(task_gain[s]), 0.0)
+    prior = PRIOR_GAIN if band == "unsure" else PRIOR_GAIN_AGREED
+    for strategy in LADDER[1:]:
+        if strategy in task_gain and strategy not in task_n:  # measured on all the demonstrations
+            out[strategy] = (float(task_gain[strategy]), 0.0)
             continue
-        gain = PRIOR_GAIN[s]
+        s = gain_key(strategy, band)  # the records of this kind of escalation
+        gain = prior[strategy]
         if s in model_gain and s not in model_n:  # a bare mean (no count): taken as it is
             gain = float(model_gain[s])
         # The model's record, its type's and this task's, each averaged with the estimate above it.
@@ -188,11 +221,11 @@ def _estimates(evidence: dict[str, Any]) -> dict[str, tuple[float, float]]:
                 if i > 0:  # the type's or the task's own record takes this much from the levels above
                     share *= w / (w + count)
                 measured = True
-        out[s] = (float(gain), share)
+        out[strategy] = (float(gain), share)
     return out
 
 
-def explore_bonus(strategy: str, evidence: dict[str, Any]) -> float:
+def explore_bonus(strategy: str, evidence: dict[str, Any], band: Band = "unsure") -> float:
     """The optimism added to ``strategy``'s expected gain when choosing what to try next (see the
     module doc): :data:`EXPLORE_SD` / sqrt(:data:`PRIOR_WEIGHT` + n), n the queries on which this
     model's gain was measured, times the share the model-level estimate keeps in this task's
@@ -207,10 +240,10 @@ def explore_bonus(strategy: str, evidence: dict[str, Any]) -> float:
     is no gain, after SELF-[IN]CORRECT), or for a gain measured on all of this task's
     demonstrations (DG-DIFF, reflection's held-out gain): not an estimate from a few queries.
     """
-    n = int((evidence.get("model_gain_n") or {}).get(strategy, 0))
+    n = int((evidence.get("model_gain_n") or {}).get(gain_key(strategy, band), 0))
     if n <= 0 or PRIOR_GAIN.get(strategy, 0.0) <= 0:
         return 0.0
-    _, share = _estimates(evidence).get(strategy, (0.0, 0.0))
+    _, share = _estimates(evidence, band).get(strategy, (0.0, 0.0))
     return share * EXPLORE_SD / (PRIOR_WEIGHT + n) ** 0.5
 
 
@@ -332,7 +365,8 @@ def _fixed(requested: str, evidence: dict[str, Any], tried: list[str]) -> Decisi
 
 
 def _auto(evidence: dict[str, Any], attempts: list[Attempt], settings: RouterSettings) -> Decision:
-    acc = expected_accuracy(evidence)
+    band = band_of(attempts, settings.confidence_threshold)
+    acc = expected_accuracy(evidence, band)
     cost = expected_cost(evidence)
     tried = [a["strategy"] for a in attempts]
     loo = evidence.get("loo_icl")
@@ -359,7 +393,7 @@ def _auto(evidence: dict[str, Any], attempts: list[Attempt], settings: RouterSet
         return _decision("finalize", f"{now}; {budget} spent", evidence)
     # Compared by expected gain over ICL, not by accuracy clipped at 1: with ICL right on every
     # demonstration no strategy could "beat" it, and the queries ICL is unsure of never escalated.
-    gains = expected_gains(evidence)
+    gains = expected_gains(evidence, band)
     current = gains.get(last["strategy"], 0.0)
     options = {}
     skipped = []
@@ -377,7 +411,7 @@ def _auto(evidence: dict[str, Any], attempts: list[Attempt], settings: RouterSet
         # 300 s costs 0.10 of accuracy), so a strategy that pays rarely stops being bought where it
         # is dear. Options are then compared net of their prices.
         # (with the exploration bonus: a gain measured on few queries is tried again)
-        hoped, charge = gains[s] + explore_bonus(s, evidence), price(s, cost, settings)
+        hoped, charge = gains[s] + explore_bonus(s, evidence, band), price(s, cost, settings)
         if hoped < current + settings.margin - 1e-9:
             continue
         if hoped - charge <= current:
@@ -396,7 +430,7 @@ def _auto(evidence: dict[str, Any], attempts: list[Attempt], settings: RouterSet
         reason = (
             f"chose {choice}: {now} < {settings.confidence_threshold:.2f}; {loo_text}; "
             f"{choice} expected {acc[choice]:.2f} "
-            f"({gain:+.2f} over ICL, {_gain_source(choice, evidence)}{explore}{priced}), "
+            f"({gain:+.2f} over ICL, {_gain_source(choice, evidence, band)}{explore}{priced}), "
             f"~{cost[choice][0]:.1f} s; {budget}"
         )
         return _decision(choice, reason, evidence)
@@ -408,13 +442,14 @@ def _auto(evidence: dict[str, Any], attempts: list[Attempt], settings: RouterSet
     return _decision("finalize", f"{now}; {better}{tail}", evidence)
 
 
-def best_answer(attempts: list[Attempt], evidence: dict[str, Any]) -> tuple[int, str]:
+def best_answer(attempts: list[Attempt], evidence: dict[str, Any], band: Band = "unsure") -> tuple[int, str]:
     """The attempt whose answer has the most support, and a one-line account of the weighing.
 
     An answer's support is the sum, over the attempts that gave it, of the attempt's confidence
     times its strategy's expected accuracy on this task (:func:`expected_accuracy`): agreement
     within a strategy and between strategies both count. On a tie the later (costlier) attempt
-    wins. The expert's answer always wins.
+    wins. The expert's answer always wins. ``band``: the kind of escalation (:data:`Band`) whose
+    estimates weigh the strategies.
 
     Returns:
         ``(index into attempts, reason)``; ``(-1, "")`` when there are no attempts.
@@ -424,7 +459,7 @@ def best_answer(attempts: list[Attempt], evidence: dict[str, Any]) -> tuple[int,
     for i in range(len(attempts) - 1, -1, -1):
         if attempts[i]["strategy"] == "expert":
             return i, "the expert's answer"
-    acc = expected_accuracy(evidence)
+    acc = expected_accuracy(evidence, band)
     support: dict[str, float] = {}
     latest: dict[str, int] = {}
     parts = []
@@ -448,17 +483,19 @@ def best_answer(attempts: list[Attempt], evidence: dict[str, Any]) -> tuple[int,
     )
 
 
-def _gain_source(strategy: str, evidence: dict[str, Any]) -> str:
-    if strategy in (evidence.get("type_gains") or {}):
-        upper = "this task type's record"
-    elif strategy in (evidence.get("model_gains") or {}):
-        upper = "mean over this model's tasks"
+def _gain_source(strategy: str, evidence: dict[str, Any], band: Band = "unsure") -> str:
+    if strategy in (evidence.get("gains") or {}) and strategy not in (evidence.get("gain_n") or {}):
+        return "measured on this task"  # on all the demonstrations: the same for either band
+    key = gain_key(strategy, band)
+    kind = " of escalations from agreeing ICL samples" if band == "agreed" else ""
+    if key in (evidence.get("type_gains") or {}):
+        upper = f"this task type's record{kind}"
+    elif key in (evidence.get("model_gains") or {}):
+        upper = f"mean over this model's tasks{kind}"
     else:
-        upper = "prior"
-    if strategy in (evidence.get("gains") or {}):
-        n = (evidence.get("gain_n") or {}).get(strategy)
-        if n is None:
-            return "measured on this task"
+        upper = f"prior{kind}"
+    if key in (evidence.get("gains") or {}):
+        n = (evidence.get("gain_n") or {}).get(key)
         return f"measured on {n} recorded queries of this task, averaged with the {upper}"
     return upper
 

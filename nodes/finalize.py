@@ -28,6 +28,7 @@ from graph.memory import (
     record_model_evidence,
     record_outcome,
 )
+from graph.router import gain_key
 from graph.state import State
 from nodes.common import cost_entry
 from tasks.scoring import is_correct
@@ -174,6 +175,8 @@ def _learn(store: Any, state: State, target: Any) -> None:
 
     A strategy's observed gain is its exact match minus ICL's on the same query (ICL's
     leave-one-out accuracy when ICL did not run), so TTT chosen directly still teaches the router.
+    Gains are recorded under the kind of escalation (``ttt`` or ``ttt@agreed``, see
+    :data:`graph.router.Band`), which the router estimates apart.
     """
     task, evidence = state["task"], state.get("evidence") or {}
     attempts = [a for a in state.get("attempts", []) if a["strategy"] != "expert"]
@@ -186,6 +189,7 @@ def _learn(store: Any, state: State, target: Any) -> None:
         hit = {a["strategy"]: float(is_correct(task, a["answer"], target)) for a in attempts}
         baseline = hit.get("icl", evidence.get("loo_icl"))
         if baseline is not None:
-            gains = {s: h - float(baseline) for s, h in hit.items() if s != "icl"}
+            band = evidence.get("band", "unsure")
+            gains = {gain_key(s, band): h - float(baseline) for s, h in hit.items() if s != "icl"}
     add_observed_gains(store, memory_key(task), gains)
     record_model_evidence(store, model, gains=gains, costs=costs, task_type=task.get("type"))

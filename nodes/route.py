@@ -17,7 +17,7 @@ from langgraph.store.base import BaseStore
 
 from graph.context import Context
 from graph.memory import model_evidence, query_key, task_evidence, task_outcomes, update_evidence
-from graph.router import RouterSettings, best_answer, decide
+from graph.router import RouterSettings, band_of, best_answer, decide
 from graph.state import Decision, State
 from models.base import ModelBackend, Usage
 from nodes.common import cost_entry, node_inputs
@@ -127,6 +127,8 @@ def _route(state: State, runtime: Runtime[Context], bound: ModelBackend | None) 
                 }
     own = cost_entry("route", started, usage)
     spent_s, spent_tokens = _spent(state)
+    if state.get("attempts"):  # the kind of escalation, for the router and for recording its gains
+        evidence["band"] = band_of(state["attempts"], ctx.confidence_threshold)
     evidence |= {
         "spent_s": round(spent_s + own["seconds"], 4),
         "spent_tokens": spent_tokens + usage.total_tokens,
@@ -148,7 +150,7 @@ def _route(state: State, runtime: Runtime[Context], bound: ModelBackend | None) 
         update["reason"] = f"{state.get('reason', '')}; then {decision['reason']}"
         attempts = state.get("attempts", [])
         if len(attempts) > 1:
-            i, why = best_answer(attempts, evidence)
+            i, why = best_answer(attempts, evidence, evidence.get("band", "unsure"))
             chosen = attempts[i]
             if i != len(attempts) - 1:  # an earlier strategy's answer is better supported: keep it
                 update |= {

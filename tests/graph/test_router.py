@@ -13,7 +13,9 @@ from graph.router import (
     best_answer,
     check_strategy,
     decide,
+    band_of,
     expected_accuracy,
+    expected_gains,
     expected_cost,
     explore_bonus,
     next_node,
@@ -80,11 +82,30 @@ def test_auto_stops_when_icl_is_sure_and_usually_right():
     assert d["strategy"] == "finalize" and "no escalation needed" in d["reason"]
 
 
-def test_a_confident_answer_from_a_strategy_that_fails_its_demos_escalates_to_ttt():
+def test_a_confident_answer_from_a_strategy_that_fails_its_demos_escalates():
     ev = LOCAL | {"loo_icl": 0.0, "loo_n": 4}  # sure of itself, wrong on every held-out demo
+    # its samples agreed: TTT's prior is halved there, so reflection (cheap, within the margin)
+    # goes first; it reads the demonstrations ICL gets wrong
     d = decide(requested="auto", evidence=ev, attempts=[_attempt("icl", 1.0)])
+    assert d["strategy"] == "reflect"
+    assert "prior of escalations from agreeing ICL samples" in d["reason"] and "LOO-ICL 0.00" in d["reason"]
+    # unsure (its samples disagreed): TTT's full prior
+    d = decide(requested="auto", evidence=ev, attempts=[_attempt("icl", 0.5)])
     assert d["strategy"] == "ttt"
-    assert "chose ttt" in d["reason"] and "prior" in d["reason"] and "LOO-ICL 0.00" in d["reason"]
+    assert "chose ttt" in d["reason"] and "(+0.25 over ICL, prior" in d["reason"]
+
+
+def test_gains_are_estimated_apart_for_unsure_and_agreed_escalations():
+    # TTT paid where ICL's samples disagreed and never where they agreed: each kind its own record
+    ev = LOCAL | {"loo_icl": 0.0, "loo_n": 4, "model_gains": {"ttt": 0.4, "ttt@agreed": -0.1},
+                  "model_gain_n": {"ttt": 20, "ttt@agreed": 20}}  # fmt: skip
+    assert band_of([_attempt("icl", 0.5)], 0.6) == "unsure" and band_of([_attempt("icl", 0.75)], 0.6) == "agreed"
+    assert band_of([_attempt("ttt", 1.0)], 0.6) == "unsure"  # no ICL answer to agree on
+    assert expected_gains(ev)["ttt"] > 0.3 > 0.0 > expected_gains(ev, "agreed")["ttt"]
+    sure = decide(requested="auto", evidence=ev | {"gains": {"reflect": -0.1}}, attempts=[_attempt("icl", 1.0)])
+    assert sure["strategy"] == "finalize"
+    unsure = decide(requested="auto", evidence=ev, attempts=[_attempt("icl", 0.5)])
+    assert unsure["strategy"] == "ttt" and "mean over this model's tasks" in unsure["reason"]
 
 
 def test_measured_gains_beat_priors_and_the_cheapest_within_the_margin_wins():
