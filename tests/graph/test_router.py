@@ -10,13 +10,13 @@ from graph.router import (
     TASK_WEIGHT,
     TYPE_WEIGHT,
     RouterSettings,
+    band_of,
     best_answer,
     check_strategy,
     decide,
-    band_of,
     expected_accuracy,
-    expected_gains,
     expected_cost,
+    expected_gains,
     explore_bonus,
     next_node,
 )
@@ -99,10 +99,12 @@ def test_gains_are_estimated_apart_for_unsure_and_agreed_escalations():
     # TTT paid where ICL's samples disagreed and never where they agreed: each kind its own record
     ev = LOCAL | {"loo_icl": 0.0, "loo_n": 4, "model_gains": {"ttt": 0.4, "ttt@agreed": -0.1},
                   "model_gain_n": {"ttt": 20, "ttt@agreed": 20}}  # fmt: skip
-    assert band_of([_attempt("icl", 0.5)], 0.6) == "unsure" and band_of([_attempt("icl", 0.75)], 0.6) == "agreed"
+    assert band_of([_attempt("icl", 0.5)], 0.6) == "unsure"
+    assert band_of([_attempt("icl", 0.75)], 0.6) == "agreed"
     assert band_of([_attempt("ttt", 1.0)], 0.6) == "unsure"  # no ICL answer to agree on
     assert expected_gains(ev)["ttt"] > 0.3 > 0.0 > expected_gains(ev, "agreed")["ttt"]
-    sure = decide(requested="auto", evidence=ev | {"gains": {"reflect": -0.1}}, attempts=[_attempt("icl", 1.0)])
+    no_reflect = ev | {"gains": {"reflect": -0.1}}  # measured on this task's demonstrations
+    sure = decide(requested="auto", evidence=no_reflect, attempts=[_attempt("icl", 1.0)])
     assert sure["strategy"] == "finalize"
     unsure = decide(requested="auto", evidence=ev, attempts=[_attempt("icl", 0.5)])
     assert unsure["strategy"] == "ttt" and "mean over this model's tasks" in unsure["reason"]
