@@ -26,15 +26,17 @@ def run_cli(
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MOCKINGBIRD_", "OPENAI_"))}
     full_env.update({"PYTHONPATH": str(ROOT), "NO_COLOR": "1", "COLUMNS": "200"})
     full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=cwd or tempfile.mkdtemp(prefix="mb-cli-"),  # never the checkout: its .env must not leak in
-        timeout=timeout,
-        check=False,
-    )
+    # never in the checkout (its .env must not leak in): in a scratch folder, removed afterwards
+    with tempfile.TemporaryDirectory(prefix="mb-cli-") as scratch:
+        return subprocess.run(
+            [sys.executable, "-m", module, *args],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            cwd=cwd or scratch,
+            timeout=timeout,
+            check=False,
+        )
 
 
 def assert_user_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:

@@ -11,8 +11,10 @@ import json
 import os
 import re
 import shlex
+import shutil
 import sys
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +53,14 @@ def spawn(*args: str, cwd: Path | None = None) -> Any:
     """A CLI in a pseudo-terminal, plain (no colour codes) and wide enough for a grid row."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MOCKINGBIRD_", "OPENAI_"))}
     env.update({"PYTHONPATH": str(ROOT), "NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "160"})
-    return pexpect.spawn(
-        sys.executable, list(args), cwd=str(cwd or tempfile.mkdtemp(prefix="mb-review-")), env=env,
+    scratch = None if cwd else tempfile.mkdtemp(prefix="mb-review-")  # never the checkout
+    child = pexpect.spawn(
+        sys.executable, list(args), cwd=str(cwd or scratch), env=env,
         encoding="utf-8", timeout=60, dimensions=(60, 160),
     )  # fmt: skip
+    if scratch:  # removed with the child (it runs on after this returns)
+        weakref.finalize(child, shutil.rmtree, scratch, True)
+    return child
 
 
 PROMPT = r"reply \(accept N"
