@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 
 def leg_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -28,3 +29,9 @@ def leg_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--save-minutes", type=float, help="save and measure this often (default 10)")
     parser.add_argument("--smoke", action="store_true", help="tiny model, 6 steps (for tests)")
     return parser
+
+
+def next_leg(ledger: list[dict[str, Any]]) -> int:
+    """The number of the next leg: one past the highest in the ledger, so a leg that was run and
+    left out (not shipped, noted in a later entry) keeps its number."""
+    return max((int(entry.get("leg", 0)) for entry in ledger), default=0) + 1

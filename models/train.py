@@ -42,7 +42,7 @@ from typing import Any
 
 from models.batching import make_batch
 from models.embedded import MARKER, EmbeddedConfig, build_model, config_dict, save_checkpoint
-from models.legs import leg_parser
+from models.legs import leg_parser, next_leg
 from models.schedule import Schedule
 from models.schedule import lr_at as schedule_lr
 from models.tokenizer import vocabulary
@@ -445,7 +445,7 @@ def train_leg(
     leg_hours = (time.monotonic() - leg_started) / 3600
     gpu_before = (marker.get("ledger") or [{}])[-1].get("gpu_hours", 0.0)
     entry = {
-        "leg": len(marker.get("ledger", [])) + 1,
+        "leg": next_leg(marker.get("ledger", [])),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "steps": run.step,
         "tokens": run.tokens,

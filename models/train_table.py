@@ -36,7 +36,7 @@ from typing import Any
 
 from models.batching import make_batch
 from models.evaluate import Episode, forward_episodes
-from models.legs import leg_parser
+from models.legs import leg_parser, next_leg
 from models.schedule import Schedule
 from models.schedule import lr_at as schedule_lr
 from models.tokenizer import vocabulary
@@ -308,7 +308,7 @@ def train_leg(
     metrics = run.measure(eval_dir)
     recent = losses[-50:]
     line = {  # cumulative totals, then this leg's share (as models.train writes its ledger)
-        "leg": len(marker["ledger"]) + 1,
+        "leg": next_leg(marker["ledger"]),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "steps": run.step,
         "tokens": run.tokens,

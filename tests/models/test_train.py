@@ -127,3 +127,11 @@ def test_extending_a_decayed_run_rewarms_the_learning_rate(tmp_path):
     assert main(["--smoke", "--resume", out2, "--steps", "1", "--total-steps", "40"]) == 0
     cfg2 = json.loads((tmp_path / "run2" / MARKER).read_text())["training"]["config"]
     assert cfg2["rewarm_at"] == 0
+
+
+def test_a_leg_left_out_of_the_ledger_keeps_its_number():
+    from models.legs import next_leg
+
+    assert next_leg([]) == 1
+    # leg 7 was run and not shipped (a later entry notes it): the next leg is 9, not a second 8
+    assert next_leg([{"leg": n} for n in (1, 2, 3, 4, 5, 6, 8)]) == 9
