@@ -169,12 +169,19 @@ def _route(state: State, runtime: Runtime[Context], bound: ModelBackend | None) 
         "decisions": [decision],
         "evidence": evidence,
         "costs": [own],
-        "trace": [{"node": "route", "message": f"{_verb(decision['strategy'])}: {decision['reason']}"}],
+        "trace": [{"node": "route", "message": _trace_line(decision)}],
     }
 
 
 def _verb(strategy: str) -> str:
     return "stop" if strategy == "finalize" else f"chose {strategy}"
+
+
+def _trace_line(decision: Decision) -> str:
+    """``chose ttt: <reason>`` (the router's own reasons already start so: not said twice)."""
+    verb = _verb(decision["strategy"])
+    reason = decision["reason"]
+    return reason if reason.startswith(f"{verb}:") else f"{verb}: {reason}"
 
 
 def task_gain_counts(stored: dict[str, Any]) -> dict[str, int]:

@@ -46,9 +46,13 @@ def test_icl_right_on_its_demonstrations_is_not_escalated(task):
 def test_icl_wrong_on_its_demonstrations_escalates_and_says_why(task):
     store = InMemoryStore()
     g = build_graph(model=RuleBackend(lambda r: r), store=store)  # copies the input: always wrong
-    result = run_query(g, task, 0, context=Context(samples=1))
+    events: list[dict] = []
+    result = run_query(g, task, 0, context=Context(samples=1), on_event=events.append)
     # no adapter, selection has no measured gain (prior 0): reflection is the one step up
     assert result.strategy == "reflect" and result.correct is False
+    said = [e["message"] for e in events if e.get("node") == "route" and "message" in e]
+    assert any(m.startswith("chose reflect: ") for m in said)
+    assert not any("chose reflect: chose" in m for m in said)  # the verb is said once
     assert "chose reflect" in result.reason and "LOO-ICL 0.00" in result.reason
     assert "no strategy left expected to do better" in result.reason
     # the outcome teaches the router: reflection's gain on this task (recorded as an escalation
