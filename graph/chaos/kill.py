@@ -38,6 +38,9 @@ def _context(ckpt: Path, seed: int, strategy: str = "auto", **extra: Any) -> dic
         "ttt_steps": 8,
         "ttt_views": 2,
         "ttt_early_stop": False,
+        # cost ignored: the router prices a strategy by its measured seconds, so under a loaded
+        # CPU a resumed run could route differently from its reference (reflection first)
+        "worth_s": 0.0,
         "seed": seed,
         **extra,
     }
