@@ -76,8 +76,10 @@ PRIOR_GAIN: dict[str, float] = {"icl": 0.0, "select": 0.0, "reflect": 0.05, "ttt
 #: own samples disagreed (its confidence was under the threshold). ``agreed``: they agreed, and the
 #: router escalated only because ICL is often wrong on this task (low leave-one-out accuracy).
 #: Measured apart because they differ: on 1D-ARC and held-out families (two router runs, 83
-#: queries) TTT gained +5 over 24 unsure escalations and -1 over 14 agreed ones: where the model
-#: is sure of a wrong answer, an adapter trained from the same prior mostly keeps it.
+#: queries) TTT gained +5 over 24 unsure escalations and -1 over 14 agreed ones (where the model
+#: is sure of a wrong answer, an adapter trained from the same prior mostly keeps it); with a
+#: later checkpoint, agreed escalations gained +3 in 8 on 1D-ARC and -2 in 8 on held-out
+#: families: how each kind pays depends on the family, hence records of their own.
 Band = Literal["unsure", "agreed"]
 
 #: The prior of an agreed escalation. TTT's is halved (measured above; still above the margin, so
