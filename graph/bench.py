@@ -86,6 +86,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ttt-noaug": ("ttt", {"ttt_augment": False}),
     "ttt-trial": ("ttt", {"ttt_recipe": "trial"}),
     "ttt-plain": ("ttt", {"ttt_recipe": "plain"}),
+    "ttt-adaptive": ("ttt", {"ttt_recipe": "adaptive"}),
 }
 
 

@@ -153,12 +153,16 @@ class Context(BaseSettings):
     ttt_early_stop: bool = setting(
         True, "test-time training: stop when a held-back demonstration stops improving (recipe plain)",
         section="ttt",
-        env_help="Stop training when the held-back demonstration's loss stops improving (recipe plain only)",
+        env_help="Stop training when the held-back demonstration's loss stops improving (recipe plain; "
+        "adaptive always stops, trial never)",
     )  # fmt: skip
     ttt_recipe: str = setting(
-        "trial", "test-time training: recipe (trial: loss on every output, no early stop; plain: the knobs)",
+        "adaptive",
+        "test-time training: recipe (adaptive: the trial's, stopping on a held-back demonstration; "
+        "trial: no early stop; plain: the knobs)",
         section="ttt",
-        env_help="Named recipe: trial (every output, no early stop, leave-two-out, 60 sequences) or plain",
+        env_help="Named recipe: adaptive (every output, leave-two-out, 60 sequences, early stopping), "
+        "trial (the same, no early stop) or plain",
     )  # fmt: skip
     ttt_cache: int = setting(
         4, "test-time training: adapters kept per task (0 = no cache)", section="ttt",

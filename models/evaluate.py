@@ -184,13 +184,13 @@ def ttt_tasks(held_out: list[Task], per_family: int) -> list[Task]:
 
 
 def ttt_rates(
-    checkpoint: Path, tasks: list[Task], recipes: tuple[str, ...] = ("plain", "trial")
+    checkpoint: Path, tasks: list[Task], recipes: tuple[str, ...] = ("adaptive", "trial")
 ) -> dict[str, Any]:
     """TTT + vote exact match on ``tasks`` (first query each) per recipe, with seconds per task.
 
     Uses the product's path (:class:`models.hf_backend.HFBackend`, :func:`models.ttt.run_ttt`)
     from the ``plain`` knobs (early stopping on a held-back demonstration, four views voted),
-    the named recipe applied on top (``trial`` is the product's default); this is slow (seconds
+    the named recipe applied on top (``adaptive`` is the product's default); this is slow (seconds
     per task), so training runs it once per leg on a few tasks per held-out family.
     """
     import time

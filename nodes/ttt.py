@@ -70,8 +70,8 @@ def make_ttt_node(
 def config_from_context(ctx: Context) -> TTTConfig:
     """The run's knobs as TTT settings (LoRA alpha = 2 x rank; the cache only where it is on).
 
-    A named recipe (``ttt_recipe``) overrides the settings it names (e.g. ``trial`` turns early
-    stopping off whatever ``ttt_early_stop`` says).
+    A named recipe (``ttt_recipe``) overrides the settings it names (e.g. ``adaptive``, the
+    default, turns early stopping on and ``trial`` turns it off whatever ``ttt_early_stop`` says).
     """
     cfg = TTTConfig(
         steps=ctx.ttt_steps,

@@ -197,6 +197,8 @@ def test_recipes_override_only_what_they_name():
     assert got == ("all", False, "loo+l2o", 60)
     assert trial.steps == 33
     assert with_recipe(base, "plain") == base
-    assert set(RECIPES) >= {"plain", "trial"}
+    adaptive = with_recipe(TTTConfig(early_stop=False), "adaptive")
+    assert (adaptive.loss_on, adaptive.early_stop, adaptive.episodes) == ("all", True, "loo+l2o")
+    assert set(RECIPES) >= {"plain", "trial", "adaptive"}
     with pytest.raises(ValueError, match="unknown TTT recipe"):
         with_recipe(base, "nope")

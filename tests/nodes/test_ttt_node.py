@@ -40,7 +40,7 @@ def run_ttt_node(model: Any, task: Task, context: Context) -> tuple[dict[str, An
 def test_the_node_votes_and_a_second_query_reuses_the_cached_adapter(tiny):
     task = reverse_task("cached")
     # Enough steps at a high rate for the random tiny model to learn the answer format (digits, newline).
-    ctx = Context(strategy="ttt", ttt_steps=30, ttt_lr=1e-2, ttt_views=3, ttt_early_stop=False, ttt_cache=2)
+    ctx = Context(strategy="ttt", ttt_steps=30, ttt_lr=1e-2, ttt_views=3, ttt_recipe="trial", ttt_cache=2)
     update, events = run_ttt_node(tiny, task, ctx)
     assert [e["step"] for e in events if "step" in e] == list(range(1, 31))
     [line] = update["trace"]
@@ -76,11 +76,13 @@ def test_early_stopping_shows_the_steps_actually_run(tiny):
     assert "10/40 steps (stopped early" in update["trace"][0]["message"]
 
 
-def test_the_default_recipe_is_the_trial_and_plain_keeps_the_knobs():
+def test_the_default_recipe_is_adaptive_and_plain_keeps_the_knobs():
     from nodes.ttt import config_from_context
 
-    cfg = config_from_context(Context(strategy="ttt", ttt_early_stop=True))  # the recipe wins
-    assert (cfg.loss_on, cfg.early_stop, cfg.episodes, cfg.max_sequences) == ("all", False, "loo+l2o", 60)
+    cfg = config_from_context(Context(strategy="ttt", ttt_early_stop=False))  # the recipe wins
+    assert (cfg.loss_on, cfg.early_stop, cfg.episodes, cfg.max_sequences) == ("all", True, "loo+l2o", 60)
+    trial = config_from_context(Context(strategy="ttt", ttt_recipe="trial", ttt_early_stop=True))
+    assert trial.early_stop is False
     plain = config_from_context(Context(strategy="ttt", ttt_recipe="plain"))
     assert (plain.loss_on, plain.early_stop, plain.episodes) == ("last", True, "loo")
 
