@@ -500,6 +500,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, help="hidden size of a new run (heads keep head dim 32)")
     parser.add_argument("--layers", type=int, help="layers of a new run")
     parser.add_argument(
+        "--no-compose",
+        action="store_true",
+        help="a new run on single primitives only, no compositions (the breadth ablation)",
+    )
+    parser.add_argument(
         "--decay-steps", type=int, help="the final decay's length in steps (default: 15 %% of the total)"
     )
     parser.add_argument(
@@ -524,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.model.intermediate_size = 4 * args.hidden
     if args.layers:
         cfg.model.num_layers = args.layers
+    if args.no_compose:
+        cfg.compose_p = (0.0, 0.0)
     if args.threads:
         cfg.threads = args.threads
     if args.save_minutes is not None:

@@ -71,6 +71,13 @@ def test_held_out_families_never_reach_training():
     assert len(seen_pairs) > 200  # training does compose broadly
 
 
+def test_without_compositions_every_grid_task_is_one_primitive():
+    cfg = TrainConfig(model=EmbeddedConfig(), compose_p=(0.0, 0.0), list_p=0.0)
+    rng = random.Random(1)
+    types = {draw_episode(rng, cfg, step=10_000 + i).type for i in range(300)}
+    assert all("+" not in t for t in types) and len(types) > 10
+
+
 def test_schedule_warms_up_holds_and_decays():
     cfg = TrainConfig(lr=1e-3, warmup_steps=10, total_steps=100, decay_frac=0.2)
     assert lr_at(0, cfg) == 1e-4
