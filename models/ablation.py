@@ -2,7 +2,7 @@
 
 Commands::
 
-    python -m models.ablation --out runs/ablation --steps 3000                 # ~3 CPU-hours per arm
+    python -m models.ablation --out runs/ablation --steps 3000                 # ~2 CPU-hours an arm
     python -m models.ablation --out runs/ablation --steps 3000 --device cuda   # minutes on a lent GPU
     python -m models.ablation --out /tmp/abl --smoke                           # seconds (a test runs it)
 
