@@ -11,11 +11,14 @@ from prompts.base import PromptParts
 from prompts.compact import CompactRenderer
 from prompts.tabular import (
     CLASS_SYMBOLS,
+    MAX_FEATURES,
     MISSING,
     UNSEEN,
     Bins,
     TableCodec,
     encode_table,
+    relevance,
+    select_columns,
     serialize_episode,
 )
 from tasks.schema import Example, MockFunction
@@ -105,6 +108,39 @@ def test_sixteen_demonstrations_of_thirty_features_fit_the_context():
     text, _ = encode_table([(r, rng.choice("abc")) for r in rows[:16]], rows[16])
     assert len(text) == 16 * 34 + 32 < 1024
     assert text.count("\n") == 16 and text.endswith("O")
+
+
+def test_relevance_scores_what_tells_the_label_apart_in_every_kind():
+    labels = ["a"] * 5 + ["b"] * 5
+    assert relevance([1, 2, 3, 4, 5, 11, 12, 13, 14, 15], labels, regression=False) > 0.7
+    assert relevance([1, 12, 3, 14, 5, 11, 2, 13, 4, 15], labels, regression=False) < 0.1
+    assert relevance(["x"] * 5 + ["y"] * 5, labels, regression=False) == pytest.approx(1.0)
+    assert relevance(["x", "y"] * 5, labels, regression=False) < 0.1
+    ys = [float(i) for i in range(10)]
+    assert relevance([i**3 for i in range(10)], ys, regression=True) == pytest.approx(1.0)  # ranks
+    assert relevance(["lo"] * 5 + ["hi"] * 5, ys, regression=True) > 0.7
+    assert relevance([3.0] * 10, labels, regression=False) == 0.0  # constant
+    assert relevance([None, None, 1, 2], ["a", "b", "a", "b"], regression=False) == 0.0  # two rows
+
+
+def test_wide_tables_keep_their_most_relevant_columns_chosen_on_the_demonstrations():
+    rng = random.Random(0)
+    width = MAX_FEATURES + 10
+    labels = [rng.choice("ab") for _ in range(16)]
+    informative = {"f3", "f17", "f38"}
+    rows = [
+        {f"f{j}": (float(y == "a") + rng.random() / 10 if f"f{j}" in informative else rng.random())
+         for j in range(width)}
+        for y in labels
+    ]  # fmt: skip
+    codec = TableCodec.fit(rows, labels)
+    assert len(codec.columns) == MAX_FEATURES and informative <= set(codec.columns)
+    assert codec.columns == sorted(codec.columns, key=lambda c: int(c[1:]))  # the table's order
+    text, _ = encode_table(list(zip(rows, labels, strict=True)), rows[0])
+    assert len(text.splitlines()[0]) == MAX_FEATURES + 3  # I, the cells, O, the label
+    narrow = TableCodec.fit([{k: r[k] for k in list(r)[:5]} for r in rows], labels)
+    assert narrow.columns == ["f0", "f1", "f2", "f3", "f4"]  # narrow tables keep every column
+    assert select_columns(["a", "b", "c"], [], [], regression=False, keep=2) == ["a", "b"]
 
 
 def _parts(regression: bool = False) -> PromptParts:
