@@ -361,7 +361,7 @@ def _fixed(requested: str, evidence: dict[str, Any], tried: list[str]) -> Decisi
         "icl": f"asked for ICL; {demos} demonstrations in context{history}",
         "select": f"asked for selection among {max(2, int(evidence.get('samples', 4)))} candidates",
         "reflect": f"asked for reflection on {demos} demonstrations",
-        "ttt": f"asked for TTT; {demos} demonstrations give {demos} leave-one-out episodes",
+        "ttt": f"asked for TTT: an adapter trained on episodes of the {demos} demonstrations",
     }
     return _decision(requested, reasons[requested], evidence)
 

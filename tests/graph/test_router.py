@@ -41,7 +41,7 @@ def test_next_node_follows_the_decision():
 
 def test_ttt_when_asked_and_the_backend_can_adapt():
     d = decide(requested="ttt", evidence={"demos": 3, "can_adapt": True, "model": "embedded"})
-    assert d["strategy"] == "ttt" and "3 leave-one-out episodes" in d["reason"]
+    assert d["strategy"] == "ttt" and "episodes of the 3 demonstrations" in d["reason"]
 
 
 def test_ttt_falls_back_to_icl_without_enough_demonstrations():
