@@ -262,7 +262,7 @@ def test_ttt_run_shows_training_progress(task_file, tiny_checkpoint, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     [result] = json.loads(proc.stdout)
-    assert result["strategy"] == "ttt" and "leave-one-out" in result["reason"]
+    assert result["strategy"] == "ttt" and "asked for TTT" in result["reason"]
     assert "training adapter" in proc.stderr and "8/8" in proc.stderr
 
 
