@@ -344,8 +344,13 @@ def train_leg(
     max_leg_steps: int = 0,
     device: str = "cpu",
     decay_steps: int | None = None,
+    threads: int | None = None,
+    save_minutes: float | None = None,
 ) -> dict[str, Any]:
     """Run one leg: train until ``minutes`` pass (or a signal), saving and measuring on the way.
+
+    ``threads`` and ``save_minutes`` are this leg's (a resumed run reads the rest of its
+    settings back, but not these: they are about the machine, not the plan).
 
     ``decay_steps`` sets the length of the final decay in steps (the run's config then records the
     matching ``decay_frac``): a leg that must ship a decayed model keeps a long constant phase.
@@ -360,13 +365,19 @@ def train_leg(
     out.mkdir(parents=True, exist_ok=True)
     marker = read_marker(out)
     warm_start, lr_before = False, 0.0
+
+    def this_leg(cfg: TrainConfig) -> TrainConfig:
+        cfg.threads = threads or cfg.threads
+        cfg.save_minutes = cfg.save_minutes if save_minutes is None else save_minutes
+        return cfg
+
     if resume and (out / STATE_FILE).exists():
         state = torch.load(out / STATE_FILE, weights_only=False, map_location="cpu")
         cfg_saved = config_from_dict(state["config"])
         lr_before = lr_at(state["step"], cfg_saved)  # under the plan the run was saved with
         if total_steps is not None:  # extending (or shortening) the plan is allowed
             cfg_saved.total_steps = total_steps
-        cfg = cfg_saved
+        cfg = this_leg(cfg_saved)
         run = Run(cfg, out, device)
         run.load_state(state)
     elif resume:
@@ -374,7 +385,7 @@ def train_leg(
         from transformers import AutoModelForCausalLM
 
         ledger = marker.get("ledger", [])
-        cfg = config_from_dict(marker["training"]["config"]) if "training" in marker else cfg
+        cfg = this_leg(config_from_dict(marker["training"]["config"]) if "training" in marker else cfg)
         if total_steps is not None:
             cfg.total_steps = total_steps
         run = Run(cfg, out, device)
@@ -389,7 +400,7 @@ def train_leg(
             cfg.rewarm_at = run.step
         warm_start = True
     else:
-        run = Run(cfg, out, device)
+        run = Run(this_leg(cfg), out, device)
         marker = {"format": "compact", "indexed": False}
     if decay_steps is not None:
         cfg.decay_frac = min(1.0, decay_steps / cfg.total_steps)
@@ -531,13 +542,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg.model.num_layers = args.layers
     if args.no_compose:
         cfg.compose_p = (0.0, 0.0)
-    if args.threads:
-        cfg.threads = args.threads
-    if args.save_minutes is not None:
-        cfg.save_minutes = args.save_minutes
     out = args.resume or args.out
     if args.resume and not (out / MARKER).exists():
         parser.exit(2, f"error: --resume {out}: no {MARKER} there (start a run with --out)\n")
+    if args.resume and (args.hidden or args.layers or args.no_compose):
+        parser.exit(2, "error: --hidden/--layers/--no-compose: set a new run's shape (--out); "
+                    "a resumed run keeps its own\n")  # fmt: skip
     entry = train_leg(
         cfg,
         out,
@@ -548,6 +558,8 @@ def main(argv: list[str] | None = None) -> int:
         max_leg_steps=args.steps,
         device=args.device,
         decay_steps=args.decay_steps,
+        threads=args.threads,
+        save_minutes=args.save_minutes,
     )
     print(json.dumps(entry, indent=2))
     return 0

@@ -142,3 +142,23 @@ def test_a_leg_left_out_of_the_ledger_keeps_its_number():
     assert next_leg([]) == 1
     # leg 7 was run and not shipped (a later entry notes it): the next leg is 9, not a second 8
     assert next_leg([{"leg": n} for n in (1, 2, 3, 4, 5, 6, 8)]) == 9
+
+
+def test_a_resumed_leg_takes_its_own_threads_and_save_interval(tmp_path, capsys):
+    import pytest
+    import torch
+
+    request_threads = torch.get_num_threads()
+    out = str(tmp_path / "run")
+    assert main(["--smoke", "--out", out, "--steps", "2"]) == 0
+    points = len(json.loads((tmp_path / "run" / MARKER).read_text())["curve"])
+    # --save-minutes 0: a save and a measurement after every step of this leg (was ignored on resume)
+    assert main(["--smoke", "--resume", out, "--steps", "2", "--save-minutes", "0", "--threads", "1"]) == 0
+    marker = json.loads((tmp_path / "run" / MARKER).read_text())
+    assert len(marker["curve"]) == points + 3  # two in the leg, one at its end
+    assert marker["training"]["config"]["threads"] == 1
+    torch.set_num_threads(request_threads)  # the leg set the process's threads; later tests keep theirs
+    with pytest.raises(SystemExit) as stop:
+        main(["--smoke", "--resume", out, "--hidden", "64"])
+    assert stop.value.code == 2
+    assert "a resumed run keeps its own" in capsys.readouterr().err
