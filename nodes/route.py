@@ -17,7 +17,7 @@ from langgraph.store.base import BaseStore
 
 from graph.context import Context
 from graph.memory import model_evidence, query_key, task_evidence, task_outcomes, update_evidence
-from graph.router import RouterSettings, band_of, best_answer, decide
+from graph.router import RouterSettings, band_of, best_answer, decide, expected_accuracy
 from graph.state import Decision, State
 from models.base import ModelBackend, Usage
 from nodes.common import cost_entry, node_inputs
@@ -149,21 +149,25 @@ def _route(state: State, runtime: Runtime[Context], bound: ModelBackend | None) 
     elif ctx.strategy == "auto":  # say why the escalation stopped, after why it went where it did
         update["reason"] = f"{state.get('reason', '')}; then {decision['reason']}"
         attempts = state.get("attempts", [])
+        band = evidence.get("band", "unsure")
+        chosen = attempts[-1] if attempts else None
         if len(attempts) > 1:
-            i, why = best_answer(attempts, evidence, evidence.get("band", "unsure"))
+            i, why = best_answer(attempts, evidence, band)
             chosen = attempts[i]
             if i != len(attempts) - 1:  # an earlier strategy's answer is better supported: keep it
-                update |= {
-                    "answer": chosen["answer"],
-                    "confidence": chosen["confidence"],
-                    "strategy": chosen["strategy"],
-                }
+                update |= {"answer": chosen["answer"], "strategy": chosen["strategy"]}
             update["reason"] += f"; kept the {why}"
             decision = Decision(
                 strategy="finalize",
                 reason=f"{decision['reason']}; kept the {why}",
                 evidence=decision["evidence"],
             )
+        if chosen is not None:
+            # The confidence reported is the one the stop rule used: agreement capped by how often
+            # the strategy is right on this task, so four agreeing samples of a strategy that fails
+            # a third of its demonstrations do not read as certain. (The expert's is kept.)
+            expected = expected_accuracy(evidence, band).get(chosen["strategy"], 1.0)
+            update["confidence"] = round(min(float(chosen["confidence"]), expected), 4)
     return update | {
         "decision": decision,
         "decisions": [decision],

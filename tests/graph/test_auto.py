@@ -43,6 +43,16 @@ def test_icl_right_on_its_demonstrations_is_not_escalated(task):
     assert "LOO-ICL 1.00 on 3 demos" in result.reason and "no escalation needed" in result.reason
 
 
+def test_the_confidence_reported_is_the_one_the_stop_rule_used(task):
+    model = RuleBackend(lambda r: r[::-1])
+    fixed = run_query(build_graph(model=model), task, 0, context=Context(samples=1, strategy="icl"))
+    assert fixed.confidence is not None and round(fixed.confidence, 3) == 0.951  # the sequence probability
+    # auto: the same answer, its confidence capped by ICL's expected accuracy on this task, from
+    # 3 of 3 demonstrations right: (3 + 0.5) / (3 + 1)
+    auto = run_query(build_graph(model=model), task, 0, context=Context(samples=1))
+    assert auto.answer == fixed.answer and auto.confidence == 0.875
+
+
 def test_icl_wrong_on_its_demonstrations_escalates_and_says_why(task):
     store = InMemoryStore()
     g = build_graph(model=RuleBackend(lambda r: r), store=store)  # copies the input: always wrong
