@@ -293,10 +293,16 @@ def relevance(values: list[Any], labels: list[Any], *, regression: bool) -> floa
     share of its ranks' variance between the classes (Kruskal-Wallis's eta squared); for a
     category and classes, Cramér's V squared; for a regression label, the squared rank
     correlation with a numeric feature, or the share of the label ranks' variance between a
-    category's values. Rows where the feature or the label is missing are left out; a feature
+    category's values. Rows where the feature or the label is missing (or a regression label is
+    not a number) are left out; a feature
     with fewer than three such rows, or a single value, scores 0.
     """
-    pairs = [(v, y) for v, y in zip(values, labels, strict=True) if v is not None and y is not None]
+    pairs = [
+        (v, y)
+        for v, y in zip(values, labels, strict=True)
+        if v is not None and not (isinstance(v, float) and math.isnan(v))
+        and y is not None and (not regression or _is_number(y))
+    ]  # fmt: skip
     if len(pairs) < 3:
         return 0.0
     numeric = all(_is_number(v) for v, _ in pairs)

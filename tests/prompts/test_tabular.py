@@ -121,6 +121,9 @@ def test_relevance_scores_what_tells_the_label_apart_in_every_kind():
     assert relevance(["lo"] * 5 + ["hi"] * 5, ys, regression=True) > 0.7
     assert relevance([3.0] * 10, labels, regression=False) == 0.0  # constant
     assert relevance([None, None, 1, 2], ["a", "b", "a", "b"], regression=False) == 0.0  # two rows
+    # nan is missing: the three rows left (1 a, 2 b, 3 b) split their rank variance 3 to 1
+    assert relevance([math.nan, 1.0, 2.0, 3.0], ["b", "a", "b", "b"], regression=False) == 0.75
+    assert relevance([1.0, 2.0, 3.0, 4.0], [1.0, "x", 3.0, 4.0], regression=True) == 1.0
 
 
 def test_wide_tables_keep_their_most_relevant_columns_chosen_on_the_demonstrations():
