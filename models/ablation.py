@@ -58,18 +58,11 @@ SMOKE_ARMS: tuple[Arm, ...] = (
 
 def arm_config(arm: Arm, *, smoke: bool, steps: int, seed: int = 0) -> Any:
     """The :class:`models.train.TrainConfig` of ``arm``'s run."""
-    from models.train import TrainConfig, smoke_config
+    from models.train import TrainConfig, shape, smoke_config
 
     cfg = smoke_config() if smoke else TrainConfig()
     cfg.seed, cfg.total_steps = seed, steps
-    if arm.hidden:
-        cfg.model.hidden_size, cfg.model.num_heads = arm.hidden, max(1, arm.hidden // 32)
-        cfg.model.intermediate_size = 4 * arm.hidden
-    if arm.layers:
-        cfg.model.num_layers = arm.layers
-    if not arm.compose:
-        cfg.compose_p = (0.0, 0.0)
-    return cfg
+    return shape(cfg, hidden=arm.hidden, layers=arm.layers, compose=arm.compose)
 
 
 class Interrupted(Exception):

@@ -488,6 +488,21 @@ def save_and_measure(run: Run, marker: dict[str, Any], arc_dir: Path | None) -> 
     return point
 
 
+def shape(
+    cfg: TrainConfig, *, hidden: int | None = None, layers: int | None = None, compose: bool = True
+) -> TrainConfig:
+    """``cfg`` with a new run's shape and breadth: width (heads keep head dim 32, MLP 4x), depth,
+    and ``compose=False`` for single primitives only (the breadth ablation)."""
+    if hidden:
+        cfg.model.hidden_size, cfg.model.num_heads = hidden, max(1, hidden // 32)
+        cfg.model.intermediate_size = 4 * hidden
+    if layers:
+        cfg.model.num_layers = layers
+    if not compose:
+        cfg.compose_p = (0.0, 0.0)
+    return cfg
+
+
 def smoke_config() -> TrainConfig:
     """A tiny model and a few steps: exercises every line in seconds."""
     tiny = EmbeddedConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=1024)
@@ -535,13 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg.seed = args.seed
     if args.total_steps is not None:
         cfg.total_steps = args.total_steps
-    if args.hidden:
-        cfg.model.hidden_size, cfg.model.num_heads = args.hidden, max(1, args.hidden // 32)
-        cfg.model.intermediate_size = 4 * args.hidden
-    if args.layers:
-        cfg.model.num_layers = args.layers
-    if args.no_compose:
-        cfg.compose_p = (0.0, 0.0)
+    shape(cfg, hidden=args.hidden, layers=args.layers, compose=not args.no_compose)
     out = args.resume or args.out
     if args.resume and not (out / MARKER).exists():
         parser.exit(2, f"error: --resume {out}: no {MARKER} there (start a run with --out)\n")
