@@ -84,7 +84,7 @@ def test_auto_stops_when_icl_is_sure_and_usually_right():
 
 def test_a_confident_answer_from_a_strategy_that_fails_its_demos_escalates():
     ev = LOCAL | {"loo_icl": 0.0, "loo_n": 4}  # sure of itself, wrong on every held-out demo
-    # its samples agreed: TTT's prior is halved there, so reflection (cheap, within the margin)
+    # its samples agreed: TTT's prior is a quarter there, so reflection (cheap, within the margin)
     # goes first; it reads the demonstrations ICL gets wrong
     d = decide(requested="auto", evidence=ev, attempts=[_attempt("icl", 1.0)])
     assert d["strategy"] == "reflect"
@@ -366,3 +366,25 @@ def test_a_dear_strategy_must_pay_its_price_and_stops_sooner_where_it_never_pays
     free = RouterSettings(worth_s=0)
     d = decide(requested="auto", evidence=stopped, attempts=[_attempt("icl", 0.2)], settings=free)
     assert d["strategy"] == "ttt"
+
+
+def test_escalations_from_agreeing_icl_samples_get_no_exploration_bonus():
+    # a type where TTT never paid after an agreed ICL answer, and no other record: with the bonus
+    # (0.18 after one zero, 0.09 after four) the router kept training adapters on 5 of 6 such tasks
+    def after(k: int) -> str:
+        ev = LOCAL | {"loo_icl": 0.0, "loo_n": 3, "gains": {"reflect": -0.1}}
+        if k:
+            ev |= {"model_gains": {"ttt@agreed": 0.0}, "model_gain_n": {"ttt@agreed": k}}
+            ev |= {"type_gains": {"ttt@agreed": 0.0}, "type_gain_n": {"ttt@agreed": k}}
+        return decide(requested="auto", evidence=ev, attempts=[_attempt("icl", 1.0)])["strategy"]
+
+    runs = [after(k) for k in range(8)]
+    assert runs[0] == "ttt"  # the prior buys a trial ...
+    stop = runs.index("finalize")
+    assert stop <= 2 and set(runs[stop:]) == {"finalize"}  # ... and two zero-gain ones end it
+    ev = LOCAL | {"model_gains": {"ttt@agreed": 0.0, "ttt": 0.0}, "model_gain_n": {"ttt@agreed": 2, "ttt": 2}}
+    assert explore_bonus("ttt", ev, "agreed") == 0.0 < explore_bonus("ttt", ev)
+    # where agreed escalations paid, their record alone keeps them going
+    paid = LOCAL | {"loo_icl": 0.0, "loo_n": 3, "gains": {"reflect": -0.1}}
+    paid |= {"model_gains": {"ttt@agreed": 0.3}, "model_gain_n": {"ttt@agreed": 10}}
+    assert decide(requested="auto", evidence=paid, attempts=[_attempt("icl", 1.0)])["strategy"] == "ttt"
