@@ -326,11 +326,15 @@ def build_table_model(*, hidden: int = 128, layers: int = 4, heads: int = 4, see
 
 
 def save_table_checkpoint(model: TableModel, out: Path, marker: dict[str, Any]) -> None:
-    """Weights, the character tokenizer and ``mockingbird.json`` (compact format, kind ``tabular``)."""
+    """Weights in fp16, the character tokenizer and ``mockingbird.json`` (compact format, kind
+    ``tabular``). fp16 halves the bytes in git, as for the text model; backends load it as fp32
+    (a resumed run keeps its fp32 weights in ``train_state.pt``)."""
+    import copy
+
     from models.tokenizer import build_tokenizer
 
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
+    copy.deepcopy(model).half().save_pretrained(out)
     build_tokenizer().save_pretrained(out)
     marker = {**marker, "format": "compact", "kind": "tabular", "architecture": MODEL_TYPE}
     (out / "mockingbird.json").write_text(json.dumps(marker, indent=2) + "\n")

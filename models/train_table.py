@@ -177,7 +177,7 @@ class Run:
         elif resume:  # a fresh clone: the committed (EMA) weights, a fresh optimiser
             from models.table_model import TableModel
 
-            weights = TableModel.from_pretrained(out).state_dict()
+            weights = TableModel.from_pretrained(out, dtype=torch.float32).state_dict()
             self.model.load_state_dict(weights)
             self.ema.load_state_dict(weights)
             marker = json.loads((out / MARKER).read_text())

@@ -42,6 +42,12 @@ def test_the_checkpoint_answers_a_table_through_the_product(tmp_path: Path) -> N
     clear_model_cache()
     backend = load_model(f"hf:{tmp_path / 'ckpt'}")
     assert type(backend.model).__name__ == "TableModel"
+    # shipped in fp16 (half the bytes in git), run in fp32
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "ckpt" / "model.safetensors"), "pt") as f:
+        assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.float16"}  # noqa: SIM118
+    assert {str(p.dtype) for p in backend.model.parameters()} == {"torch.float32"}
     gen = backend.generate(backend.renderer.render(_fruit_parts()))
     assert len(gen.samples[0].text) == 1
 
