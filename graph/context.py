@@ -31,7 +31,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from graph.errors import SettingsError
 from models.base import ModelBackend
 from models.factory import load_model
-from models.ttt import RECIPES
+from models.ttt import BY_KIND, RECIPES
 from tasks.errors import first_error
 from tasks.schema import TaskKind
 
@@ -157,12 +157,13 @@ class Context(BaseSettings):
         "adaptive always stops, trial never)",
     )  # fmt: skip
     ttt_recipe: str = setting(
-        "adaptive",
-        "test-time training: recipe (adaptive: the trial's, stopping on a held-back demonstration; "
-        "trial: no early stop; plain: the knobs)",
+        "by-kind",
+        "test-time training: recipe (by-kind: adaptive, plain for tables; adaptive: the trial's, "
+        "stopping on a held-back demonstration; trial: no early stop; plain: the knobs)",
         section="ttt",
-        env_help="Named recipe: adaptive (every output, leave-two-out, 60 sequences, early stopping), "
-        "trial (the same, no early stop) or plain",
+        env_help="Named recipe: by-kind (the one measured best for the task's kind: adaptive, plain for "
+        "tables), adaptive (every output, leave-two-out, 60 sequences, early stopping), trial (the same, "
+        "no early stop) or plain",
     )  # fmt: skip
     ttt_cache: int = setting(
         4, "test-time training: adapters kept per task (0 = no cache)", section="ttt",
@@ -227,8 +228,9 @@ class Context(BaseSettings):
                 value = getattr(self, name)
                 if not within(value):
                     return f"{name}: {rule}, got {value}"
-        if self.ttt_recipe not in RECIPES:
-            return f"ttt_recipe: unknown recipe {self.ttt_recipe!r}; expected one of {', '.join(RECIPES)}"
+        if self.ttt_recipe not in (BY_KIND, *RECIPES):
+            known = ", ".join((BY_KIND, *RECIPES))
+            return f"ttt_recipe: unknown recipe {self.ttt_recipe!r}; expected one of {known}"
         if not self.model.strip():
             return "model: must not be empty (embedded, hf:PATH or openai:MODEL)"
         return None

@@ -18,7 +18,7 @@ from graph.context import Context
 from graph.state import Candidate, State
 from models import ttt as ttt_lib  # called through the module: fault injection patches it there
 from models.base import ModelBackend, Usage
-from models.ttt import TTTConfig, TTTResult, with_recipe
+from models.ttt import TTTConfig, TTTResult, recipe_for, with_recipe
 from nodes.common import node_inputs, strategy_update
 
 
@@ -31,7 +31,7 @@ def make_ttt_node(
         started = time.perf_counter()
         ctx, task, model, _ = node_inputs(state, runtime, bound)
         task = task.model_copy(update={"notes": state.get("notes", task.notes)})
-        cfg = config_from_context(ctx)
+        cfg = config_from_context(ctx, task.kind)
 
         def progress(step: int, steps: int, loss: float) -> None:
             runtime.stream_writer(
@@ -67,11 +67,14 @@ def make_ttt_node(
     return ttt
 
 
-def config_from_context(ctx: Context) -> TTTConfig:
-    """The run's knobs as TTT settings (LoRA alpha = 2 x rank; the cache only where it is on).
+def config_from_context(ctx: Context, kind: str = "grid") -> TTTConfig:
+    """The run's knobs as TTT settings for a ``kind`` task (LoRA alpha = 2 x rank; the cache only
+    where it is on).
 
-    A named recipe (``ttt_recipe``) overrides the settings it names (e.g. ``adaptive``, the
-    default, turns early stopping on and ``trial`` turns it off whatever ``ttt_early_stop`` says).
+    A named recipe (``ttt_recipe``) overrides the settings it names (e.g. ``adaptive`` turns early
+    stopping on and ``trial`` turns it off whatever ``ttt_early_stop`` says); ``by-kind``, the
+    default, is the recipe measured best on held-out tasks of the kind (``adaptive``; ``plain``
+    for tables).
     """
     cfg = TTTConfig(
         steps=ctx.ttt_steps,
@@ -85,7 +88,7 @@ def config_from_context(ctx: Context) -> TTTConfig:
         cache_dir=ctx.ttt_cache_dir,
         seed=ctx.seed,
     )
-    return with_recipe(cfg, ctx.ttt_recipe)
+    return with_recipe(cfg, recipe_for(ctx.ttt_recipe, kind))
 
 
 def summary(cfg: TTTConfig, result: TTTResult, conf: float) -> str:

@@ -32,13 +32,23 @@ here at each call (fault injection replaces it here, :mod:`graph.chaos.worker`).
 
 from __future__ import annotations
 
-from models.ttt.config import RECIPES, Segment, StepHook, TTTConfig, TTTResult, with_recipe
+from models.ttt.config import (
+    BY_KIND,
+    RECIPES,
+    Segment,
+    StepHook,
+    TTTConfig,
+    TTTResult,
+    recipe_for,
+    with_recipe,
+)
 from models.ttt.data import _batch as _batch
 from models.ttt.data import _episodes as _episodes
 from models.ttt.data import episode_segments, leave_one_out, training_pairs, training_sequences
 from models.ttt.run import run_ttt
 
 __all__ = [
+    "BY_KIND",
     "RECIPES",
     "Segment",
     "StepHook",
@@ -46,6 +56,7 @@ __all__ = [
     "TTTResult",
     "episode_segments",
     "leave_one_out",
+    "recipe_for",
     "run_ttt",
     "training_pairs",
     "training_sequences",

@@ -81,6 +81,12 @@ def test_the_default_recipe_is_adaptive_and_plain_keeps_the_knobs():
 
     cfg = config_from_context(Context(strategy="ttt", ttt_early_stop=False))  # the recipe wins
     assert (cfg.loss_on, cfg.early_stop, cfg.episodes, cfg.max_sequences) == ("all", True, "loo+l2o", 60)
+    for kind in ("grid", "list", "text"):
+        assert config_from_context(Context(strategy="ttt"), kind) == cfg
+    # tables default to plain (measured best on held-out synthetic tables); a named recipe is kept
+    table = config_from_context(Context(strategy="ttt"), "tabular")
+    assert (table.loss_on, table.episodes, table.max_sequences) == ("last", "loo", 250)
+    assert config_from_context(Context(strategy="ttt", ttt_recipe="adaptive"), "tabular") == cfg
     trial = config_from_context(Context(strategy="ttt", ttt_recipe="trial", ttt_early_stop=True))
     assert trial.early_stop is False
     plain = config_from_context(Context(strategy="ttt", ttt_recipe="plain"))
