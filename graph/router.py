@@ -178,6 +178,15 @@ def expected_accuracy(evidence: dict[str, Any], band: Band = "unsure") -> dict[s
     }
 
 
+def stop_confidence(attempt: Attempt, evidence: dict[str, Any], band: Band = "unsure") -> float:
+    """How sure an attempt's answer is, as the stop rule reads it (and an ``auto`` run reports
+    it): the attempt's own confidence (agreement, vote share) capped by its strategy's expected
+    accuracy on this task, so a confident but usually-wrong strategy escalates and does not read
+    as certain (the expert, with no expected accuracy, keeps its own)."""
+    expected = expected_accuracy(evidence, band).get(attempt["strategy"], 1.0)
+    return min(float(attempt["confidence"]), expected)
+
+
 def expected_gains(evidence: dict[str, Any], band: Band = "unsure") -> dict[str, float]:
     """Expected gain over ICL of each model strategy on this task (ICL's is 0; see module doc).
 
@@ -392,9 +401,7 @@ def _auto(evidence: dict[str, Any], attempts: list[Attempt], settings: RouterSet
     last = attempts[-1]
     if last["strategy"] == "expert":
         return _decision("finalize", "the expert answered", evidence)
-    # Confidence of the current answer: the attempt's own (agreement, vote share) capped by how
-    # often this strategy is right on this task, so a confident but usually-wrong strategy escalates.
-    sure = min(float(last["confidence"]), acc.get(last["strategy"], 1.0))
+    sure = stop_confidence(last, evidence, band)
     now = (
         f"{last['strategy']} confidence {last['confidence']:.2f}, expected {acc.get(last['strategy'], 0):.2f}"
     )

@@ -17,7 +17,7 @@ from langgraph.store.base import BaseStore
 
 from graph.context import Context
 from graph.memory import model_evidence, query_key, task_evidence, task_outcomes, update_evidence
-from graph.router import RouterSettings, band_of, best_answer, decide, expected_accuracy
+from graph.router import RouterSettings, band_of, best_answer, decide, stop_confidence
 from graph.state import Decision, State
 from models.base import ModelBackend, Usage
 from nodes.common import cost_entry, node_inputs
@@ -163,11 +163,9 @@ def _route(state: State, runtime: Runtime[Context], bound: ModelBackend | None) 
                 evidence=decision["evidence"],
             )
         if chosen is not None:
-            # The confidence reported is the one the stop rule used: agreement capped by how often
-            # the strategy is right on this task, so four agreeing samples of a strategy that fails
-            # a third of its demonstrations do not read as certain. (The expert's is kept.)
-            expected = expected_accuracy(evidence, band).get(chosen["strategy"], 1.0)
-            update["confidence"] = round(min(float(chosen["confidence"]), expected), 4)
+            # The confidence reported is the one the stop rule used, so four agreeing samples of a
+            # strategy that fails a third of its demonstrations do not read as certain.
+            update["confidence"] = round(stop_confidence(chosen, evidence, band), 4)
     return update | {
         "decision": decision,
         "decisions": [decision],
