@@ -14,10 +14,18 @@ import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from langgraph.store.base import BaseStore
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, StrictBool
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    StrictBool,
+)
 
 from tasks.schema import Task
 
@@ -85,7 +93,8 @@ class TaskEvidence(BaseModel):
     reflect_acc_after: float | None = Field(None, ge=0, le=1)
     reflect_n: int | None = Field(None, ge=0)
     reflect_model: str | None = None
-    observed: dict[str, list[float]] | None = None  # strategy -> [queries, summed gain over ICL]
+    #: strategy -> [queries, summed gain over ICL, summed squared gain] (older records: no squares)
+    observed: dict[str, list[float]] | None = None
 
 
 def _checked_evidence(value: dict[str, Any]) -> dict[str, Any]:
@@ -256,8 +265,19 @@ def add_task_example(store: BaseStore | None, task_id: str, value: Any, output: 
         )
 
 
-#: A strategy's running gain sums: ``[queries, summed gain over ICL]``.
-GainSum = tuple[NonNegativeInt, float]
+def full_gain_sum(value: Any) -> Any:
+    """A gain sum written before squares were kept (``[n, total]``) with its squares assumed to be
+    ``n``: every gain +-1, the largest spread a per-query gain can have, so an old record is trusted
+    no more than the noisiest new one."""
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return (value[0], value[1], float(value[0]))
+    return value
+
+
+#: A strategy's running gain sums: ``[queries, summed gain over ICL, summed squared gain]``; the
+#: squares give the spread of the gains, which decides how much a type's or a task's own record
+#: is trusted (:func:`graph.router.level_weight`).
+GainSum = Annotated[tuple[NonNegativeInt, float, NonNegativeFloat], BeforeValidator(full_gain_sum)]
 #: A strategy's running cost sums: ``[queries, summed seconds, summed tokens]``.
 CostSum = tuple[NonNegativeInt, NonNegativeFloat, NonNegativeInt]
 
@@ -301,27 +321,67 @@ def type_evidence_sums(store: BaseStore | None, model: str, task_type: str) -> T
 def model_evidence(
     store: BaseStore | None, model: str, task_type: str | None = None
 ) -> dict[str, dict[str, Any]]:
-    """This model's mean gain over ICL per strategy (``gains``, over ``gain_n`` queries) and mean
-    (seconds, tokens) per strategy (``costs``), over all tasks; with ``task_type``, also the mean
-    gains over the tasks of that type (``type_gains``, ``type_gain_n``)."""
+    """This model's mean gain over ICL per strategy (``gains``, over ``gain_n`` queries, with the
+    mean squared gain in ``gain_sq``) and mean (seconds, tokens) per strategy (``costs``), over all
+    tasks; with ``task_type``, the same gains over the tasks of that type (``type_gains``,
+    ``type_gain_n``, ``type_gain_sq``); and ``type_spread``: per strategy, how far the true gains of
+    this model's task types differ (:func:`type_spread`)."""
     sums = model_evidence_sums(store, model)
-    gains, gain_n = _means(sums.gains)
+    gains, gain_n, gain_sq = _means(sums.gains)
     costs = {s: [round(sec / n, 4), round(tok / n, 1)] for s, (n, sec, tok) in sums.costs.items() if n}
     typed = type_evidence_sums(store, model, task_type) if task_type else TypeEvidence()
-    type_gains, type_gain_n = _means(typed.gains)
+    type_gains, type_gain_n, type_gain_sq = _means(typed.gains)
     return {
         "gains": gains,
         "gain_n": gain_n,
+        "gain_sq": gain_sq,
         "costs": costs,
         "type_gains": type_gains,
         "type_gain_n": type_gain_n,
+        "type_gain_sq": type_gain_sq,
+        "type_spread": type_spread(store, model),
     }
 
 
-def _means(sums: dict[str, GainSum]) -> tuple[dict[str, float], dict[str, int]]:
-    """Running ``[n, total]`` sums per strategy as means and counts (strategies with n > 0)."""
-    means = {s: round(total / n, 4) for s, (n, total) in sums.items() if n}
-    return means, {s: int(n) for s, (n, _) in sums.items() if n}
+#: Task types read at most when estimating :func:`type_spread` (the most recently updated first
+#: where the store orders them; more than enough for a method-of-moments estimate).
+SPREAD_TYPES = 1000
+
+
+def type_spread(store: BaseStore | None, model: str) -> dict[str, dict[str, float]]:
+    """Per strategy, the evidence on how much this model's task types differ in their true gain:
+    ``{"between": variance of the types' mean gains beyond what their sampling noise explains
+    (method of moments, may be <= 0), "types": how many types it rests on}``; types with fewer than
+    two recorded queries are left out. The router blends it with a prior
+    (:func:`graph.router.spread_of`): tables, whose types gain alike, pool their records; grid
+    types, where an adapter solves one type and never another, each keep their own."""
+    if store is None:
+        return {}
+    per: dict[str, list[tuple[int, float, float]]] = {}
+    prefix = f"{model}|"
+    for item in store.search(TYPE_EVIDENCE_NS, limit=SPREAD_TYPES):
+        if not item.key.startswith(prefix):
+            continue
+        for s, (n, total, sq) in TypeEvidence.model_validate(item.value).gains.items():
+            if n >= 2:
+                per.setdefault(s, []).append((int(n), float(total), float(sq)))
+    out = {}
+    for s, rows in per.items():
+        means = [t / n for n, t, _ in rows]
+        # unbiased within-type variance over n: the sampling variance of each type's mean
+        noise = [max(0.0, (q - n * m * m) / (n - 1)) / n for (n, _, q), m in zip(rows, means, strict=True)]
+        centre = sum(means) / len(means)
+        spread = sum((m - centre) ** 2 for m in means) / len(means) - sum(noise) / len(noise)
+        out[s] = {"between": round(spread, 6), "types": len(rows)}
+    return out
+
+
+def _means(sums: dict[str, GainSum]) -> tuple[dict[str, float], dict[str, int], dict[str, float]]:
+    """Running ``[n, total, squares]`` sums per strategy as means, counts and mean squares
+    (strategies with n > 0)."""
+    means = {s: round(total / n, 4) for s, (n, total, _) in sums.items() if n}
+    squares = {s: round(sq / n, 4) for s, (n, _, sq) in sums.items() if n}
+    return means, {s: int(n) for s, (n, _, _) in sums.items() if n}, squares
 
 
 def _type_key(model: str, task_type: str) -> str:
@@ -331,8 +391,8 @@ def _type_key(model: str, task_type: str) -> str:
 def _add_gains(sums: dict[str, Any], gains: dict[str, float]) -> dict[str, Any]:
     out = dict(sums)
     for s, gain in gains.items():
-        n, total = out.get(s, [0, 0.0])
-        out[s] = [n + 1, total + gain]
+        n, total, squares = full_gain_sum(out.get(s, [0, 0.0, 0.0]))
+        out[s] = [n + 1, total + gain, squares + gain * gain]
     return out
 
 

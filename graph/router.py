@@ -14,8 +14,10 @@ How ``auto`` decides (see the README for the measured result):
    this model's other tasks averaged with a prior (:data:`PRIOR_GAIN`: selection 0, after
    SELF-[IN]CORRECT; small for reflection; large for TTT, after Akyurek et al.) that counts as
    :data:`PRIOR_WEIGHT` queries; where tasks of the same *type* were seen, their mean gain is
-   averaged in, with the model-level estimate counting as :data:`TYPE_WEIGHT` queries; a gain
-   from this task's recorded outcomes is averaged in the same way (:data:`TASK_WEIGHT`). Each
+   averaged in, and a gain from this task's recorded outcomes in the same way, each weighed by
+   empirical Bayes (:func:`level_weight`): the estimate above counts as the level's own noise
+   over the measured spread between types, so a type whose gains are all alike is trusted after
+   a few tasks and types that gain alike (tables) pool their records. Each
    level leaves out the queries of the level below it, so no query is counted twice. A gain
    measured on all the demonstrations (DG-DIFF, reflection's held-out gain) replaces them all.
    Recorded gains are kept apart by the kind of escalation (:data:`Band`): from an *unsure* ICL
@@ -97,17 +99,29 @@ PRIOR_GAIN_AGREED: dict[str, float] = PRIOR_GAIN | {"ttt": PRIOR_GAIN["ttt"] / 4
 #: unlucky query should not switch a strategy off for every later task (nor one lucky one on).
 PRIOR_WEIGHT = 4
 
-#: How many queries the model-level estimate counts as when averaged with the gains measured on
-#: tasks of the same type: a type's own record takes over after a few of its tasks. 1, not 2: on
-#: held-out families TTT gained +0.3 a query over the model's tasks and nothing on a type no
-#: strategy solves; at 2 the router kept training adapters there for about ten tasks.
-TYPE_WEIGHT = 1
+#: How much a task type's (or a task's) own record is trusted is empirical Bayes: the estimate above
+#: it counts as (the level's noise variance) / (the spread of true gains between types) queries
+#: (:func:`level_weight`). Both are measured: the noise from the level's squared gains, the spread
+#: between this model's types from their records (:func:`graph.memory.type_spread`). Fixed weights
+#: (1 query for a type, 2 for a task) could not serve both kinds of task: on held-out grid
+#: families an adapter solves one type and never another (types' gains 0 or 1, each type's
+#: gains alike: trust a type after a few tasks), while on held-out synthetic tables the 24 types'
+#: gains differed by no more than their noise (spread ~0.001; per-query gains +-1 at random:
+#: trust the pooled record). With the fixed weights a few unlucky +-1 gains switched TTT off for a
+#: table type for good, where it would have gained +0.2 a query.
+#: The prior variance of one per-query gain (:data:`EXPLORE_SD` squared) counts as this many
+#: queries in a level's noise estimate, so two zero gains are not taken for a noiseless type.
+VAR_PRIOR_N = 1
 
-#: How many queries the type- and model-level estimate counts as when averaged with the gains
-#: recorded on this very task: one query's outcome must not switch a strategy off for the rest of
-#: the task (it did: on tables, TTT's first escalation gained 0 and the task never escalated again,
-#: while TTT gained 17 points on the queries ICL was unsure of).
-TASK_WEIGHT = 2
+#: The spread (variance) of true gains between task types assumed before any are measured, and how
+#: many types it counts as when averaged with the measured one: on the held-out suites it was
+#: 0.03-0.37 between grid types and ~0.001 between table types.
+SPREAD_PRIOR = 0.05
+SPREAD_PRIOR_TYPES = 4
+
+#: The spread never drops below this: a level's own record then still counts, against at most
+#: 0.25 / 0.002 = 125 queries above it.
+SPREAD_FLOOR = 0.002
 
 #: Scale of the exploration bonus: about the spread of a per-query gain over ICL (-1, 0 or +1).
 #: The bonus is 0.22 after one measured query, 0.10 after 20, the 0.05 margin after 96.
@@ -204,6 +218,7 @@ def _estimates(evidence: dict[str, Any], band: Band = "unsure") -> dict[str, tup
     task_gain, task_n = evidence.get("gains") or {}, evidence.get("gain_n") or {}
     model_gain, model_n = evidence.get("model_gains") or {}, evidence.get("model_gain_n") or {}
     type_gain, type_n = evidence.get("type_gains") or {}, evidence.get("type_gain_n") or {}
+    squares = [evidence.get(k) or {} for k in ("model_gain_sq", "type_gain_sq", "gain_sq")]
     out = {"icl": (0.0, 1.0)}
     prior = PRIOR_GAIN if band == "unsure" else PRIOR_GAIN_AGREED
     for strategy in LADDER[1:]:
@@ -217,29 +232,61 @@ def _estimates(evidence: dict[str, Any], band: Band = "unsure") -> dict[str, tup
         # The model's record, its type's and this task's, each averaged with the estimate above it.
         # A query counts at every level it belongs to, so each level leaves out the queries of the
         # level below: counted twice, a few zero-gain queries collapsed the estimate (TTT on tables).
-        levels = [
-            (model_gain, model_n, PRIOR_WEIGHT),
-            (type_gain, type_n, TYPE_WEIGHT),
-            (task_gain, task_n, TASK_WEIGHT),
-        ]
-        sums = [(float(g[s]) * int(c[s]), int(c[s])) if s in g and s in c else None for g, c, _ in levels]
+        levels = ((model_gain, model_n), (type_gain, type_n), (task_gain, task_n))
+        sums = [_level_sums(g, c, sq, s) for (g, c), sq in zip(levels, squares, strict=True)]
+        spread = spread_of(evidence, s)
         measured = False  # until a level above is measured, the estimate is the prior's
         share = 1.0
-        for i, (_, _, weight) in enumerate(levels):
-            if sums[i] is None:
+        for i, level in enumerate(sums):
+            if level is None:
                 continue
-            total, count = sums[i]  # type: ignore[misc]
+            count, total, square = level
             inner = next((x for x in sums[i + 1 :] if x is not None), None)
             if inner is not None:
-                total, count = total - inner[0], count - inner[1]
+                count, total, square = count - inner[0], total - inner[1], square - inner[2]
             if count > 0:
-                w = weight if measured else PRIOR_WEIGHT
+                w = level_weight(count, total, square, spread) if measured else PRIOR_WEIGHT
                 gain = _shrunk(gain, w, total / count, count)
                 if i > 0:  # the type's or the task's own record takes this much from the levels above
                     share *= w / (w + count)
                 measured = True
         out[strategy] = (float(gain), share)
     return out
+
+
+def _level_sums(
+    gains: dict[str, Any], counts: dict[str, Any], squares: dict[str, Any], key: str
+) -> tuple[int, float, float] | None:
+    """A level's record of ``key`` as sums (queries, summed gain, summed squared gain), or None.
+    Squares not given (an older record) are taken as those of gains of +-1, the noisiest."""
+    if key not in gains or key not in counts:
+        return None
+    n = int(counts[key])
+    return n, float(gains[key]) * n, float(squares.get(key, 1.0)) * n
+
+
+def spread_of(evidence: dict[str, Any], key: str) -> float:
+    """The spread (variance) of true gains of ``key`` between this model's task types: the measured
+    one (``type_spread``) averaged with :data:`SPREAD_PRIOR` counted as
+    :data:`SPREAD_PRIOR_TYPES` types, at least :data:`SPREAD_FLOOR`."""
+    measured = (evidence.get("type_spread") or {}).get(key) or {}
+    types = int(measured.get("types", 0))
+    between = max(0.0, float(measured.get("between", 0.0)))
+    blended = (SPREAD_PRIOR * SPREAD_PRIOR_TYPES + between * types) / (SPREAD_PRIOR_TYPES + types)
+    return max(SPREAD_FLOOR, blended)
+
+
+def level_weight(n: int, total: float, squares: float, spread: float) -> float:
+    """How many queries the estimate above a level (the model's above a type's, the type's above a
+    task's) counts as against the level's own ``n`` recorded gains (summing to ``total``, their
+    squares to ``squares``): the level's noise variance over ``spread``, the variance of true
+    gains between levels (empirical Bayes). The noise is the gains' own variance with
+    :data:`EXPLORE_SD` squared counted as :data:`VAR_PRIOR_N` queries: a type whose adapters never
+    changed an answer (every gain 0) is trusted after a few tasks; one whose gains flip +-1 at
+    random is trusted only over many."""
+    mean = total / n
+    noise = (VAR_PRIOR_N * EXPLORE_SD**2 + max(0.0, squares - n * mean * mean)) / (VAR_PRIOR_N + n)
+    return noise / spread
 
 
 def explore_bonus(strategy: str, evidence: dict[str, Any], band: Band = "unsure") -> float:
@@ -270,7 +317,7 @@ def explore_bonus(strategy: str, evidence: dict[str, Any], band: Band = "unsure"
     return share * EXPLORE_SD / (PRIOR_WEIGHT + n) ** 0.5
 
 
-def _shrunk(prior: float, weight: int, mean: float, n: int) -> float:
+def _shrunk(prior: float, weight: float, mean: float, n: int) -> float:
     """``mean`` of ``n`` observations averaged with ``prior`` counted as ``weight`` observations."""
     return (prior * weight + mean * n) / (weight + n)
 

@@ -16,7 +16,14 @@ from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 
 from graph.context import Context
-from graph.memory import model_evidence, query_key, task_evidence, task_outcomes, update_evidence
+from graph.memory import (
+    full_gain_sum,
+    model_evidence,
+    query_key,
+    task_evidence,
+    task_outcomes,
+    update_evidence,
+)
 from graph.router import RouterSettings, band_of, best_answer, decide, stop_confidence
 from graph.state import Decision, State
 from models.base import ModelBackend, Usage
@@ -110,10 +117,14 @@ def _route(state: State, runtime: Runtime[Context], bound: ModelBackend | None) 
             "can_score": model.capabilities.score,
             "gains": task_gains(stored),
             "gain_n": task_gain_counts(stored),
+            "gain_sq": task_gain_squares(stored),
             "model_gains": per_model["gains"],
             "model_gain_n": per_model["gain_n"],
+            "model_gain_sq": per_model["gain_sq"],
             "type_gains": per_model["type_gains"],
             "type_gain_n": per_model["type_gain_n"],
+            "type_gain_sq": per_model["type_gain_sq"],
+            "type_spread": per_model["type_spread"],
             "costs": per_model["costs"],
         }
         if ctx.strategy == "auto":
@@ -189,12 +200,25 @@ def _trace_line(decision: Decision) -> str:
 def task_gain_counts(stored: dict[str, Any]) -> dict[str, int]:
     """How many recorded queries each of :func:`task_gains`' outcome-based gains averages (a gain
     measured on the demonstrations, DG-DIFF or reflection's, has none: it is not averaged)."""
-    counts = {s: int(n) for s, (n, _) in (stored.get("observed") or {}).items() if n}
+    counts = {s: int(n) for s, (n, *_) in (stored.get("observed") or {}).items() if n}
     if stored.get("dg_diff") is not None:
         counts.pop("select", None)
     if stored.get("reflect_gain") is not None:
         counts.pop("reflect", None)
     return counts
+
+
+def task_gain_squares(stored: dict[str, Any]) -> dict[str, float]:
+    """The mean squared gain of each of :func:`task_gain_counts`' recorded gains (their spread).
+
+    A record written before squares were kept reads as gains of +-1 (:func:`graph.memory.full_gain_sum`)."""
+    counts = task_gain_counts(stored)
+    out = {}
+    for s, value in (stored.get("observed") or {}).items():
+        if s in counts:
+            n, _, squares = full_gain_sum(value)
+            out[s] = round(squares / n, 4)
+    return out
 
 
 def task_gains(stored: dict[str, Any]) -> dict[str, float]:
@@ -205,7 +229,7 @@ def task_gains(stored: dict[str, Any]) -> dict[str, float]:
     """
     gains: dict[str, float] = {}
     observed = stored.get("observed") or {}
-    for strategy, (n, total) in observed.items():
+    for strategy, (n, total, *_) in observed.items():
         if n:
             gains[strategy] = round(total / n, 4)
     if stored.get("dg_diff") is not None:

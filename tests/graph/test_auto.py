@@ -67,11 +67,11 @@ def test_icl_wrong_on_its_demonstrations_escalates_and_says_why(task):
     assert "no strategy left expected to do better" in result.reason
     # the outcome teaches the router: reflection's gain on this task (recorded as an escalation
     # from agreeing samples: one sample of a rule is sure of itself) and the model's costs
-    assert task_evidence(store, task.key)["observed"]["reflect@agreed"] == [1, 0.0]
+    assert task_evidence(store, task.key)["observed"]["reflect@agreed"] == [1, 0.0, 0.0]  # n, sum, squares
     costs = store.get(MODEL_EVIDENCE_NS, "rule").value["costs"]
     assert set(costs) == {"icl", "reflect"}
     # ... and the record of the task's type, which later tasks of the type read
-    assert store.get(TYPE_EVIDENCE_NS, "rule|toy").value["gains"] == {"reflect@agreed": [1, 0.0]}
+    assert store.get(TYPE_EVIDENCE_NS, "rule|toy").value["gains"] == {"reflect@agreed": [1, 0.0, 0.0]}
     # next query of the same task: the measured gain (0, not the prior) keeps it at ICL
     again = run_query(g, task, 0, context=Context(samples=1))
     assert again.strategy == "icl" and "no strategy left expected to do better" in again.reason

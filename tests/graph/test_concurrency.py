@@ -86,7 +86,7 @@ def test_concurrent_store_updates_from_two_processes_lose_nothing(tmp_path):
     )
     store = open_store(db)
     value = store.get(MODEL_EVIDENCE_NS, "m").value
-    assert value["gains"]["select"] == [120, 120.0]  # 2 processes x 60 updates, none lost
+    assert value["gains"]["select"] == [120, 120.0, 120.0]  # 2 processes x 60 updates, none lost
     assert value["costs"]["select"][0] == 120
     assert len(task_notes(store, "t")) == 120
     assert add_task_notes(store, "t", ["note 0-0"]) == task_notes(store, "t")  # no duplicates added

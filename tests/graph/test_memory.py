@@ -83,7 +83,7 @@ def test_evidence_notes_and_examples_are_checked_before_they_are_stored() -> Non
         "dg_diff": -0.25,
         "dg_n": 4,
         "dg_model": "m",
-        "observed": {"ttt": [2, 1.0]},
+        "observed": {"ttt": [2, 1.0, 1.0]},  # queries, summed gain, summed squared gain
     }
     with pytest.raises(ValidationError):
         update_evidence(store, key, reflect_gain=3.0)  # a gain in accuracy lies in [-1, 1]
@@ -115,18 +115,22 @@ def test_model_and_type_evidence_are_typed_running_sums() -> None:
     )
     # stored as plain JSON lists, as before the records were typed
     assert store.get(MODEL_EVIDENCE_NS, "m").value == {
-        "gains": {"ttt": [2, 1.0]},
+        "gains": {"ttt": [2, 1.0, 1.0]},  # queries, summed gain, summed squared gain
         "costs": {"icl": [2, 2.0, 30], "ttt": [1, 3.0, 0]},
     }
-    assert store.get(TYPE_EVIDENCE_NS, "m|toy").value == {"gains": {"ttt": [2, 1.0]}}
+    assert store.get(TYPE_EVIDENCE_NS, "m|toy").value == {"gains": {"ttt": [2, 1.0, 1.0]}}
     assert model_evidence_sums(store, "m").costs["icl"] == (2, 2.0, 30)
     assert type_evidence_sums(store, "m", "other").gains == {}
     assert model_evidence(store, "m", "toy") == {
         "gains": {"ttt": 0.5},
         "gain_n": {"ttt": 2},
+        "gain_sq": {"ttt": 0.5},
         "costs": {"icl": [1.0, 15.0], "ttt": [3.0, 0.0]},
         "type_gains": {"ttt": 0.5},
         "type_gain_n": {"ttt": 2},
+        "type_gain_sq": {"ttt": 0.5},
+        # one type: its mean 0.5 is the centre; its sampling variance (0.5 / 2) is all the spread
+        "type_spread": {"ttt": {"between": -0.25, "types": 1}},
     }
     assert model_evidence(None, "m")["gains"] == {}
     # a cost that cannot be one is refused, and nothing of it is written
@@ -138,4 +142,41 @@ def test_model_and_type_evidence_are_typed_running_sums() -> None:
     store.put(TYPE_EVIDENCE_NS, "m|toy", {"gains": {"ttt": [2, 1.0]}, "legacy": 1})
     record_model_evidence(store, "m", gains={"ttt": 1.0}, costs={}, task_type="toy")
     assert store.get(MODEL_EVIDENCE_NS, "m").value["legacy"] == "x"
-    assert store.get(TYPE_EVIDENCE_NS, "m|toy").value == {"gains": {"ttt": [3, 2.0]}, "legacy": 1}
+    # (the old record's squares read as 2, its gains as +-1)
+    assert store.get(TYPE_EVIDENCE_NS, "m|toy").value == {"gains": {"ttt": [3, 2.0, 3.0]}, "legacy": 1}
+
+
+def test_gain_records_written_before_squares_were_kept_read_as_the_noisiest():
+    from langgraph.store.memory import InMemoryStore
+
+    from graph.memory import TYPE_EVIDENCE_NS, model_evidence, record_model_evidence
+
+    store = InMemoryStore()
+    store.put(TYPE_EVIDENCE_NS, "m|old", {"gains": {"ttt": [4, 2.0]}})  # an older store's record
+    assert model_evidence(store, "m", "old")["type_gain_sq"] == {"ttt": 1.0}  # as if every gain were +-1
+    record_model_evidence(store, "m", gains={"ttt": 0.0}, costs={}, task_type="old")
+    assert store.get(TYPE_EVIDENCE_NS, "m|old").value == {"gains": {"ttt": [5, 2.0, 4.0]}}
+
+
+def test_the_spread_between_types_separates_types_that_differ_from_noise():
+    from langgraph.store.memory import InMemoryStore
+
+    from graph.memory import record_model_evidence, type_spread
+
+    def spread(per_type: dict[str, list[float]]) -> float:
+        store = InMemoryStore()
+        for task_type, gains in per_type.items():
+            for g in gains:
+                record_model_evidence(store, "m", gains={"ttt": g}, costs={}, task_type=task_type)
+        record_model_evidence(store, "other", gains={"ttt": 1.0}, costs={}, task_type="a")  # not m's
+        record_model_evidence(store, "m", gains={"ttt": 1.0}, costs={}, task_type="single")  # n < 2
+        measured = type_spread(store, "m")["ttt"]
+        assert measured["types"] == len(per_type)
+        return measured["between"]
+
+    # grids: one type always solved by an adapter, another never: all of the spread is real
+    assert spread({"solved": [1.0] * 4, "never": [0.0] * 4}) == pytest.approx(0.25)
+    # tables: the same +-1 noise in every type, no real difference: the spread is noise (<= 0)
+    noisy = [1.0, -1.0, 0.0, 0.0, 1.0, 0.0]
+    assert spread({"a": noisy, "b": noisy[::-1], "c": noisy[1:] + noisy[:1]}) <= 0.0
+    assert type_spread(None, "m") == {}
