@@ -68,6 +68,7 @@ class TableTrainConfig:
     eval_tables: int = 300  # held-out synthetic classification tables per measurement
     threads: int = 2  # torch CPU threads
     seed: int = 0  # the table stream's seed
+    rewarm_at: int = 0  # the step a decayed run was extended (or warm-started) at: re-warm from it
 
 
 def episode_ids(text: str, mask: list[int], vocab: dict[str, int]) -> tuple[list[int], list[int]]:
@@ -86,12 +87,18 @@ def batch_at(step: int, cfg: TableTrainConfig, vocab: dict[str, int]) -> dict[st
 
 
 def lr_at(step: int, cfg: TableTrainConfig) -> float:
-    """Warm-up, constant, then a linear decay to 10 % over the last ``decay_frac`` (from a whole step)."""
+    """Warm-up, constant, then a linear decay to 10 % over the last ``decay_frac`` (from a whole step);
+    from ``rewarm_at`` on, a second linear warm-up over ``warmup_steps``."""
     decay_start = int(cfg.total_steps * (1 - cfg.decay_frac))
     shape = Schedule(
         peak=cfg.lr, warmup=cfg.warmup_steps, total=cfg.total_steps, decay_start=decay_start, floor=0.1
     )
-    return schedule_lr(step, shape)
+    lr = schedule_lr(step, shape)
+    if 0 < cfg.rewarm_at <= step < cfg.rewarm_at + cfg.warmup_steps:
+        # extending a decayed run: a 10x jump of the rate in one step would undo the decay's gain
+        # (and a warm start's fresh Adam moments make full-size first steps)
+        lr *= (step - cfg.rewarm_at + 1) / cfg.warmup_steps
+    return lr
 
 
 # --- measurement --------------------------------------------------------------------------------
@@ -241,6 +248,15 @@ def train_leg(
 
     run = Run(out, cfg, resume=resume)
     marker = json.loads((out / MARKER).read_text()) if resume and (out / MARKER).is_file() else {}
+    saved = marker.get("train") or {}
+    before = TableTrainConfig(
+        **{k: v for k, v in saved.items() if k in TableTrainConfig.__dataclass_fields__}
+    )
+    if resume and run.step and (run.warm_start or lr_at(run.step, cfg) > 2 * lr_at(run.step, before)):
+        cfg.rewarm_at = run.step
+        logger.info(
+            "the learning rate re-warms from step %d (a decayed run extended, or a warm start)", run.step
+        )
     marker["train"] = asdict(cfg)
     marker.setdefault("ledger", [])
     marker.setdefault("curve", [])

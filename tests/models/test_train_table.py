@@ -81,3 +81,25 @@ def test_a_new_run_takes_its_shape_and_a_resumed_one_keeps_it(tmp_path: Path, ca
     with pytest.raises(SystemExit) as stop:
         main(["--resume", str(out), "--hidden", "128"])
     assert stop.value.code == 2 and "a resumed run keeps its own" in capsys.readouterr().err
+
+
+def test_extending_a_decayed_run_re_warms_the_learning_rate(tmp_path: Path) -> None:
+    import pytest
+
+    from models.train_table import lr_at
+
+    out = tmp_path / "ckpt"
+    assert main(["--smoke", "--out", str(out)]) == 0  # 6 steps, decayed at the end
+    done = smoke_config()
+    assert lr_at(6, done) == pytest.approx(0.1 * done.lr)  # where the old schedule had left it
+    assert main(["--resume", str(out), "--total-steps", "60"]) == 0
+    saved = json.loads((out / "mockingbird.json").read_text())["train"]
+    assert saved["rewarm_at"] == 6 and saved["total_steps"] == 60
+    longer = smoke_config()
+    longer.total_steps, longer.rewarm_at = 60, 6
+    # from a tenth of the peak, up again over warmup_steps, then the constant phase
+    assert lr_at(6, longer) == longer.lr / longer.warmup_steps
+    assert lr_at(6 + longer.warmup_steps, longer) == longer.lr
+    # resuming without a change of schedule keeps the rates as they were (no second re-warm)
+    assert main(["--resume", str(out), "--total-steps", "60"]) == 0
+    assert json.loads((out / "mockingbird.json").read_text())["train"]["rewarm_at"] == 6
