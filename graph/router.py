@@ -515,9 +515,10 @@ def best_answer(attempts: list[Attempt], evidence: dict[str, Any], band: Band = 
 
     An answer's support is the sum, over the attempts that gave it, of the attempt's confidence
     times its strategy's expected accuracy on this task (:func:`expected_accuracy`): agreement
-    within a strategy and between strategies both count. On a tie the later (costlier) attempt
-    wins. The expert's answer always wins. ``band``: the kind of escalation (:data:`Band`) whose
-    estimates weigh the strategies.
+    within a strategy and between strategies both count, except an attempt that asked an earlier
+    one's prompt again (``repeat_of``: reflection that kept no note), which is no second
+    opinion. On a tie the later (costlier) attempt wins. The expert's answer always wins.
+    ``band``: the kind of escalation (:data:`Band`) whose estimates weigh the strategies.
 
     Returns:
         ``(index into attempts, reason)``; ``(-1, "")`` when there are no attempts.
@@ -533,6 +534,9 @@ def best_answer(attempts: list[Attempt], evidence: dict[str, Any], band: Band = 
     parts = []
     for i, a in enumerate(attempts):
         weight = float(a["confidence"]) * acc.get(a["strategy"], 0.5)
+        if a.get("repeat_of"):  # the same prompt again: the same answer, not more support
+            parts.append(f"{a['strategy']} (repeats {a['repeat_of']})")
+            continue
         parts.append(f"{a['strategy']} {a['confidence']:.2f} x {acc.get(a['strategy'], 0.5):.2f}")
         if a["answer"] is None:
             continue
@@ -544,7 +548,7 @@ def best_answer(attempts: list[Attempt], evidence: dict[str, Any], band: Band = 
     top = max(support.values())
     winner = max((k for k, v in support.items() if v >= top - 1e-9), key=lambda k: latest[k])
     i = latest[winner]
-    agree = [a["strategy"] for a in attempts if a["answer"] is not None and
+    agree = [a["strategy"] for a in attempts if a["answer"] is not None and not a.get("repeat_of") and
              json.dumps(a["answer"], sort_keys=True, default=str) == winner]  # fmt: skip
     return i, (
         f"answer of {'+'.join(agree)} (support {top:.2f}; confidence x expected accuracy: {', '.join(parts)})"

@@ -8,7 +8,7 @@ Tasks travel as ``Task.model_dump()`` dicts; nodes validate them back into pydan
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
 # typing_extensions: pydantic (JSON Schema of the graph) needs it for TypedDict on Python < 3.12
 from typing_extensions import TypedDict
@@ -64,6 +64,10 @@ class Attempt(TypedDict):
     """Wall time the strategy spent."""
     tokens: int
     """Tokens it spent (prompt + completion)."""
+    repeat_of: NotRequired[str]
+    """Set when the attempt asked an earlier strategy's prompt again (reflection that kept no note
+    re-asks ICL's): the same prompt gives the same answer, so it adds no support of its own
+    (:func:`graph.router.best_answer`)."""
 
 
 class ExpertReply(TypedDict, total=False):

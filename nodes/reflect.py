@@ -295,6 +295,9 @@ def make_reflect_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph 
                 gen.usage.total_tokens,
             )
         )
-        return strategy_update("reflect", candidates, conf, started, usage, trace) | {"notes": notes}
+        update = strategy_update("reflect", candidates, conf, started, usage, trace) | {"notes": notes}
+        if notes == list(state.get("notes", [])):  # no note kept: ICL's very prompt, asked again
+            update["attempts"][0]["repeat_of"] = "icl"
+        return update
 
     return reflect

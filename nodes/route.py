@@ -140,6 +140,16 @@ def _route(state: State, runtime: Runtime[Context], bound: ModelBackend | None) 
     spent_s, spent_tokens = _spent(state)
     if state.get("attempts"):  # the kind of escalation, for the router and for recording its gains
         evidence["band"] = band_of(state["attempts"], ctx.confidence_threshold)
+        # A strategy may have just measured its gain on this task's demonstrations (reflection's
+        # held-out gain, DG-DIFF): the next decision reads it, not the prior the first visit saw.
+        # (Stale, reflection's prior +0.05 stood for the answer in hand after reflection had
+        # measured +0.00, and kept TTT, expected +0.06, from being tried: `sort_numbers` query 1.)
+        stored = task_evidence(store, task.key)
+        evidence |= {
+            "gains": task_gains(stored),
+            "gain_n": task_gain_counts(stored),
+            "gain_sq": task_gain_squares(stored),
+        }
     evidence |= {
         "spent_s": round(spent_s + own["seconds"], 4),
         "spent_tokens": spent_tokens + usage.total_tokens,

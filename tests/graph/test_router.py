@@ -421,3 +421,14 @@ def test_where_types_gain_alike_a_few_unlucky_gains_do_not_switch_ttt_off_for_a_
     # a type whose adapters never changed an answer (every gain 0) is believed sooner than one whose
     # gains flipped both ways to the same mean
     assert level_weight(4, 0.0, 0.0, 0.05) < level_weight(4, 0.0, 2.0, 0.05) / 3
+
+
+def test_an_attempt_that_repeats_an_earlier_prompt_adds_no_support():
+    # reflection kept no note, so it asked ICL's very prompt again and gave ICL's answer: counted
+    # as a second opinion, the two outweighed a surer TTT answer (`sort_numbers` query 1)
+    ev = LOCAL | {"loo_icl": 0.5, "loo_n": 4}
+    icl, ttt = _attempt("icl", 0.75, [[0, 9, 2]]), _attempt("ttt", 0.89, [[0, 2, 9]])
+    again = _attempt("reflect", 0.75, [[0, 9, 2]])
+    assert best_answer([icl, again, ttt], ev)[0] == 1  # counted twice, ICL's answer (as reflect's) wins
+    i, why = best_answer([icl, again | {"repeat_of": "icl"}, ttt], ev)
+    assert i == 2 and "reflect (repeats icl)" in why and "answer of ttt" in why

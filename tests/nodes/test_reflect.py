@@ -185,3 +185,14 @@ def test_a_demonstration_is_corrected_once(task):
     result = Reflector(model).forward(task, [], rounds=3)
     assert result.new_notes == [CORRECTION] and len(result.rounds) == 1
     assert result.stopped == "nothing new to note" and len(model.calls) == 6
+
+
+def test_a_reflection_that_keeps_no_note_is_marked_a_repeat_of_icl(task):
+    # the round lowers held-out accuracy and is discarded: the answer comes from ICL's own prompt
+    model = ScriptedBackend([RIGHT[0], "0000\n", RIGHT[2], "0000\n", "0000\n", RIGHT[2], "9807\n"])
+    out = run_node(make_reflect_node(model), task, store=InMemoryStore(), context=Context(samples=1))
+    assert out["attempts"][0]["repeat_of"] == "icl"
+    # a kept note changes the prompt: an answer of its own
+    kept = ScriptedBackend([RIGHT[0], "0000\n", RIGHT[2], *RIGHT, "9807\n"])
+    out = run_node(make_reflect_node(kept), task, store=InMemoryStore(), context=Context(samples=1))
+    assert "repeat_of" not in out["attempts"][0]
