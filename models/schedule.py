@@ -29,10 +29,27 @@ class Schedule:
     decay: Literal["linear", "cosine"] = "linear"  # the decay's shape
     floor: float = 0.0  # share of the peak reached at ``total``
     peak: float = 1.0  # the peak learning rate (1.0: the schedule is a multiplier)
+    rewarm_at: int = 0  # a run extended after its decay, or warm-started: a second warm-up from here
 
 
 def lr_at(step: int, schedule: Schedule) -> float:
-    """The learning rate of 0-based ``step`` under ``schedule`` (the floor after ``total``)."""
+    """The learning rate of 0-based ``step`` under ``schedule`` (the floor after ``total``); from
+    ``rewarm_at`` on, scaled by a second linear warm-up over ``warmup`` steps (extending a
+    decayed run, a 10x jump of the rate in one step would undo the decay's gain; a warm start's
+    fresh Adam moments make full-size first steps)."""
+    rate = _base_rate(step, schedule)
+    if 0 < schedule.rewarm_at <= step < schedule.rewarm_at + schedule.warmup:
+        rate *= (step - schedule.rewarm_at + 1) / schedule.warmup
+    return rate
+
+
+def needs_rewarm(now: float, before: float) -> bool:
+    """Whether a resumed run's rate ``now`` jumps above twice the rate ``before`` it had at the same
+    step under the plan it was saved with: a decayed run extended by a later ``total``."""
+    return before > 0 and now > 2 * before
+
+
+def _base_rate(step: int, schedule: Schedule) -> float:
     s = schedule
     if step < s.warmup:
         return s.peak * (step + 1) / s.warmup

@@ -43,7 +43,7 @@ from typing import Any
 from models.batching import make_batch
 from models.embedded import MARKER, EmbeddedConfig, build_model, config_dict, save_checkpoint
 from models.legs import leg_parser, next_leg
-from models.schedule import Schedule
+from models.schedule import Schedule, needs_rewarm
 from models.schedule import lr_at as schedule_lr
 from models.tokenizer import vocabulary
 from prompts.compact import encode_pair, encode_query
@@ -168,13 +168,14 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     """Warm-up, constant, then a linear decay to 10 % over the last ``decay_frac`` of the run."""
     decay_start = cfg.total_steps * (1 - cfg.decay_frac)
     shape = Schedule(
-        peak=cfg.lr, warmup=cfg.warmup_steps, total=cfg.total_steps, decay_start=decay_start, floor=0.1
+        peak=cfg.lr,
+        warmup=cfg.warmup_steps,
+        total=cfg.total_steps,
+        decay_start=decay_start,
+        floor=0.1,
+        rewarm_at=cfg.rewarm_at,
     )
-    lr = schedule_lr(step, shape)
-    if 0 < cfg.rewarm_at <= step < cfg.rewarm_at + cfg.warmup_steps:
-        # a warm start has no optimiser state: full-size first Adam steps would undo the decay
-        lr *= (step - cfg.rewarm_at + 1) / cfg.warmup_steps
-    return lr
+    return schedule_lr(step, shape)
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -404,8 +405,7 @@ def train_leg(
         marker = {"format": "compact", "indexed": False}
     if decay_steps is not None:
         cfg.decay_frac = min(1.0, decay_steps / cfg.total_steps)
-    if lr_before and lr_at(run.step, cfg) > 2 * lr_before:
-        # extending a run that had decayed: a 10x jump in one step would undo the decay's gain
+    if needs_rewarm(lr_at(run.step, cfg), lr_before):  # a decayed run extended
         cfg.rewarm_at = run.step
         logger.info("the run had decayed: the learning rate re-warms from step %d", run.step)
     marker["training"] = {

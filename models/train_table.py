@@ -37,7 +37,7 @@ from typing import Any
 from models.batching import make_batch
 from models.evaluate import Episode, forward_episodes
 from models.legs import leg_parser, next_leg
-from models.schedule import Schedule
+from models.schedule import Schedule, needs_rewarm
 from models.schedule import lr_at as schedule_lr
 from models.tokenizer import vocabulary
 from models.train import STATE_FILE, cpu_seconds
@@ -91,14 +91,14 @@ def lr_at(step: int, cfg: TableTrainConfig) -> float:
     from ``rewarm_at`` on, a second linear warm-up over ``warmup_steps``."""
     decay_start = int(cfg.total_steps * (1 - cfg.decay_frac))
     shape = Schedule(
-        peak=cfg.lr, warmup=cfg.warmup_steps, total=cfg.total_steps, decay_start=decay_start, floor=0.1
+        peak=cfg.lr,
+        warmup=cfg.warmup_steps,
+        total=cfg.total_steps,
+        decay_start=decay_start,
+        floor=0.1,
+        rewarm_at=cfg.rewarm_at,
     )
-    lr = schedule_lr(step, shape)
-    if 0 < cfg.rewarm_at <= step < cfg.rewarm_at + cfg.warmup_steps:
-        # extending a decayed run: a 10x jump of the rate in one step would undo the decay's gain
-        # (and a warm start's fresh Adam moments make full-size first steps)
-        lr *= (step - cfg.rewarm_at + 1) / cfg.warmup_steps
-    return lr
+    return schedule_lr(step, shape)
 
 
 # --- measurement --------------------------------------------------------------------------------
@@ -252,7 +252,8 @@ def train_leg(
     before = TableTrainConfig(
         **{k: v for k, v in saved.items() if k in TableTrainConfig.__dataclass_fields__}
     )
-    if resume and run.step and (run.warm_start or lr_at(run.step, cfg) > 2 * lr_at(run.step, before)):
+    jump = needs_rewarm(lr_at(run.step, cfg), lr_at(run.step, before))  # a decayed run extended
+    if resume and run.step and (run.warm_start or jump):
         cfg.rewarm_at = run.step
         logger.info(
             "the learning rate re-warms from step %d (a decayed run extended, or a warm start)", run.step

@@ -82,3 +82,12 @@ def test_warm_up_constant_and_both_decays_reach_the_floor():
     assert lr_at(2, cosine) == 2.0
     assert lr_at(7, cosine) == pytest.approx(0.5 + 1.5 * 0.5)  # half way down
     assert lr_at(12, cosine) == lr_at(99, cosine) == pytest.approx(0.5)
+
+
+def test_a_rewarm_scales_the_rate_up_again_and_only_a_jump_asks_for_one():
+    from models.schedule import needs_rewarm
+
+    plan = Schedule(peak=1.0, warmup=4, total=100, decay_start=80, floor=0.1, rewarm_at=50)
+    assert lr_at(49, plan) == 1.0
+    assert [lr_at(s, plan) for s in range(50, 55)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert needs_rewarm(1.0, 0.1) and not needs_rewarm(1.0, 0.9) and not needs_rewarm(1.0, 0.0)
