@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +41,31 @@ def lr_at(step: int, schedule: Schedule) -> float:
     if 0 < schedule.rewarm_at <= step < schedule.rewarm_at + schedule.warmup:
         rate *= (step - schedule.rewarm_at + 1) / schedule.warmup
     return rate
+
+
+class PretrainingConfig(Protocol):
+    """What :func:`pretraining` reads of a trainer's config (both trainers' dataclasses have it)."""
+
+    lr: float
+    warmup_steps: int
+    total_steps: int
+    decay_frac: float
+    rewarm_at: int
+
+
+def pretraining(cfg: PretrainingConfig, *, whole_step: bool = False) -> Schedule:
+    """The pre-training plan of both trainers: warm-up, constant, then a linear decay to 10 % of
+    ``cfg.lr`` over the last ``decay_frac`` of ``total_steps`` (from a whole step with
+    ``whole_step``, as the table trainer always had), re-warmed from ``rewarm_at``."""
+    decay_start = cfg.total_steps * (1 - cfg.decay_frac)
+    return Schedule(
+        peak=cfg.lr,
+        warmup=cfg.warmup_steps,
+        total=cfg.total_steps,
+        decay_start=int(decay_start) if whole_step else decay_start,
+        floor=0.1,
+        rewarm_at=cfg.rewarm_at,
+    )
 
 
 def needs_rewarm(now: float, before: float) -> bool:

@@ -43,8 +43,8 @@ from typing import Any
 from models.batching import make_batch
 from models.embedded import MARKER, EmbeddedConfig, build_model, config_dict, save_checkpoint
 from models.legs import leg_parser, next_leg
-from models.schedule import Schedule, needs_rewarm
 from models.schedule import lr_at as schedule_lr
+from models.schedule import needs_rewarm, pretraining
 from models.tokenizer import vocabulary
 from prompts.compact import encode_pair, encode_query
 from tasks.generators import FAMILIES, HELD_OUT, sample_list_task, sample_task
@@ -166,16 +166,7 @@ def batch_at(step: int, cfg: TrainConfig, vocab: dict[str, int]) -> list[Episode
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Warm-up, constant, then a linear decay to 10 % over the last ``decay_frac`` of the run."""
-    decay_start = cfg.total_steps * (1 - cfg.decay_frac)
-    shape = Schedule(
-        peak=cfg.lr,
-        warmup=cfg.warmup_steps,
-        total=cfg.total_steps,
-        decay_start=decay_start,
-        floor=0.1,
-        rewarm_at=cfg.rewarm_at,
-    )
-    return schedule_lr(step, shape)
+    return schedule_lr(step, pretraining(cfg))
 
 
 # --- the run ------------------------------------------------------------------------------------

@@ -37,8 +37,8 @@ from typing import Any
 from models.batching import make_batch
 from models.evaluate import Episode, forward_episodes
 from models.legs import leg_parser, next_leg
-from models.schedule import Schedule, needs_rewarm
 from models.schedule import lr_at as schedule_lr
+from models.schedule import needs_rewarm, pretraining
 from models.tokenizer import vocabulary
 from models.train import STATE_FILE, cpu_seconds
 from prompts.tabular import serialize_episode
@@ -89,16 +89,7 @@ def batch_at(step: int, cfg: TableTrainConfig, vocab: dict[str, int]) -> dict[st
 def lr_at(step: int, cfg: TableTrainConfig) -> float:
     """Warm-up, constant, then a linear decay to 10 % over the last ``decay_frac`` (from a whole step);
     from ``rewarm_at`` on, a second linear warm-up over ``warmup_steps``."""
-    decay_start = int(cfg.total_steps * (1 - cfg.decay_frac))
-    shape = Schedule(
-        peak=cfg.lr,
-        warmup=cfg.warmup_steps,
-        total=cfg.total_steps,
-        decay_start=decay_start,
-        floor=0.1,
-        rewarm_at=cfg.rewarm_at,
-    )
-    return schedule_lr(step, shape)
+    return schedule_lr(step, pretraining(cfg, whole_step=True))
 
 
 # --- measurement --------------------------------------------------------------------------------

@@ -91,3 +91,15 @@ def test_a_rewarm_scales_the_rate_up_again_and_only_a_jump_asks_for_one():
     assert lr_at(49, plan) == 1.0
     assert [lr_at(s, plan) for s in range(50, 55)] == [0.25, 0.5, 0.75, 1.0, 1.0]
     assert needs_rewarm(1.0, 0.1) and not needs_rewarm(1.0, 0.9) and not needs_rewarm(1.0, 0.0)
+
+
+def test_the_pretraining_plan_starts_its_decay_where_each_trainer_always_had():
+    from types import SimpleNamespace
+
+    from models.schedule import pretraining
+
+    cfg = SimpleNamespace(lr=1e-3, warmup_steps=300, total_steps=30_000, decay_frac=0.15, rewarm_at=0)
+    text = pretraining(cfg)
+    table = pretraining(SimpleNamespace(**{**vars(cfg), "total_steps": 6_001}), whole_step=True)
+    assert text.decay_start == 30_000 * 0.85 and text.floor == 0.1
+    assert table.decay_start == int(6_001 * 0.85) and isinstance(table.decay_start, int)
