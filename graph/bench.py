@@ -87,6 +87,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ttt-trial": ("ttt", {"ttt_recipe": "trial"}),
     "ttt-plain": ("ttt", {"ttt_recipe": "plain"}),
     "ttt-adaptive": ("ttt", {"ttt_recipe": "adaptive"}),
+    "ttt-prior": ("ttt", {"ttt_prior_votes": "on"}),
+    "ttt-noprior": ("ttt", {"ttt_prior_votes": "off"}),
 }
 
 

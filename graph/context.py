@@ -31,7 +31,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from graph.errors import SettingsError
 from models.base import ModelBackend
 from models.factory import load_model
-from models.ttt import BY_KIND, RECIPES
+from models.ttt import BY_KIND, PRIOR_VOTES, RECIPES
 from tasks.errors import first_error
 from tasks.schema import TaskKind
 
@@ -150,6 +150,14 @@ class Context(BaseSettings):
         True, "test-time training: train and vote over augmented views", section="ttt",
         env_help="Train on, and vote over, augmented views (false: identity only, one greedy prediction)",
     )  # fmt: skip
+    ttt_prior_votes: str = setting(
+        "off",
+        "test-time training: the base model also votes, under the same views (by-kind: on, off for "
+        "tables; on; off)",
+        section="ttt",
+        env_help="The base model (no adapter) also predicts under the same views and votes beside the "
+        "adapter, ties to the adapter: by-kind (on, off for tables: measured), on or off",
+    )  # fmt: skip
     ttt_early_stop: bool = setting(
         True, "test-time training: stop when a held-back demonstration stops improving (recipe plain)",
         section="ttt",
@@ -231,6 +239,8 @@ class Context(BaseSettings):
         if self.ttt_recipe not in (BY_KIND, *RECIPES):
             known = ", ".join((BY_KIND, *RECIPES))
             return f"ttt_recipe: unknown recipe {self.ttt_recipe!r}; expected one of {known}"
+        if self.ttt_prior_votes not in PRIOR_VOTES:
+            return f"ttt_prior_votes: got {self.ttt_prior_votes!r}; expected one of {', '.join(PRIOR_VOTES)}"
         if not self.model.strip():
             return "model: must not be empty (embedded, hf:PATH or openai:MODEL)"
         return None

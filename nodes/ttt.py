@@ -18,7 +18,7 @@ from graph.context import Context
 from graph.state import Candidate, State
 from models import ttt as ttt_lib  # called through the module: fault injection patches it there
 from models.base import ModelBackend, Usage
-from models.ttt import TTTConfig, TTTResult, recipe_for, with_recipe
+from models.ttt import TTTConfig, TTTResult, prior_votes_for, recipe_for, with_recipe
 from nodes.common import node_inputs, strategy_update
 
 
@@ -74,7 +74,8 @@ def config_from_context(ctx: Context, kind: str = "grid") -> TTTConfig:
     A named recipe (``ttt_recipe``) overrides the settings it names (e.g. ``adaptive`` turns early
     stopping on and ``trial`` turns it off whatever ``ttt_early_stop`` says); ``by-kind``, the
     default, is the recipe measured best on held-out tasks of the kind (``adaptive``; ``plain``
-    for tables).
+    for tables). The prior's votes (``ttt_prior_votes``) likewise: ``by-kind`` is on, off for
+    tables (:data:`models.ttt.config.KIND_PRIOR_VOTES`).
     """
     cfg = TTTConfig(
         steps=ctx.ttt_steps,
@@ -83,6 +84,7 @@ def config_from_context(ctx: Context, kind: str = "grid") -> TTTConfig:
         alpha=2 * ctx.ttt_rank,
         predict_views=ctx.ttt_views,
         augment=ctx.ttt_augment,
+        prior_votes=prior_votes_for(ctx.ttt_prior_votes, kind),
         early_stop=ctx.ttt_early_stop,
         cache=ctx.ttt_cache,
         cache_dir=ctx.ttt_cache_dir,
@@ -102,7 +104,10 @@ def summary(cfg: TTTConfig, result: TTTResult, conf: float) -> str:
             f"adapter r={cfg.r} on {result.sequences} sequences, {result.steps_run}/{cfg.steps} steps{stop}, "
             f"loss {first:.3f} -> {last:.3f}"
         )
-    if result.views > 1:
+    if cfg.prior_voting:
+        half = result.views // 2
+        vote = f"{half} views of the adapter and {half} of the prior voted, top share {conf:.2f}"
+    elif result.views > 1:
         vote = f"{result.views} views voted, top share {conf:.2f}"
     else:
         vote = f"one greedy prediction (no augmentation), probability {conf:.2f}"

@@ -14,7 +14,9 @@
    as a target and training stops once its loss stops improving (see :class:`TTTConfig`).
 3. The query is predicted under several views, each answer mapped back by its view's inverse,
    and the answers are voted on hierarchically; the vote share is the confidence. With
-   ``augment=False``: the identity view only, for training and for one greedy prediction.
+   ``augment=False``: the identity view only, for training and for one greedy prediction. With
+   ``prior_votes``, the base model's answers under the same views (predicted before the adapter
+   is attached) vote too, ties to the adapter (:mod:`~models.ttt.predict`).
 4. With ``cache`` > 0 the trained adapter is kept (:mod:`models.adapter_cache`) and a later query
    of the same task, demonstrations and settings reuses it instead of training.
 
@@ -34,11 +36,13 @@ from __future__ import annotations
 
 from models.ttt.config import (
     BY_KIND,
+    PRIOR_VOTES,
     RECIPES,
     Segment,
     StepHook,
     TTTConfig,
     TTTResult,
+    prior_votes_for,
     recipe_for,
     with_recipe,
 )
@@ -49,6 +53,7 @@ from models.ttt.run import run_ttt
 
 __all__ = [
     "BY_KIND",
+    "PRIOR_VOTES",
     "RECIPES",
     "Segment",
     "StepHook",
@@ -56,6 +61,7 @@ __all__ = [
     "TTTResult",
     "episode_segments",
     "leave_one_out",
+    "prior_votes_for",
     "recipe_for",
     "run_ttt",
     "training_pairs",

@@ -7,11 +7,11 @@ import time
 from typing import Any
 
 from models.adapter_cache import ADAPTERS, CachedAdapter, adapter_key
-from models.base import CapabilityError, ModelBackend
+from models.base import CapabilityError, ModelBackend, Usage
 from models.ttt.config import Job, StepHook, TTTConfig, TTTResult
 from models.ttt.data import draw_views, fold_corrections
 from models.ttt.loop import train
-from models.ttt.predict import predict
+from models.ttt.predict import rank, view_votes
 from tasks.schema import Task
 
 
@@ -56,14 +56,16 @@ def run_ttt(
     with torch.random.fork_rng(devices=[] if on_cpu else None):
         torch.manual_seed(cfg.seed)
         result = _adapt_and_predict(job, key, cached)
-    result.views = len(predict_views)
+    result.views = len(predict_views) * (2 if cfg.prior_voting else 1)
     result.seconds = round(time.perf_counter() - started, 3)
     return result
 
 
 def _adapt_and_predict(job: Job, key: str, cached: CachedAdapter | None) -> TTTResult:
-    """Inside a fresh adapter: load the cached weights or train (and cache under ``key``), then predict."""
+    """Inside a fresh adapter: load the cached weights or train (and cache under ``key``), then
+    predict; with ``prior_votes`` the base model predicts first (no adapter yet) and votes too."""
     cfg, model = job.cfg, job.model
+    prior, _, prior_usage = view_votes(job) if cfg.prior_voting else ([], None, Usage())
     lora = {"r": cfg.r, "lora_alpha": cfg.alpha, "target_modules": cfg.target_modules}
     with model.adapter(**lora) as peft_model:
         if cached is not None:
@@ -83,7 +85,9 @@ def _adapt_and_predict(job: Job, key: str, cached: CachedAdapter | None) -> TTTR
                     capacity=cfg.cache, directory=cfg.cache_dir,
                 )  # fmt: skip
         peft_model.eval()
-        result.answers, result.usage = predict(job)
+        votes, logprob, usage = view_votes(job)
+        result.answers = rank(votes, logprob=logprob, prior=prior if cfg.prior_voting else None)
+        result.usage = usage + prior_usage
     return result
 
 

@@ -146,6 +146,48 @@ def test_without_augmentation_one_greedy_prediction_from_identity_views(tiny, mo
         assert 0 < result.answers[0][1] <= 1  # the answer's probability, not a trivial vote share
 
 
+def test_the_prior_outvotes_the_adapter_only_where_its_views_disagree():
+    from models.ttt.predict import rank
+
+    families = ["identity", "mirror", "colours"]
+    agreed = [(f, "A") for f in families]
+    split = [("identity", "A"), ("mirror", "C"), ("colours", "D")]
+    prior = [(f, "B") for f in families]
+    assert rank(agreed, prior=prior) == [("A", 0.5), ("B", 0.5)]  # a tie goes to the adapter
+    assert rank(split, prior=prior)[0] == ("B", 0.5)
+    assert rank(split, prior=[("identity", "C"), ("mirror", "B"), ("colours", None)])[0] == ("C", 0.4)
+    assert rank(split) == [("A", 0.3333), ("C", 0.3333)]  # no prior: the adapter's vote alone
+    assert rank([("identity", "A")], logprob=-0.5) == [("A", 0.6065)]  # one view: a probability
+    assert rank([("identity", "A")], logprob=-0.5, prior=[("identity", "A")]) == [("A", 1.0)]
+
+
+def test_prior_votes_come_from_the_base_model_and_leave_training_alone(tiny, monkeypatch):
+    calls: list[bool] = []  # per generation: was an adapter attached?
+    generate = tiny.generate
+
+    def spy(*a, **k):
+        calls.append(tiny._adapter_active)
+        return generate(*a, **k)
+
+    monkeypatch.setattr(tiny, "generate", spy)
+    task = sample_task(random.Random(2), "recolour_all", n_train=3)
+    cfg = TTTConfig(steps=3, batch_size=2, train_views=3, predict_views=3)
+    plain = run_ttt(tiny, task, task.test[0].input, cfg)
+    assert calls == [True] * 3
+    calls.clear()
+    cfg.prior_votes = True
+    voted = run_ttt(tiny, task, task.test[0].input, cfg)
+    # Three greedy predictions without the adapter (before it is attached), three with it.
+    assert calls == [False] * 3 + [True] * 3
+    assert voted.views == 6 and voted.losses == plain.losses  # the same adapter, trained alike
+    assert voted.usage.requests == 2 * plain.usage.requests
+    assert "prior_votes" not in cfg.training_settings()  # a cached adapter serves either vote
+    calls.clear()
+    cfg.augment = False  # the arm without augmentation and voting: one prediction, no vote
+    alone = run_ttt(tiny, task, task.test[0].input, cfg)
+    assert calls[-1:] == [True] and False not in calls and alone.views == 1
+
+
 def test_early_stopping_stops_before_the_budget_when_the_held_back_loss_is_flat(tiny):
     # A learning rate this small cannot move the held-back loss: no evaluation improves on step 0,
     # so training must stop after min_steps (10), long before the budget of 40.

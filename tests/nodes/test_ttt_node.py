@@ -40,16 +40,18 @@ def run_ttt_node(model: Any, task: Task, context: Context) -> tuple[dict[str, An
 def test_the_node_votes_and_a_second_query_reuses_the_cached_adapter(tiny):
     task = reverse_task("cached")
     # Enough steps at a high rate for the random tiny model to learn the answer format (digits, newline).
-    ctx = Context(strategy="ttt", ttt_steps=30, ttt_lr=1e-2, ttt_views=3, ttt_recipe="trial", ttt_cache=2)
+    ctx = Context(strategy="ttt", ttt_steps=30, ttt_lr=1e-2, ttt_views=3, ttt_recipe="trial", ttt_cache=2,
+                  ttt_prior_votes="by-kind")  # fmt: skip
     update, events = run_ttt_node(tiny, task, ctx)
     assert [e["step"] for e in events if "step" in e] == list(range(1, 31))
     [line] = update["trace"]
-    assert "30/30 steps" in line["message"] and "3 views voted" in line["message"]
+    # by-kind the prior votes too (a list task): 3 predictions without the adapter, 3 with it
+    assert "30/30 steps" in line["message"] and "3 views of the adapter and 3 of the prior" in line["message"]
     assert update["attempts"][0]["strategy"] == "ttt"
     assert update["candidates"] and update["answer"] == update["candidates"][0]["answer"]
-    # 30 steps of batch >= 1 ran at least 30 sequences' tokens, plus the 3 predictions
+    # 30 steps of batch >= 1 ran at least 30 sequences' tokens, plus the 6 predictions
     cost = update["costs"][0]
-    assert cost["prompt_tokens"] > 30 and cost["requests"] == 3
+    assert cost["prompt_tokens"] > 30 and cost["requests"] == 6
     assert update["attempts"][0]["tokens"] == cost["prompt_tokens"] + cost["completion_tokens"]
     again, events = run_ttt_node(tiny, task, ctx)
     assert not [e for e in events if "step" in e]  # nothing trained
@@ -86,11 +88,31 @@ def test_the_default_recipe_is_adaptive_and_plain_keeps_the_knobs():
     # tables default to plain (measured best on held-out synthetic tables); a named recipe is kept
     table = config_from_context(Context(strategy="ttt"), "tabular")
     assert (table.loss_on, table.episodes, table.max_sequences) == ("last", "loo", 250)
-    assert config_from_context(Context(strategy="ttt", ttt_recipe="adaptive"), "tabular") == cfg
+    adaptive_table = config_from_context(Context(strategy="ttt", ttt_recipe="adaptive"), "tabular")
+    assert adaptive_table == cfg
     trial = config_from_context(Context(strategy="ttt", ttt_recipe="trial", ttt_early_stop=True))
     assert trial.early_stop is False
     plain = config_from_context(Context(strategy="ttt", ttt_recipe="plain"))
     assert (plain.loss_on, plain.early_stop, plain.episodes) == ("last", True, "loo")
+    # the prior's votes: off by default; by-kind on, off for tables (measured); on / off any kind
+    assert not cfg.prior_votes
+    by_kind = Context(strategy="ttt", ttt_prior_votes="by-kind")
+    assert (
+        config_from_context(by_kind).prior_votes and not config_from_context(by_kind, "tabular").prior_votes
+    )
+    assert config_from_context(Context(strategy="ttt", ttt_prior_votes="on"), "tabular").prior_votes
+    assert not config_from_context(Context(strategy="ttt", ttt_prior_votes="off"), "grid").prior_votes
+    # no augmentation, no vote: the prior then has nothing to vote in
+    assert not config_from_context(Context(strategy="ttt", ttt_augment=False)).prior_voting
+
+
+def test_an_unknown_prior_votes_setting_is_one_line():
+    from graph.errors import SettingsError
+
+    with pytest.raises(
+        SettingsError, match=r"ttt_prior_votes: got 'maybe'; expected one of by-kind, on, off"
+    ):
+        Context(strategy="ttt", ttt_prior_votes="maybe")
 
 
 def test_a_reused_adapter_reports_no_training(tiny):
