@@ -104,8 +104,8 @@ BY_KIND = "by-kind"
 #: the adapter is attached and its answers count beside the adapter's (ties go to the adapter):
 #: where the adapter's views disagree, the prior's agreement decides. Measured on five held-out
 #: grid suites (180 tasks, step-24,600 prior, ``adaptive``): 133 solved against 129 without
-#: (ICL 121), per suite 0, +2, +2, +1, -1; the shared 1D-ARC types 35 of 45 either way; about
-#: the same seconds (four greedy predictions against an adapter's training). On 22 held-out
+#: (ICL 121), per suite 0, +2, +2, +1, -1; the shared 1D-ARC types 35 of 45 either way; 3.5 %
+#: more tokens (four greedy predictions beside an adapter's training). On 22 held-out
 #: synthetic tables (880 queries) it changed nothing (57.6 against 57.8 %) at 40 % more tokens:
 #: off for tables. The run's default is ``off`` (:class:`graph.context.Context`) until the router
 #: is re-measured with it: ``by-kind`` took the bundled examples from 9 to 8 of 10.

@@ -48,8 +48,8 @@ def view_votes(job: Job) -> tuple[list[tuple[str, Any]], float | None, Usage]:
 def rank(
     votes: list[tuple[str, Any]], *, logprob: float | None = None, prior: list[tuple[str, Any]] | None = None
 ) -> list[tuple[Any, float]]:
-    """The adapter's ``votes`` and the prior's (``prior``: the base model's under the same views,
-    or None) hierarchically voted; ``(answer, share)`` pairs, best first.
+    """The adapter's ``votes`` and the prior's (``prior``: the base model's under the same views;
+    none or empty: the adapter votes alone) hierarchically voted; ``(answer, share)`` pairs, best first.
 
     The adapter's votes go first, so on a tie its answer wins: the prior outvotes the adapter
     only where the adapter's own views disagree and the prior's agree more. With one view and no

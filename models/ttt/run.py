@@ -86,7 +86,7 @@ def _adapt_and_predict(job: Job, key: str, cached: CachedAdapter | None) -> TTTR
                 )  # fmt: skip
         peft_model.eval()
         votes, logprob, usage = view_votes(job)
-        result.answers = rank(votes, logprob=logprob, prior=prior if cfg.prior_voting else None)
+        result.answers = rank(votes, logprob=logprob, prior=prior)
         result.usage = usage + prior_usage
     return result
 
