@@ -56,16 +56,24 @@ def run_ttt(
     with torch.random.fork_rng(devices=[] if on_cpu else None):
         torch.manual_seed(cfg.seed)
         result = _adapt_and_predict(job, key, cached)
-    result.views = len(predict_views) * (2 if cfg.prior_voting else 1)
+    result.views = len(predict_views) * (2 if _prior_votes(job) else 1)
     result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+def _prior_votes(job: Job) -> bool:
+    """Whether the prior votes on this query: asked for, and the adapter predicts under more than
+    one view. Under a single view the prior's one answer is the base model's greedy answer, which
+    the router already holds as ICL's; a second vote there would halve the adapter's share (its
+    confidence) and could only tie with it, never outvote it."""
+    return job.cfg.prior_voting and len(job.predict_views) > 1
 
 
 def _adapt_and_predict(job: Job, key: str, cached: CachedAdapter | None) -> TTTResult:
     """Inside a fresh adapter: load the cached weights or train (and cache under ``key``), then
     predict; with ``prior_votes`` the base model predicts first (no adapter yet) and votes too."""
     cfg, model = job.cfg, job.model
-    prior, _, prior_usage = view_votes(job) if cfg.prior_voting else ([], None, Usage())
+    prior, _, prior_usage = view_votes(job) if _prior_votes(job) else ([], None, Usage())
     lora = {"r": cfg.r, "lora_alpha": cfg.alpha, "target_modules": cfg.target_modules}
     with model.adapter(**lora) as peft_model:
         if cached is not None:

@@ -20,6 +20,7 @@ from models.ttt.data import fold_corrections
 from prompts.compact import correction_note, encode_pair, encode_value
 from tasks.augment import Identity
 from tasks.generators import sample_task
+from tasks.schema import Example, Task
 
 pytestmark = pytest.mark.usefixtures("no_cached_adapters")
 
@@ -186,6 +187,14 @@ def test_prior_votes_come_from_the_base_model_and_leave_training_alone(tiny, mon
     cfg.augment = False  # the arm without augmentation and voting: one prediction, no vote
     alone = run_ttt(tiny, task, task.test[0].input, cfg)
     assert calls[-1:] == [True] and False not in calls and alone.views == 1
+    calls.clear()
+    cfg.augment = True  # a list has one view: the prior's one answer would only halve the share
+    listed = Task(
+        id="as-list", kind="list", function=task.function,
+        train=[Example(input=e.input[0], output=e.output[0]) for e in task.train],
+    )  # fmt: skip
+    one = run_ttt(tiny, listed, task.test[0].input[0], cfg)
+    assert calls == [True] and one.views == 1  # one greedy prediction, with the adapter
 
 
 def test_early_stopping_stops_before_the_budget_when_the_held_back_loss_is_flat(tiny):
