@@ -89,6 +89,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ttt-adaptive": ("ttt", {"ttt_recipe": "adaptive"}),
     "ttt-prior": ("ttt", {"ttt_prior_votes": "on"}),
     "ttt-noprior": ("ttt", {"ttt_prior_votes": "off"}),
+    "icl-views": ("icl", {"sample_views": "on"}),
+    "icl-temp": ("icl", {"sample_views": "off"}),
 }
 
 

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from graph.state import Candidate
-from models.base import Generation, PromptParts, Renderer
+from models.base import Generation, PromptParts, Renderer, Sample
 from tasks.schema import TaskKind
 
 
@@ -30,10 +30,15 @@ def aggregate(
     log-probability. Unparseable samples are grouped as one ``None`` candidate, always last
     among equals, so a parse failure never wins a tie.
     """
+    return group([(renderer.parse(sample.text, kind, parts), sample) for sample in gen.samples])
+
+
+def group(answers: list[tuple[Any, Sample]]) -> list[Candidate]:
+    """Group parsed ``(answer, sample)`` pairs by answer, most votes first (ties: the first
+    seen, so the greedy sample's; an unparseable ``None`` answer last among equals)."""
     groups: dict[str, Candidate] = {}
     order: dict[str, int] = {}
-    for i, sample in enumerate(gen.samples):
-        answer = renderer.parse(sample.text, kind, parts)
+    for i, (answer, sample) in enumerate(answers):
         key = _key(answer)
         if key not in groups:
             groups[key] = Candidate(answer=answer, text=sample.text, votes=0, logprob=sample.logprob)

@@ -18,7 +18,7 @@ from tests.graph.conftest import ScriptedBackend, reverse_task
 def test_one_query_correct_with_full_agreement(task):
     model = ScriptedBackend(["9807\n"])
     g = build_graph(model=model)
-    result = run_query(g, task, 0, context=Context(strategy="icl", samples=3))
+    result = run_query(g, task, 0, context=Context(strategy="icl", samples=3, sample_views="off"))
     assert result.answer == [[9, 8, 0, 7]]
     assert result.correct is True
     assert result.confidence == 1.0
@@ -40,7 +40,9 @@ def test_prompt_holds_demonstrations_and_query(task):
 def test_agreement_is_the_confidence_and_parse_failures_never_win(task):
     # greedy says A; then B, A, garbage: A has 2 of 4 votes
     model = ScriptedBackend(["9807\n", "1111\n", "9807\n", "oops\n"])
-    result = run_query(build_graph(model=model), task, 0, context=Context(strategy="icl", samples=4))
+    result = run_query(
+        build_graph(model=model), task, 0, context=Context(strategy="icl", samples=4, sample_views="off")
+    )
     assert result.answer == [[9, 8, 0, 7]]
     assert result.confidence == 0.5
     votes = [(c["answer"], c["votes"]) for c in result.candidates]

@@ -37,7 +37,7 @@ def make_waiting(db: Path, model_spec: str, runs: dict[str, str]) -> None:
     """Leave runs waiting for an expert: thread -> task id (ICL disagreed with itself first)."""
     g = build_graph(model=ScriptedBackend(["0000\n", "9807\n"]), checkpointer=open_checkpointer(db),
                     store=open_store(db))  # fmt: skip
-    ctx = Context(model=model_spec, strategy="expert", samples=2)
+    ctx = Context(model=model_spec, strategy="expert", samples=2, sample_views="off")
     for thread, task_id in runs.items():
         assert run_query(g, reverse_task(task_id), 0, context=ctx, thread_id=thread).status == "waiting"
 

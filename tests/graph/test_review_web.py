@@ -33,8 +33,9 @@ def make_waiting(db: Path, threads: tuple[str, ...] = ("w1",)) -> None:
     """Runs that pause for an expert (ICL gave two different answers first)."""
     g = build_graph(model=ScriptedBackend(["0000\n", "9807\n"]), checkpointer=open_checkpointer(db),
                     store=open_store(db))  # fmt: skip
+    ctx = Context(strategy="expert", samples=2, sample_views="off")  # two scripted samples that disagree
     for thread in threads:
-        r = run_query(g, reverse_task(), 0, context=Context(strategy="expert", samples=2), thread_id=thread)
+        r = run_query(g, reverse_task(), 0, context=ctx, thread_id=thread)
         assert r.status == "waiting"
 
 

@@ -1,0 +1,82 @@
+"""The ``icl`` node: samples at the temperature, or greedy answers under invertible views."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from graph.context import Context, sample_views_for
+from models.base import Generation, RenderedPrompt, Sample, Usage
+from nodes.icl import make_icl_node
+from tasks.schema import Task
+from tests.nodes.conftest import ScriptedBackend, run_node
+
+
+class CopyBackend(ScriptedBackend):
+    """Answers every prompt with its own query (the compact ``I<query>O``): right on an identity
+    task under any view, so the views agree only if each answer is mapped back by its inverse."""
+
+    def generate(
+        self,
+        prompt: RenderedPrompt,
+        *,
+        n: int = 1,
+        temperature: float = 0.0,
+        max_new_tokens: int | None = None,
+        seed: int | None = None,
+    ) -> Generation:
+        started = time.perf_counter()
+        self.prompts.append(prompt)
+        self.calls.append((n, temperature))
+        query = (prompt.text or "").rsplit("I", 1)[1].removesuffix("O")
+        return Generation(
+            samples=[Sample(text=query + "\n", logprob=-0.1)] * n,
+            usage=Usage(prompt_tokens=len(prompt.text or ""), completion_tokens=len(query) + 1, requests=1),
+            seconds=time.perf_counter() - started,
+        )
+
+
+def identity_task(task: Task) -> Task:
+    """``task`` with every output equal to its input (the copy backend's rule)."""
+    train = [e.model_copy(update={"output": e.input}) for e in task.train]
+    test = [q.model_copy(update={"target": q.input}) for q in task.test]
+    return task.model_copy(update={"id": "copy", "train": train, "test": test})
+
+
+def test_views_map_each_answer_back_and_vote(task):
+    copy = identity_task(task)
+    model = CopyBackend(["unused"])
+    out = run_node(make_icl_node(model), copy, context=Context(samples=4, sample_views="on"))
+    # Four greedy calls, each on a different prompt (the identity's first), all mapped back to
+    # the same answer: agreement 4 of 4.
+    assert model.calls == [(1, 0.0)] * 4
+    assert len({p.text for p in model.prompts}) == 4
+    assert model.prompts[0].text.endswith("I" + "".join(map(str, copy.test[0].input[0])) + "O")
+    assert out["answer"] == copy.test[0].input and out["confidence"] == 1.0
+    assert out["candidates"][0]["votes"] == 4
+    assert out["attempts"][0]["tokens"] == sum(len(p.text or "") for p in model.prompts) + 4 * 5
+
+
+def test_a_constant_answer_disagrees_with_itself_under_views(task):
+    # The same text under a mirror or a colour permutation means a different grid once mapped
+    # back: a model that ignores the query cannot look sure.
+    model = ScriptedBackend(["1234\n"])
+    out = run_node(make_icl_node(model), task, context=Context(samples=4, sample_views="on"))
+    assert out["answer"] == [[1, 2, 3, 4]]  # the identity's answer wins the tie
+    assert out["confidence"] < 1.0 and len(out["candidates"]) > 1
+
+
+def test_temperature_samples_without_views(task):
+    model = ScriptedBackend(["1234\n"])
+    out = run_node(make_icl_node(model), task, context=Context(samples=4, sample_views="off"))
+    assert model.calls == [(1, 0.0), (3, 0.7)]  # the greedy sample, then three at the temperature
+    assert out["confidence"] == 1.0
+
+
+def test_the_kinds_defaults_and_a_bad_setting():
+    assert sample_views_for("by-kind", "grid") and not sample_views_for("by-kind", "tabular")
+    assert not sample_views_for("by-kind", "list") and sample_views_for("on", "tabular")
+    assert not sample_views_for("off", "grid")
+    with pytest.raises(ValueError, match="sample_views: got 'maybe'"):
+        Context(sample_views="maybe")
