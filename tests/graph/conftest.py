@@ -42,8 +42,7 @@ class ScriptedBackend(ModelBackend):
         started = time.perf_counter()
         self.prompts.append(prompt)
         self.calls.append((n, temperature))
-        texts = [self.script[(self._next + i) % len(self.script)] for i in range(n)]
-        self._next += n
+        texts = self.answer(prompt, n)
         return Generation(
             samples=[Sample(text=t, logprob=-0.1) for t in texts],
             usage=Usage(
@@ -51,6 +50,13 @@ class ScriptedBackend(ModelBackend):
             ),
             seconds=time.perf_counter() - started,
         )
+
+    def answer(self, prompt: RenderedPrompt, n: int) -> list[str]:
+        """The texts of one call's ``n`` samples: the script's next ones (subclasses may read
+        the prompt instead)."""
+        texts = [self.script[(self._next + i) % len(self.script)] for i in range(n)]
+        self._next += n
+        return texts
 
 
 def reverse_task(task_id: str = "reverse") -> Task:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from graph.context import Context, sample_views_for
-from models.base import Generation, RenderedPrompt, Sample, Usage
+from models.base import RenderedPrompt
 from nodes.icl import make_icl_node
 from tasks.schema import Task
 from tests.nodes.conftest import ScriptedBackend, run_node
@@ -17,24 +15,8 @@ class CopyBackend(ScriptedBackend):
     """Answers every prompt with its own query (the compact ``I<query>O``): right on an identity
     task under any view, so the views agree only if each answer is mapped back by its inverse."""
 
-    def generate(
-        self,
-        prompt: RenderedPrompt,
-        *,
-        n: int = 1,
-        temperature: float = 0.0,
-        max_new_tokens: int | None = None,
-        seed: int | None = None,
-    ) -> Generation:
-        started = time.perf_counter()
-        self.prompts.append(prompt)
-        self.calls.append((n, temperature))
-        query = (prompt.text or "").rsplit("I", 1)[1].removesuffix("O")
-        return Generation(
-            samples=[Sample(text=query + "\n", logprob=-0.1)] * n,
-            usage=Usage(prompt_tokens=len(prompt.text or ""), completion_tokens=len(query) + 1, requests=1),
-            seconds=time.perf_counter() - started,
-        )
+    def answer(self, prompt: RenderedPrompt, n: int) -> list[str]:
+        return [(prompt.text or "").rsplit("I", 1)[1].removesuffix("O") + "\n"] * n
 
 
 def identity_task(task: Task) -> Task:
