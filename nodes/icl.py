@@ -4,7 +4,7 @@ The model plays the task's function: it sees the role-play description, notes an
 demonstrations, then answers the query. One greedy sample is the default answer; extra samples
 measure agreement, which is the confidence the router reads: samples at ``Context.temperature``,
 or (``Context.sample_views``, the default for grids) greedy answers under invertible views of the
-task, mapped back: on the held-out families (180 tasks, 4 samples) 128 right against 121, with
+task, mapped back: on the held-out families (180 tasks, 4 samples, step 24,600) 128 right against 121, with
 fewer confident wrong answers (18 against 26 at confidence >= 0.6).
 """
 
