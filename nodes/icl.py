@@ -19,9 +19,10 @@ from langgraph.runtime import Runtime
 from graph.context import Context, sample_views_for
 from graph.state import Candidate, State
 from models.base import Generation, ModelBackend, PromptParts, Sample, Usage
+from models.ttt.predict import greedy_under_view
 from nodes.candidates import aggregate, confidence, group
 from nodes.common import node_inputs, strategy_update, trace_event
-from tasks.augment import augment_task, sample_views
+from tasks.augment import sample_views
 from tasks.schema import Task
 
 #: Kinds with invertible views (:func:`tasks.augment.sample_views`).
@@ -78,24 +79,13 @@ class ICLPredictor:
     ) -> tuple[list[Candidate], Generation]:
         """One greedy answer under each of ``n`` views (the identity first, so its answer wins
         a tie, as the greedy sample does), mapped back by the view's inverse and grouped."""
-        renderer = self.model.renderer
         answers: list[tuple[Any, Sample]] = []
         samples: list[Sample] = []
         usage, seconds = Usage(), 0.0
         for view in sample_views(random.Random(seed), task, n):
-            parts = PromptParts(
-                kind=task.kind, function=task.function, notes=notes,
-                demos=augment_task(task, view).train, query=view.apply(query),
-            )  # fmt: skip
-            gen = self.model.generate(renderer.render(parts), n=1, temperature=0.0, seed=seed)
+            answer, gen = greedy_under_view(self.model, task, query, view, notes)
             samples += gen.samples
             usage, seconds = usage + gen.usage, seconds + gen.seconds
-            answer = renderer.parse(gen.samples[0].text, task.kind, parts)
-            if answer is not None:
-                try:
-                    answer = view.inverse(answer)
-                except ValueError:  # a ragged grid cannot be mapped back
-                    answer = None
             answers.append((answer, gen.samples[0]))
         return group(answers), Generation(samples=samples, usage=usage, seconds=seconds)
 

@@ -5,13 +5,32 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from models.base import PromptParts, Usage
+from models.base import Generation, ModelBackend, PromptParts, Usage
 from models.ttt.config import Job
-from tasks.augment import augment_task, hierarchical_vote
+from tasks.augment import Augmenter, augment_task, hierarchical_vote
+from tasks.schema import Task
 
 #: Prefix of the view families of the prior's votes (``prior_votes``): counted as families of
 #: their own, so the per-family cap of the vote applies to each model apart.
 PRIOR = "prior:"
+
+
+def greedy_under_view(
+    model: ModelBackend, task: Task, query: Any, view: Augmenter, notes: list[str]
+) -> tuple[Any, Generation]:
+    """The greedy answer to ``query`` with ``task`` seen through ``view``, mapped back by the view's
+    inverse (``None`` where unparseable or not invertible), and its generation."""
+    seen = augment_task(task.model_copy(update={"test": []}), view)
+    shown = view.apply(query) if task.kind in ("grid", "tabular") else query
+    parts = PromptParts(kind=task.kind, function=task.function, notes=notes, demos=seen.train, query=shown)
+    gen = model.generate(model.renderer.render(parts), n=1, temperature=0.0)
+    answer = model.renderer.parse(gen.samples[0].text, task.kind, parts)
+    if answer is not None and task.kind in ("grid", "tabular"):  # a table view renames labels
+        try:
+            answer = view.inverse(answer)
+        except ValueError:  # a ragged answer cannot be transposed back
+            answer = None
+    return answer, gen
 
 
 def view_votes(job: Job) -> tuple[list[tuple[str, Any]], float | None, Usage]:
@@ -22,25 +41,13 @@ def view_votes(job: Job) -> tuple[list[tuple[str, Any]], float | None, Usage]:
         ``(view family, answer)`` pairs (answer ``None`` where unparseable), the last
         generation's log-probability, and the generations' token accounting.
     """
-    model, task = job.model, job.task
     votes: list[tuple[str, Any]] = []
     logprob: float | None = None
     usage = Usage()
     for view in job.predict_views:
-        seen = augment_task(task.model_copy(update={"test": []}), view)
-        shown = view.apply(job.query) if task.kind in ("grid", "tabular") else job.query
-        parts = PromptParts(
-            kind=task.kind, function=task.function, notes=task.notes, demos=seen.train, query=shown
-        )
-        gen = model.generate(model.renderer.render(parts), n=1, temperature=0.0)
+        answer, gen = greedy_under_view(job.model, job.task, job.query, view, job.task.notes)
         usage += gen.usage
         logprob = gen.samples[0].logprob
-        answer = model.renderer.parse(gen.samples[0].text, task.kind, parts)
-        if answer is not None and task.kind in ("grid", "tabular"):  # a table view renames labels
-            try:
-                answer = view.inverse(answer)
-            except ValueError:  # a ragged answer cannot be transposed back
-                answer = None
         votes.append((view.family, answer))
     return votes, logprob, usage
 
