@@ -16,8 +16,9 @@ of the seed's stream, so a resumed run sees exactly the tables it would have see
 Schedule: linear warm-up, constant, a linear decay over the last ``decay_frac`` of
 ``total_steps`` (raise ``--total-steps`` on resume to extend). An exponential moving average of
 the weights is what ships. Every ``save_minutes`` and at the end of a leg the run writes
-``train_state.pt`` (kept out of git), the shipped weights, and a measurement: accuracy on held-out
-synthetic tables (another seed: 16 demonstrations, one query each) and, when ``--eval-tables``
+``train_state.pt`` (kept out of git), the shipped weights, and a measurement on held-out
+synthetic tables (another seed: 16 demonstrations, one query each; accuracy and the label's
+negative log-likelihood, the steadier of the two) and, when ``--eval-tables``
 names a folder of tables, on those (16 stratified demonstrations, 5 seeds x 50 queries, exactly
 the product's prompts). Each leg appends ``{"tokens", "cpu_hours", "gpu_hours", "steps",
 ...metrics}`` to the ledger in ``mockingbird.json``.
@@ -65,7 +66,7 @@ class TableTrainConfig:
     decay_frac: float = 0.15  # the last share of total_steps decays linearly to 10 % of lr
     ema_decay: float = 0.995  # the shipped weights average ~200 recent steps
     save_minutes: float = 10.0  # save + measure this often (a session stop kills the process)
-    eval_tables: int = 300  # held-out synthetic classification tables per measurement
+    eval_tables: int = 1_200  # held-out synthetic tables per measurement (300 left +-3 points of noise)
     threads: int = 2  # torch CPU threads
     seed: int = 0  # the table stream's seed
     rewarm_at: int = 0  # the step a decayed run was extended (or warm-started) at: re-warm from it
@@ -95,14 +96,22 @@ def lr_at(step: int, cfg: TableTrainConfig) -> float:
 # --- measurement --------------------------------------------------------------------------------
 
 
-def synthetic_accuracy(model: Any, n: int, vocab: dict[str, int]) -> float:
-    """Accuracy on the query of ``n`` held-out classification tables with 16 demonstrations."""
+def synthetic_measures(model: Any, n: int, vocab: dict[str, int]) -> tuple[float, float]:
+    """Accuracy and mean negative log-likelihood (nats) of the query label of ``n`` held-out
+    classification tables with 16 demonstrations.
+
+    The likelihood is the steadier measure: one query per table makes accuracy a coin flip per
+    table (300 tables: +-3 points), while the label's log-likelihood also moves when the model
+    grows surer of a right answer or less sure of a wrong one.
+    """
     cfg = PriorConfig(regression_p=0.0)
     episodes = [
         _episode(*serialize_episode(sample_task(EVAL_SEED, i, cfg, demos=16), loss_on="queries"), vocab)
         for i in range(n)
     ]
-    return _share_right(model, episodes, vocab)
+    results = forward_episodes(model, episodes, vocab["<pad>"])
+    n_done = max(1, len(results))
+    return sum(ok for ok, _, _ in results) / n_done, sum(loss for _, loss, _ in results) / n_done
 
 
 def _episode(text: str, mask: list[int], vocab: dict[str, int]) -> Episode:
@@ -220,8 +229,11 @@ class Run:
 
     def measure(self, eval_dir: Path | None) -> dict[str, Any]:
         vocab = vocabulary()
+        acc, nll = synthetic_measures(self.ema, self.cfg.eval_tables, vocab)
         metrics: dict[str, Any] = {
-            "synthetic_acc": round(synthetic_accuracy(self.ema, self.cfg.eval_tables, vocab), 4)
+            "synthetic_acc": round(acc, 4),
+            "synthetic_nll": round(nll, 4),
+            "synthetic_tables": self.cfg.eval_tables,
         }
         if eval_dir is not None and eval_dir.is_dir():
             per_table = table_accuracy(self.ema, eval_dir, vocab)

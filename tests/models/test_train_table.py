@@ -29,6 +29,8 @@ def test_batches_are_a_pure_function_of_the_step() -> None:
 def test_three_legs_are_bit_identical_to_one(tmp_path: Path) -> None:
     ledger = assert_legs_bit_identical(_leg, tmp_path)
     assert all({"tokens", "cpu_hours", "gpu_hours", "steps", "synthetic_acc"} <= set(e) for e in ledger)
+    # The label's likelihood: a mean over the eval tables of a positive loss (never 0 or NaN).
+    assert all(0 < e["synthetic_nll"] < 20 and e["synthetic_tables"] == 8 for e in ledger)
 
 
 def test_without_the_state_file_resume_warm_starts_and_says_so(tmp_path: Path) -> None:
