@@ -28,6 +28,12 @@ from tasks.schema import Task
 #: Kinds with invertible views (:func:`tasks.augment.sample_views`).
 VIEW_KINDS = ("grid", "tabular")
 
+#: Kinds whose answer is the greedy sample even when samples at the temperature outvote it (they
+#: only measure agreement). Measured (session 34, the table model, 22 held-out synthetic tables,
+#: 880 queries): the majority of 4 samples 54.9 %, the greedy answer 59.9 %; the table model's
+#: greedy label is the argmax of a calibrated distribution, and samples only add noise to it.
+GREEDY_ANSWER_KINDS = ("tabular",)
+
 
 class ICLPredictor:
     """Predict one query in context: render, sample, parse, vote."""
@@ -72,7 +78,10 @@ class ICLPredictor:
                 usage=gen.usage + extra.usage,
                 seconds=gen.seconds + extra.seconds,
             )
-        return aggregate(gen, self.model.renderer, task.kind, parts), gen
+        candidates = aggregate(gen, self.model.renderer, task.kind, parts)
+        if task.kind in GREEDY_ANSWER_KINDS:
+            candidates = greedy_first(candidates, gen.samples[0].text)
+        return candidates, gen
 
     def _under_views(
         self, task: Task, query: Any, *, notes: list[str], n: int, seed: int
@@ -119,3 +128,9 @@ def make_icl_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph node
         return strategy_update("icl", candidates, conf, started, gen.usage, trace)
 
     return icl
+
+
+def greedy_first(candidates: list[Candidate], greedy_text: str) -> list[Candidate]:
+    """``candidates`` with the greedy sample's answer first (its votes, the agreement, unchanged)."""
+    first = [c for c in candidates if c["text"] == greedy_text and c["answer"] is not None]
+    return first + [c for c in candidates if c not in first]

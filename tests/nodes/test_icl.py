@@ -62,3 +62,33 @@ def test_the_kinds_defaults_and_a_bad_setting():
     assert not sample_views_for("off", "grid")
     with pytest.raises(ValueError, match="sample_views: got 'maybe'"):
         Context(sample_views="maybe")
+
+
+def test_on_a_table_the_greedy_label_is_the_answer_and_samples_only_measure_agreement():
+    from pathlib import Path
+
+    from nodes.icl import ICLPredictor
+    from tasks.tabular import TaskSplit, load_table_task
+
+    fruit = Path(__file__).resolve().parents[1] / "data" / "tables" / "fruit.csv"
+    table = Task.model_validate(load_table_task(fruit, TaskSplit(k_shot=8, seed=0, queries=1)))
+    labels = sorted({str(e.output) for e in table.train})
+    # The greedy sample says the first label symbol, three samples at the temperature another.
+    model = ScriptedBackend(["A\n", "B\n", "B\n", "B\n"])
+    candidates, gen = ICLPredictor(model).forward(table, table.test[0].input, notes=[], samples=4)
+    assert model.calls == [(1, 0.0), (3, 0.7)] and len(gen.samples) == 4
+    assert [c["votes"] for c in candidates] == [1, 3]  # outvoted, still first: agreement 1 of 4
+    assert str(candidates[0]["answer"]) in labels and candidates[0]["answer"] != candidates[1]["answer"]
+    # Elsewhere (a grid without views) the majority of the samples stays the answer.
+    grid = ScriptedBackend(["1234\n", "5678\n", "5678\n", "5678\n"])
+    task = Task.model_validate(
+        {
+            "id": "g",
+            "kind": "grid",
+            "function": {"name": "f", "signature": "f(g)", "docstring": "d"},
+            "train": [{"input": [[1, 2]], "output": [[2, 1]]}],
+            "test": [{"input": [[3, 4]]}],
+        }
+    )
+    candidates, _ = ICLPredictor(grid).forward(task, task.test[0].input, notes=[], samples=4)
+    assert candidates[0]["answer"] == [[5, 6, 7, 8]] and candidates[0]["votes"] == 3
