@@ -130,8 +130,10 @@ class Context(BaseSettings):
         env_help="auto (the router decides), icl, select, reflect, ttt (local models) or expert",
     )  # fmt: skip
     samples: int = setting(
-        4, "samples per query; agreement is the confidence", section="strategy",
-        env_help="Samples per query: agreement among them is the answer's confidence",
+        4, "samples per query; agreement is the confidence (tables: the greedy label and its probability)",
+        section="strategy",
+        env_help="Samples per query: agreement among them is the answer's confidence "
+        "(on a table ICL draws the greedy label only; its probability is the confidence)",
     )  # fmt: skip
     temperature: float = setting(
         0.7, "sampling temperature of the extra samples", section="strategy",

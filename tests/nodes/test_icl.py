@@ -64,7 +64,7 @@ def test_the_kinds_defaults_and_a_bad_setting():
         Context(sample_views="maybe")
 
 
-def test_on_a_table_the_greedy_label_is_the_answer_and_samples_only_measure_agreement():
+def test_on_a_table_the_greedy_label_alone_is_drawn_and_its_probability_is_the_confidence():
     from pathlib import Path
 
     from nodes.icl import ICLPredictor
@@ -73,12 +73,16 @@ def test_on_a_table_the_greedy_label_is_the_answer_and_samples_only_measure_agre
     fruit = Path(__file__).resolve().parents[1] / "data" / "tables" / "fruit.csv"
     table = Task.model_validate(load_table_task(fruit, TaskSplit(k_shot=8, seed=0, queries=1)))
     labels = sorted({str(e.output) for e in table.train})
-    # The greedy sample says the first label symbol, three samples at the temperature another.
+    # Asked for 4 samples, the table gets its greedy label only: samples at the temperature could
+    # outvote it (4 samples' majority cost 5 points on held-out tables) and add no evidence.
     model = ScriptedBackend(["A\n", "B\n", "B\n", "B\n"])
     candidates, gen = ICLPredictor(model).forward(table, table.test[0].input, notes=[], samples=4)
-    assert model.calls == [(1, 0.0), (3, 0.7)] and len(gen.samples) == 4
-    assert [c["votes"] for c in candidates] == [1, 3]  # outvoted, still first: agreement 1 of 4
-    assert str(candidates[0]["answer"]) in labels and candidates[0]["answer"] != candidates[1]["answer"]
+    assert model.calls == [(1, 0.0)] and len(gen.samples) == 1
+    assert len(candidates) == 1 and str(candidates[0]["answer"]) in labels
+    # Through the node, the confidence is then the greedy answer's probability, not a vote share.
+    # (Four identical samples would have said 1.0; the scripted greedy sample's log-probability is -0.1.)
+    out = run_node(make_icl_node(ScriptedBackend(["A\n"])), table, context=Context(samples=4))
+    assert out["confidence"] == pytest.approx(0.9048, abs=1e-4)
     # Elsewhere (a grid without views) the majority of the samples stays the answer.
     grid = ScriptedBackend(["1234\n", "5678\n", "5678\n", "5678\n"])
     task = Task.model_validate(
