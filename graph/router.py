@@ -21,11 +21,12 @@ How ``auto`` decides (see the README for the measured result):
    level leaves out the queries of the level below it, so no query is counted twice. A gain
    measured on all the demonstrations (DG-DIFF, reflection's held-out gain) replaces them all.
    Recorded gains are kept apart by the kind of escalation (:data:`Band`): from an *unsure* ICL
-   answer (its samples disagreed) or from an *agreed* one (escalated only because ICL is often
-   wrong on the task); each kind has its own prior and records at every level.
+   answer (its confidence under the threshold) or from an *agreed* one, ICL sure of its answer
+   (escalated only because ICL is often wrong on the task); each kind has its own prior and records at every level.
 2. **Expected cost** (seconds, tokens) of each strategy: measured means for this model, else
    multiples of one measured ICL call.
-3. ICL goes first (it is cheap and its agreement among samples is evidence too). After each
+3. ICL goes first (it is cheap and its confidence is evidence too: its answer's probability, or
+   the agreement among its samples where the model gives no log-probabilities). After each
    attempt the router stops when the answer's confidence (the lower of the attempt's own
    confidence and the strategy's expected accuracy) reaches the threshold, or the budget is
    spent; otherwise it escalates to the **cheapest untried strategy whose expected gain over ICL
@@ -77,8 +78,9 @@ LADDER: tuple[str, ...] = ("icl", "select", "reflect", "ttt")
 PRIOR_GAIN: dict[str, float] = {"icl": 0.0, "select": 0.0, "reflect": 0.05, "ttt": 0.25}
 
 #: The two kinds of escalation, whose gains are recorded and estimated apart. ``unsure``: ICL's
-#: own samples disagreed (its confidence was under the threshold). ``agreed``: they agreed, and the
-#: router escalated only because ICL is often wrong on this task (low leave-one-out accuracy).
+#: confidence was under the threshold (its answer improbable, or its samples disagreed).
+#: ``agreed``: ICL was sure, and the router escalated only because ICL is often wrong on this
+#: task (low leave-one-out accuracy).
 #: Measured apart because they differ: on 1D-ARC and held-out families (two router runs, 83
 #: queries) TTT gained +5 over 24 unsure escalations and -1 over 14 agreed ones (where the model
 #: is sure of a wrong answer, an adapter trained from the same prior mostly keeps it); with a

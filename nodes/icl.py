@@ -119,7 +119,7 @@ def make_icl_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph node
             seed=ctx.seed,
             views=views,
         )
-        conf = confidence(candidates, len(gen.samples))
+        conf = confidence(candidates, len(gen.samples), probability=True)
         top = candidates[0] if candidates else None
         message = (
             f"{len(candidates)} distinct answers from {len(gen.samples)} "

@@ -286,7 +286,7 @@ def make_reflect_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph 
             seed=ctx.seed,
         )
         usage += gen.usage
-        conf = confidence(candidates, len(gen.samples))
+        conf = confidence(candidates, len(gen.samples), probability=True)
         trace.append(
             trace_event(
                 "reflect",

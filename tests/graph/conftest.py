@@ -22,9 +22,10 @@ class ScriptedBackend(ModelBackend):
 
     capabilities = Capabilities()
 
-    def __init__(self, script: list[str], name: str = "scripted") -> None:
+    def __init__(self, script: list[str], name: str = "scripted", logprob: float | None = -0.1) -> None:
         self.script = script
         self.name = name
+        self.logprob = logprob  # every sample's log-probability; None: a backend that gives none
         self.renderer = CompactRenderer()
         self.prompts: list[RenderedPrompt] = []
         self.calls: list[tuple[int, float]] = []
@@ -44,7 +45,7 @@ class ScriptedBackend(ModelBackend):
         self.calls.append((n, temperature))
         texts = self.answer(prompt, n)
         return Generation(
-            samples=[Sample(text=t, logprob=-0.1) for t in texts],
+            samples=[Sample(text=t, logprob=self.logprob) for t in texts],
             usage=Usage(
                 prompt_tokens=len(prompt.text or "") * n, completion_tokens=sum(map(len, texts)), requests=1
             ),

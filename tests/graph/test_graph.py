@@ -21,7 +21,7 @@ def test_one_query_correct_with_full_agreement(task):
     result = run_query(g, task, 0, context=Context(strategy="icl", samples=3, sample_views="off"))
     assert result.answer == [[9, 8, 0, 7]]
     assert result.correct is True
-    assert result.confidence == 1.0
+    assert result.confidence == pytest.approx(0.9048, abs=1e-4)  # the answer's probability, exp(-0.1)
     assert result.strategy == "icl"
     assert "3 demonstrations" in result.reason
     # one greedy call, then the two extra samples at the context's temperature
@@ -38,15 +38,19 @@ def test_prompt_holds_demonstrations_and_query(task):
 
 
 def test_agreement_is_the_confidence_and_parse_failures_never_win(task):
-    # greedy says A; then B, A, garbage: A has 2 of 4 votes
-    model = ScriptedBackend(["9807\n", "1111\n", "9807\n", "oops\n"])
-    result = run_query(
-        build_graph(model=model), task, 0, context=Context(strategy="icl", samples=4, sample_views="off")
-    )
+    # greedy says A; then B, A, garbage: A has 2 of 4 votes. A backend without log-probabilities
+    # (a chat model not asked for them): agreement is the confidence.
+    model = ScriptedBackend(["9807\n", "1111\n", "9807\n", "oops\n"], logprob=None)
+    context = Context(strategy="icl", samples=4, sample_views="off")
+    result = run_query(build_graph(model=model), task, 0, context=context)
     assert result.answer == [[9, 8, 0, 7]]
     assert result.confidence == 0.5
     votes = [(c["answer"], c["votes"]) for c in result.candidates]
     assert votes == [([[9, 8, 0, 7]], 2), ([[1, 1, 1, 1]], 1), (None, 1)]
+    # With log-probabilities, the same votes pick the answer and its probability is the confidence.
+    model = ScriptedBackend(["9807\n", "1111\n", "9807\n", "oops\n"], logprob=-0.2)
+    result = run_query(build_graph(model=model), task, 0, context=context)
+    assert result.answer == [[9, 8, 0, 7]] and result.confidence == pytest.approx(0.8187, abs=1e-4)
 
 
 def test_wrong_answer_and_query_without_target(task):

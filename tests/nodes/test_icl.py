@@ -31,11 +31,11 @@ def test_views_map_each_answer_back_and_vote(task):
     model = CopyBackend(["unused"])
     out = run_node(make_icl_node(model), copy, context=Context(samples=4, sample_views="on"))
     # Four greedy calls, each on a different prompt (the identity's first), all mapped back to
-    # the same answer: agreement 4 of 4.
+    # the same answer: 4 votes of 4; the confidence is that answer's probability (exp(-0.1)).
     assert model.calls == [(1, 0.0)] * 4
     assert len({p.text for p in model.prompts}) == 4
     assert model.prompts[0].text.endswith("I" + "".join(map(str, copy.test[0].input[0])) + "O")
-    assert out["answer"] == copy.test[0].input and out["confidence"] == 1.0
+    assert out["answer"] == copy.test[0].input and out["confidence"] == pytest.approx(0.9048, abs=1e-4)
     assert out["candidates"][0]["votes"] == 4
     assert out["attempts"][0]["tokens"] == sum(len(p.text or "") for p in model.prompts) + 4 * 5
 
@@ -53,7 +53,7 @@ def test_temperature_samples_without_views(task):
     model = ScriptedBackend(["1234\n"])
     out = run_node(make_icl_node(model), task, context=Context(samples=4, sample_views="off"))
     assert model.calls == [(1, 0.0), (3, 0.7)]  # the greedy sample, then three at the temperature
-    assert out["confidence"] == 1.0
+    assert out["confidence"] == pytest.approx(0.9048, abs=1e-4) and out["candidates"][0]["votes"] == 4
 
 
 def test_the_kinds_defaults_and_a_bad_setting():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import pytest
 from langgraph.graph import END, START, StateGraph
 from langgraph.store.memory import InMemoryStore
 
@@ -173,7 +175,9 @@ def test_reflect_on_a_real_tiny_model(tiny_checkpoint, upper_task: Task, tmp_pat
     assert stored == [n for n in out["notes"] if parse_correction(n)]
     assert all(parse_correction(n)[1] == parse_correction(n)[0].upper() for n in stored)
     top = out["candidates"][0] if out["candidates"] else None
-    assert out["confidence"] == (top["votes"] / 2 if top and top["answer"] is not None else 0.0)
+    # the answer's sequence probability (the real model gives log-probabilities), not a vote share
+    expected = math.exp(top["logprob"]) if top and top["answer"] is not None else 0.0
+    assert out["confidence"] == pytest.approx(expected, abs=1e-4)
     assert out["costs"][0]["prompt_tokens"] > 0
     assert any("held-out accuracy" in t["message"] for t in out["trace"])
     store.conn.close()
