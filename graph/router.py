@@ -22,7 +22,8 @@ How ``auto`` decides (see the README for the measured result):
    measured on all the demonstrations (DG-DIFF, reflection's held-out gain) replaces them all.
    Recorded gains are kept apart by the kind of escalation (:data:`Band`): from an *unsure* ICL
    answer (its confidence under the threshold) or from an *agreed* one, ICL sure of its answer
-   (escalated only because ICL is often wrong on the task); each kind has its own prior and records at every level.
+   (escalated only because ICL is often wrong on the task); each kind has its own prior and
+   records at every level.
 2. **Expected cost** (seconds, tokens) of each strategy: measured means for this model, else
    multiples of one measured ICL call.
 3. ICL goes first (it is cheap and its confidence is evidence too: its answer's probability, or
