@@ -21,8 +21,9 @@ class RuleBackend(ModelBackend):
 
     capabilities = Capabilities()
 
-    def __init__(self, rule: Callable[[list[int]], list[int]]) -> None:
+    def __init__(self, rule: Callable[[list[int]], list[int]], logprob: float = -0.05) -> None:
         self.rule, self.name, self.renderer, self.calls = rule, "rule", CompactRenderer(), 0
+        self.logprob = logprob  # of every answer: how sure the model is of it
 
     def generate(self, prompt: RenderedPrompt, *, n: int = 1, temperature: float = 0.0,
                  max_new_tokens: int | None = None, seed: int | None = None) -> Generation:  # fmt: skip
@@ -31,7 +32,7 @@ class RuleBackend(ModelBackend):
         row = [int(c) for c in re.findall(r"I(\d+)O$", (prompt.text or "").rstrip("\n"))[-1]]
         text = "".join(map(str, self.rule(row))) + "\n"
         return Generation(
-            samples=[Sample(text=text, logprob=-0.05) for _ in range(n)],
+            samples=[Sample(text=text, logprob=self.logprob) for _ in range(n)],
             usage=Usage(prompt_tokens=len(prompt.text or ""), completion_tokens=len(text) * n, requests=1),
             seconds=time.perf_counter() - started,
         )
@@ -51,6 +52,18 @@ def test_the_confidence_reported_is_the_one_the_stop_rule_used(task):
     # 3 of 3 demonstrations right: (3 + 0.5) / (3 + 1)
     auto = run_query(build_graph(model=model), task, 0, context=Context(samples=1))
     assert auto.answer == fixed.answer and auto.confidence == 0.875
+
+
+def test_a_unanimous_but_improbable_answer_is_unsure_and_escalates(task):
+    # Four views agree (the rule is right and commutes with them), and ICL solves every
+    # demonstration; what differs is how probable the model finds its answer.
+    context = Context(samples=4, sample_views="on")
+    sure = run_query(build_graph(model=RuleBackend(lambda r: r[::-1])), task, 0, context=context)
+    assert sure.strategy == "icl" and "no escalation needed" in sure.reason
+    doubtful = RuleBackend(lambda r: r[::-1], logprob=-2.0)
+    unsure = run_query(build_graph(model=doubtful), task, 0, context=context)
+    assert "icl confidence 0.14" in unsure.reason and "chose reflect" in unsure.reason
+    assert unsure.correct is True  # reflection finds nothing to correct and keeps the answer
 
 
 def test_icl_wrong_on_its_demonstrations_escalates_and_says_why(task):
