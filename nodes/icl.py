@@ -2,13 +2,13 @@
 
 The model plays the task's function: it sees the role-play description, notes and the
 demonstrations, then answers the query. One greedy sample is the default answer; extra samples
-vote on it: samples at ``Context.temperature``,
-or (``Context.sample_views``, the default for grids) greedy answers under invertible views of the
-task, mapped back: on the held-out families (180 tasks, 4 samples, step 24,600) 128 right against 121, with
-fewer confident wrong answers (18 against 26 at confidence >= 0.6). The confidence the router
-reads is the answer's sequence probability where the backend gives log-probabilities, else the
-agreement (:func:`nodes.candidates.confidence`). On a table
-(:data:`GREEDY_ONLY_KINDS`) the greedy label alone is drawn, and its probability is the confidence.
+vote on it: samples at ``Context.temperature``, or (``Context.sample_views``, the default for
+grids) greedy answers under invertible views of the task, mapped back: on the held-out families
+(180 tasks, 4 samples, step 24,600) 128 right against 121, with fewer confident wrong answers
+(18 against 26 at confidence >= 0.6). The confidence the router reads is the answer's sequence
+probability where the backend gives log-probabilities, else the agreement
+(:func:`nodes.candidates.confidence`). On a table (:data:`GREEDY_ONLY_KINDS`) the greedy label
+alone is drawn, and its probability is the confidence.
 """
 
 from __future__ import annotations
