@@ -32,8 +32,9 @@ from tasks.schema import Task
 VIEW_KINDS = ("grid", "tabular")
 
 #: Kinds whose ICL answer is the greedy sample alone, whatever ``samples`` says (views, where asked
-#: for, still vote). Samples at the temperature could only measure agreement, and the greedy
-#: answer's probability measures it exactly, for a quarter of the forward passes. Measured on the
+#: for, still vote). Samples at the temperature could only measure agreement, a coarse, noisy
+#: share of a flattened distribution; the greedy answer's probability says how sure the model is
+#: directly, for a quarter of the forward passes. Measured on the
 #: table model (step 11,000): the majority of 4 samples 54.9 % against the greedy label 59.9 % (22
 #: held-out synthetic tables, 880 queries, session 34); the router with the agreement of 4 samples
 #: against the greedy label's probability, held-out synthetic tables (2,340 queries, session 35):
