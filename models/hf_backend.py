@@ -231,6 +231,8 @@ class HFBackend(ModelBackend):
             gen_kwargs.update(do_sample=True, temperature=float(temperature), top_k=0, top_p=1.0)
         if any(prompt.stop):
             gen_kwargs["stopping_criteria"] = _stop_criteria(self.tokenizer, prompt.stop, len(prompt_ids))
+        if greedy and prompt.ordinal and (ordinal := self._single_token_ids(prompt.ordinal)):
+            gen_kwargs["logits_processor"] = _median_first(ordinal, len(prompt_ids))
         # A private RNG state when seeded: reproducible samples without disturbing global state.
         rng = (
             torch.random.fork_rng(devices=[] if str(self.device) == "cpu" else None)
@@ -259,6 +261,11 @@ class HFBackend(ModelBackend):
             samples = [samples[0].model_copy(deep=True) for _ in range(n)]
         usage = Usage(prompt_tokens=len(prompt_ids), completion_tokens=completion_tokens, requests=1)
         return Generation(samples=samples, usage=usage, seconds=time.monotonic() - start)
+
+    def _single_token_ids(self, symbols: list[str]) -> list[int]:
+        """Each symbol's token id, or ``[]`` when one is not a single token of this tokenizer."""
+        ids = [self.tokenizer.encode(s, add_special_tokens=False) for s in symbols]
+        return [i[0] for i in ids] if all(len(i) == 1 for i in ids) else []
 
     def _cut(self, ids: list[int], stops: list[str]) -> tuple[str, int, bool]:
         """Text before the first stop string or ``eos``; how many tokens produced it (stop included).
@@ -411,3 +418,24 @@ def _stop_criteria(tokenizer: Any, stops: list[str], prompt_len: int) -> Any:
             return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
     return StoppingCriteriaList([StopOnStrings()])
+
+
+def _median_first(ordinal: list[int], prompt_len: int) -> Any:
+    """A logits processor that makes the first new token the median of the model's distribution
+    over the ``ordinal`` tokens (renormalised over them), so greedy decoding of an ordered answer
+    minimises its expected absolute error; later tokens are left alone. ``generate`` reports the
+    unprocessed logits, so the answer's log-probability stays the model's own."""
+    import torch
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class MedianFirst(LogitsProcessor):
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            if input_ids.shape[1] != prompt_len:
+                return scores
+            ids = torch.tensor(ordinal, device=scores.device)
+            cdf = scores[:, ids].float().softmax(-1).cumsum(-1)
+            pick = ids[(cdf < 0.5).sum(-1).clamp(max=len(ordinal) - 1)]  # first symbol reaching half
+            forced = torch.full_like(scores, float("-inf"))
+            return forced.scatter(1, pick[:, None], 0.0)
+
+    return LogitsProcessorList([MedianFirst()])

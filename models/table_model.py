@@ -280,19 +280,23 @@ class TableModel(PreTrainedModel, GenerationMixin):  # the mixin: peft's wrapper
         eos_token_id: int | None = None,
         pad_token_id: int = 0,
         stopping_criteria: Any = None,
+        logits_processor: Any = None,
         **_: Any,
     ) -> Any:
         """Greedy or temperature sampling without a cache (a label and its newline: two passes).
 
-        Returns what ``HFBackend.generate`` reads of ``transformers``' ``generate``:
-        ``sequences`` and per-step ``logits``.
+        ``logits_processor`` (as ``transformers`` takes it) changes the scores a token is chosen
+        from, not the logits reported. Returns what ``HFBackend.generate`` reads of
+        ``transformers``' ``generate``: ``sequences`` and per-step ``logits``.
         """
         seqs = input_ids.clone()
         done = torch.zeros(seqs.shape[0], dtype=torch.bool, device=seqs.device)
         steps = []
         for _step in range(max_new_tokens):
             logits = self.forward(seqs, torch.ones_like(seqs)).logits[:, -1].float()
-            steps.append(logits)
+            steps.append(logits)  # unprocessed, as transformers reports them
+            if logits_processor is not None:
+                logits = logits_processor(seqs, logits)
             if do_sample:
                 probs = torch.softmax(logits / max(float(temperature or 1.0), 1e-6), -1)
                 nxt = torch.multinomial(probs, 1)[:, 0]

@@ -44,6 +44,11 @@ class RenderedPrompt(BaseModel):
     text: str | None = None
     stop: list[str] = Field(default_factory=list)
     max_new_tokens: int = 256
+    ordinal: list[str] = Field(default_factory=list)
+    """Symbols that stand for ordered values, in order (a regression label's digits). Where set,
+    greedy decoding answers the *median* of the model's distribution over them, not its mode: the
+    answer with the least expected absolute error (backends that cannot see the distribution
+    answer greedily)."""
 
 
 class Renderer(Protocol):

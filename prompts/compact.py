@@ -28,7 +28,7 @@ import string
 from typing import Any
 
 from prompts.base import PromptParts, RenderedPrompt
-from prompts.tabular import TableCodec, encode_table
+from prompts.tabular import BINS, TableCodec, encode_table
 from tasks.schema import TaskKind, check_value
 
 INPUT_MARK = "I"
@@ -174,8 +174,11 @@ class CompactRenderer:
         """Demonstrations, corrections from the notes, then the open query; stops at the newline."""
         pairs = [(d.input, d.output) for d in parts.demos] + corrections(parts.notes, parts.kind)
         if parts.kind == "tabular" and isinstance(parts.query, dict):
-            text, _ = encode_table(pairs, parts.query, regression=_regression(parts))
-            return RenderedPrompt(text=text, stop=[END], max_new_tokens=2)  # a symbol and the newline
+            regression = _regression(parts)
+            text, _ = encode_table(pairs, parts.query, regression=regression)
+            # a symbol and the newline; a regression label's digits are its deciles, in order
+            digits = [str(d) for d in range(BINS)] if regression else []
+            return RenderedPrompt(text=text, stop=[END], max_new_tokens=2, ordinal=digits)
         text = "".join(encode_pair(i, o, parts.kind, self.indexed) for i, o in pairs)
         text += encode_query(parts.query, parts.kind, self.indexed)
         max_new = max(8, len(encode_value(parts.query, parts.kind, self.indexed)) * 3 + 8)

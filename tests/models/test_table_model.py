@@ -19,6 +19,7 @@ from tasks.schema import Task
 from tasks.tabular import TaskSplit, load_table_task
 
 FRUIT = Path(__file__).resolve().parents[1] / "data" / "tables" / "fruit.csv"
+RENT = FRUIT.with_name("rent.csv")
 
 
 def _ids(text: str) -> torch.Tensor:
@@ -162,3 +163,31 @@ def test_the_shipped_table_model_reads_a_table_it_never_saw() -> None:
             majority += int(str(q.target) == common)
             total += 1
     assert right / total >= 0.8 > majority / total
+
+
+@pytest.mark.parametrize("which", ["tiny_table_checkpoint", "tiny_checkpoint"])
+def test_greedy_decoding_of_an_ordered_answer_is_the_median_of_the_distribution(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    """With ``ordinal`` symbols, the greedy answer is the first symbol (in their order) whose
+    cumulative probability reaches one half, not the most probable one; its log-probability is
+    still the model's own. Both generate paths: the table model's and transformers' (text model)."""
+
+    backend = HFBackend(request.getfixturevalue(which), name="m")
+    task = Task.model_validate(load_table_task(RENT, TaskSplit(k_shot=8, seed=0, queries=1)))
+    parts = PromptParts(kind="tabular", function=task.function, demos=task.train, query=task.test[0].input)
+    plain = CompactRenderer().render(parts)
+    assert plain.ordinal == [str(d) for d in range(10)]  # a regression label: its deciles, in order
+    digits = plain.ordinal
+    scores = dict(zip(digits, backend.score(plain, [d + "\n" for d in digits]), strict=True))
+    mode = max(digits, key=scores.__getitem__)
+    # put the mode first: the median then differs from it unless it holds half the mass alone
+    order = [mode] + [d for d in digits if d != mode]
+    probs = torch.tensor([scores[d] for d in order]).softmax(0)
+    assert probs[0] < 0.5, "the tiny model is too sure for this test"
+    median = order[int((probs.cumsum(0) < 0.5).sum())]
+    assert median != mode
+    sample = backend.generate(plain.model_copy(update={"ordinal": order})).samples[0]
+    assert sample.text[:1] == median
+    (own,) = backend.score(plain, [median])  # the model's own log-probability of the symbol
+    assert sample.token_logprobs[0] == pytest.approx(own, abs=1e-4)
