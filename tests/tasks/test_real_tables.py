@@ -97,6 +97,13 @@ def test_bad_archives_give_one_line_naming_what_is_wrong(tmp_path, capsys):
     (tmp_path / "junk.tar.gz").write_bytes(b"not a tar")
     with pytest.raises(RealTablesError, match=r"junk\.tar\.gz: not a readable"):
         read_archive(tmp_path / "junk.tar.gz")
+    folder = tmp_path / "res" / "rdata" / "csv"
+    for table in SUITE:
+        (folder / table.source).parent.mkdir(parents=True, exist_ok=True)
+        (folder / f"{table.source}.csv").write_text(_csv(table.source, 5))
+    (folder / "MASS" / "fgl.csv").write_bytes(b"\xff\xfe,a\n")
+    with pytest.raises(RealTablesError, match=r"MASS/fgl\.csv is not UTF-8"):
+        read_archive(tmp_path / "res")
     with pytest.raises(RealTablesError, match="no column 'type'"):
         table_rows(SUITE[0], "a,b\n1,2\n")
     assert main(["--archive", str(tmp_path / "missing.tar.gz"), "--out", str(tmp_path / "o")]) == 2
