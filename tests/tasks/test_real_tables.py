@@ -65,7 +65,8 @@ def test_every_table_is_written_with_its_label_last_and_no_identifiers(tmp_path,
     for table, path in zip(SUITE, paths, strict=True):
         assert path.parent.name == table.kind
         head = next(csv.reader(path.open()))
-        # row names, drops and the source's other labels gone; features stay as they were
+        # row names, the label and its drops gone (another table's label from the same file may
+        # stay, as a feature); features keep their order
         assert head[:2] == ["x1", "colour"] and head[-1] == "label", (table.source, head)
         assert not {table.label, *table.drop} & set(head), (table.source, head)
         task = Task.model_validate(load_table_task(path, TaskSplit(k_shot=8)))
