@@ -175,6 +175,43 @@ def exact_match_rates(model: Any, sets: dict[str, list[Task]], vocab: dict[str, 
     return out
 
 
+#: Seed of the held-in chains that measure each primitive's error (:func:`primitive_errors`).
+REWEIGH_SEED = 20_261_204
+
+
+def primitive_errors(model: Any, vocab: dict[str, int], tasks: int = 1500) -> dict[str, tuple[float, int]]:
+    """Per training primitive: greedy error rate on fresh held-in chains that contain it, and how many.
+
+    The chains are the training distribution once the curriculum is over (half of them
+    compositions, a third of those three deep, full-length rows), drawn from a fixed seed that
+    training never uses; a chain's miss counts against every primitive in it. Held-out families
+    are never drawn: this measures where the model errs on what it trains on.
+    """
+    rng = random.Random(REWEIGH_SEED)
+    drawn = [sample_task(rng, n_train=3, compose_p=0.5, deep_p=0.3) for _ in range(tasks)]
+    results = forward_episodes(model, [episodes_of(t, vocab)[0] for t in drawn], vocab["<pad>"])
+    misses: dict[str, list[bool]] = {name: [] for name in FAMILIES}
+    for task, (hit, _, _) in zip(drawn, results, strict=True):
+        for name in set((task.type or "").split("+")):
+            misses[name].append(not hit)
+    return {name: (sum(v) / len(v) if v else 0.0, len(v)) for name, v in misses.items()}
+
+
+def weights_from_errors(
+    errors: dict[str, tuple[float, int]], lo: float = 0.5, hi: float = 2.0
+) -> dict[str, float]:
+    """Relative draw weights: each primitive's error over the mean error, clipped to ``[lo, hi]``.
+
+    Clipped so that no primitive is starved (what is learned must stay learned) and none takes
+    over the mix; rounded, so the run's config records them legibly.
+    """
+    rates = [e for e, n in errors.values() if n > 0]
+    mean = sum(rates) / len(rates) if rates else 0.0
+    if mean <= 0:
+        return {name: 1.0 for name in errors}
+    return {name: round(min(hi, max(lo, e / mean)), 3) for name, (e, _) in errors.items()}
+
+
 def ttt_tasks(held_out: list[Task], per_family: int) -> list[Task]:
     """The first ``per_family`` tasks of each held-out family."""
     by_family: dict[str, list[Task]] = {}

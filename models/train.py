@@ -6,6 +6,7 @@ Commands::
     python -m models.train --resume models/checkpoints/embedded --minutes 150   # the next leg
     python -m models.train --resume models/checkpoints/embedded --device cuda   # a leg on a lent GPU
     python -m models.train --smoke --out /tmp/ckpt                              # seconds (a test runs it)
+    python -m models.train --resume DIR --reweigh 1500 --compose-p 0.8  # a leg whose mix goes where it errs
 
 Episodes are drawn on the fly from ``tasks.generators`` (primitives composed one to three deep,
 never a held-out composition, plus lists of numbers) and written with ``prompts.compact``, the
@@ -85,6 +86,9 @@ class TrainConfig:
     threads: int = 2  # torch CPU threads
     seed: int = 0  # everything random derives from this
     rewarm_at: int = 0  # a warm start's first step: fresh Adam moments re-warm over warmup_steps
+    # relative weights of the primitives chains draw (empty: uniform); set by --reweigh from
+    # measured held-in errors, so episodes go where the model errs
+    primitive_weights: dict[str, float] = field(default_factory=dict)
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -137,6 +141,7 @@ def draw_episode(rng: random.Random, cfg: TrainConfig, step: int) -> Task:
         deep_p=cfg.deep_p,
         discriminate=cfg.discriminate,
         lengths=lengths,
+        weights=cfg.primitive_weights or None,
     )
 
 
@@ -338,6 +343,8 @@ def train_leg(
     decay_steps: int | None = None,
     threads: int | None = None,
     save_minutes: float | None = None,
+    reweigh: int = 0,
+    compose_p: float | None = None,
 ) -> dict[str, Any]:
     """Run one leg: train until ``minutes`` pass (or a signal), saving and measuring on the way.
 
@@ -346,6 +353,12 @@ def train_leg(
 
     ``decay_steps`` sets the length of the final decay in steps (the run's config then records the
     matching ``decay_frac``): a leg that must ship a decayed model keeps a long constant phase.
+
+    ``reweigh`` > 0 changes the data mix from this leg on: that many held-in chains measure each
+    primitive's error with the averaged weights (:func:`models.evaluate.primitive_errors`), and
+    chains then draw primitives in proportion to it (clipped to 0.5-2x the mean); ``compose_p``
+    sets the share of compositions once the curriculum is over. Both are saved in the run's
+    config (a later resume keeps them) and in this leg's ledger entry.
 
     ``device`` is where this leg trains (``cuda`` when a GPU is lent: bf16 autocast); a run may
     move between devices from leg to leg, and its GPU legs' wall time is counted in ``gpu_hours``.
@@ -399,6 +412,7 @@ def train_leg(
     if needs_rewarm(lr_at(run.step, cfg), lr_before):  # a decayed run extended
         cfg.rewarm_at = run.step
         logger.info("the run had decayed: the learning rate re-warms from step %d", run.step)
+    mix = change_mix(run, reweigh=reweigh, compose_p=compose_p)
     marker["training"] = {
         "parameters": run.parameters,
         "config": {**asdict(cfg), "model": config_dict(cfg.model)},
@@ -458,6 +472,7 @@ def train_leg(
         "leg_cpu_hours": round(run.cpu_hours() - cpu0, 3),
         "leg_wall_minutes": round(leg_hours * 60, 1),
         "warm_start": warm_start,
+        **({"mix": mix} if mix else {}),
         **{k: v for k, v in point.items() if k not in ("step", "tokens", "cpu_hours")},
     }
     if cfg.ttt_per_family > 0:
@@ -468,6 +483,36 @@ def train_leg(
     marker.setdefault("ledger", []).append(entry)
     write_shipped(run, marker)
     return entry
+
+
+def change_mix(run: Run, *, reweigh: int = 0, compose_p: float | None = None) -> dict[str, Any]:
+    """Change the run's data mix from its current step on (see :func:`train_leg`); what changed.
+
+    The batches drawn from here on follow the new mix, still a pure function of the seed, the
+    step and the config, so a resumed run stays exact.
+    """
+    mix: dict[str, Any] = {}
+    if compose_p is not None:
+        if not 0.0 <= compose_p <= 1.0:
+            raise ValueError(f"--compose-p {compose_p}: a share, between 0 and 1")
+        run.cfg.compose_p = (run.cfg.compose_p[0], compose_p)
+        mix["compose_p"] = compose_p
+    if reweigh > 0:
+        from models.evaluate import primitive_errors, weights_from_errors
+
+        errors = primitive_errors(run.ema_model(), run.vocab, tasks=reweigh)
+        run.cfg.primitive_weights = weights_from_errors(errors)
+        mix["held_in_errors"] = {name: round(e, 3) for name, (e, _) in sorted(errors.items())}
+        mix["primitive_weights"] = dict(sorted(run.cfg.primitive_weights.items()))
+        mix["reweigh_tasks"] = reweigh
+        logger.info(
+            "data mix reweighed from %d held-in chains: %s",
+            reweigh,
+            json.dumps(mix["primitive_weights"]),
+        )
+    if mix:
+        mix["from_step"] = run.step
+    return mix
 
 
 def save_and_measure(run: Run, marker: dict[str, Any], arc_dir: Path | None) -> dict[str, Any]:
@@ -530,7 +575,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--device", default="cpu", help="torch device of this leg: cpu (default) or cuda (a lent GPU)"
     )
+    parser.add_argument(
+        "--reweigh",
+        type=int,
+        default=0,
+        metavar="N",
+        help="from this leg on, draw primitives in proportion to their error on N held-in chains",
+    )
+    parser.add_argument(
+        "--compose-p", type=float, help="from this leg on, the share of compositions after the curriculum"
+    )
     args = parser.parse_args(argv)
+    if args.compose_p is not None and not 0.0 <= args.compose_p <= 1.0:
+        parser.exit(2, f"error: --compose-p {args.compose_p}: a share, between 0 and 1\n")
+    if args.reweigh < 0:
+        parser.exit(2, f"error: --reweigh {args.reweigh}: a number of tasks, 0 or more\n")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.device != "cpu":
         import torch
@@ -560,6 +619,8 @@ def main(argv: list[str] | None = None) -> int:
         decay_steps=args.decay_steps,
         threads=args.threads,
         save_minutes=args.save_minutes,
+        reweigh=args.reweigh,
+        compose_p=args.compose_p,
     )
     print(json.dumps(entry, indent=2))
     return 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -714,12 +714,23 @@ def _compose(steps: list[Rule]) -> Rule:
     return Rule(apply, steps[0].sample_input, text)
 
 
-def draw_chain(rng: random.Random, depth: int) -> tuple[str, ...]:
-    """A training chain of ``depth`` primitive names with no held-out pair next to each other."""
-    chain = [rng.choice(sorted(FAMILIES))]
+def _pick(rng: random.Random, names: list[str], weights: Mapping[str, float] | None) -> str:
+    # Without weights, rng.choice as always: runs started before weights existed resume exactly.
+    if not weights:
+        return rng.choice(names)
+    return rng.choices(names, [weights.get(n, 1.0) for n in names])[0]
+
+
+def draw_chain(rng: random.Random, depth: int, weights: Mapping[str, float] | None = None) -> tuple[str, ...]:
+    """A training chain of ``depth`` primitive names with no held-out pair next to each other.
+
+    ``weights`` (primitive name -> relative weight, 1.0 where absent) draws each step in proportion
+    to its weight instead of uniformly: training spends more of its episodes where the model errs.
+    """
+    chain = [_pick(rng, sorted(FAMILIES), weights)]
     while len(chain) < depth:
         allowed = [n for n in LENGTH_PRESERVING if (chain[-1], n) not in BANNED_PAIRS and n != chain[-1]]
-        chain.append(rng.choice(allowed))
+        chain.append(_pick(rng, allowed, weights))
     return tuple(chain)
 
 
@@ -729,6 +740,7 @@ def draw_rule(
     *,
     compose_p: float = 0.0,
     deep_p: float = 0.0,
+    weights: Mapping[str, float] | None = None,
 ) -> tuple[str, Rule]:
     """Draw a family (or use ``family``) and one concrete rule of it.
 
@@ -738,6 +750,8 @@ def draw_rule(
         compose_p: Without ``family``: chance of a composition (two steps, or three with
             ``deep_p``) instead of a single primitive.
         deep_p: Chance that a composition is three steps deep.
+        weights: Without ``family``: relative weights of the primitives a chain draws
+            (:func:`draw_chain`).
 
     Returns:
         The family's name (``a+b`` for a composed training chain) and the rule.
@@ -751,7 +765,7 @@ def draw_rule(
     depth = 1
     if rng.random() < compose_p:
         depth = 3 if rng.random() < deep_p else 2
-    chain = draw_chain(rng, depth)
+    chain = draw_chain(rng, depth, weights)
     rule = FAMILIES[chain[0]].draw(rng) if depth == 1 else _compose([FAMILIES[n].draw(rng) for n in chain])
     return "+".join(chain), rule
 
@@ -812,6 +826,7 @@ def sample_task(
     deep_p: float = 0.0,
     discriminate: bool = False,
     lengths: tuple[int, int] = DEFAULT_LENGTHS,
+    weights: Mapping[str, float] | None = None,
 ) -> Task:
     """One task: ``n_train`` demonstrations and ``n_test`` queries (with targets) of one rule.
 
@@ -826,13 +841,15 @@ def sample_task(
         discriminate: Prefer a first query that a rival rule maps to another output, so only
             the demonstrations tell which rule applies (training uses this).
         lengths: Range of row lengths for the inputs (a training curriculum starts short).
+        weights: Relative weights of the primitives a random training chain draws (only when
+            ``family`` is ``None``; :func:`draw_chain`).
 
     Returns:
         A ``grid`` task whose ``type`` is the family (``a+b`` for a composed chain) and whose
         function docstring states the rule in words.
     """
     for _ in range(50):
-        name, rule = draw_rule(rng, family, compose_p=compose_p, deep_p=deep_p)
+        name, rule = draw_rule(rng, family, compose_p=compose_p, deep_p=deep_p, weights=weights)
         try:
             pairs = sample_pairs(rng, rule, n_train + n_test, lengths=lengths)
         except RuntimeError:

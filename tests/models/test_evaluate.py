@@ -76,3 +76,25 @@ def test_command_reports_primitives_of_a_checkpoint(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert {"held_out", "held_in", "bundled", "primitives", "primitives_by_type"} <= set(report)
     assert "arc" not in report  # no 1D-ARC folder: skipped
+
+
+def test_primitive_errors_cover_every_primitive_from_held_in_chains():
+    from models.embedded import EmbeddedConfig, build_model
+    from models.evaluate import primitive_errors
+
+    model = build_model(EmbeddedConfig(hidden_size=32, num_layers=1, num_heads=1, intermediate_size=64))
+    errors = primitive_errors(model, vocabulary(), tasks=60)
+    assert set(errors) == set(FAMILIES)  # primitives only: no held-out family is ever drawn
+    assert all(rate == 1.0 for rate, n in errors.values() if n)  # an untrained model misses all
+    # each chain counts once for every primitive in it: at least 60 counts, more with compositions
+    assert sum(n for _, n in errors.values()) > 60
+    assert primitive_errors(model, vocabulary(), tasks=60) == errors  # fixed tasks
+
+
+def test_weights_follow_errors_relative_to_the_mean_clipped():
+    from models.evaluate import weights_from_errors
+
+    errors = {"a": (0.1, 50), "b": (0.2, 50), "c": (0.3, 50), "d": (0.9, 50), "e": (0.0, 0)}
+    # mean of the measured (n > 0) errors is 0.375
+    assert weights_from_errors(errors) == {"a": 0.5, "b": 0.533, "c": 0.8, "d": 2.0, "e": 0.5}
+    assert weights_from_errors({"a": (0.0, 10), "b": (0.0, 10)}) == {"a": 1.0, "b": 1.0}

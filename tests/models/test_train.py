@@ -11,6 +11,7 @@ from models.embedded import EmbeddedConfig
 from models.tokenizer import vocabulary
 from models.train import (
     MARKER,
+    STATE_FILE,
     Run,
     TrainConfig,
     batch_at,
@@ -20,7 +21,7 @@ from models.train import (
     smoke_config,
     train_leg,
 )
-from tasks.generators import BANNED_PAIRS, HELD_OUT
+from tasks.generators import BANNED_PAIRS, FAMILIES, HELD_OUT
 from tests.models.legs import assert_legs_bit_identical, assert_warm_start_without_state
 
 
@@ -162,3 +163,34 @@ def test_a_resumed_leg_takes_its_own_threads_and_save_interval(tmp_path, capsys)
         main(["--smoke", "--resume", out, "--hidden", "64"])
     assert stop.value.code == 2
     assert "a resumed run keeps its own" in capsys.readouterr().err
+
+
+def test_a_leg_can_change_the_data_mix_and_the_ledger_says_so(tmp_path, capsys):
+    import pytest
+    import torch
+
+    threads = torch.get_num_threads()
+    out = str(tmp_path / "run")
+    assert main(["--smoke", "--out", out, "--steps", "2"]) == 0
+    assert main(["--smoke", "--resume", out, "--steps", "1", "--reweigh", "40", "--compose-p", "0.8"]) == 0
+    torch.set_num_threads(threads)
+    marker = json.loads((tmp_path / "run" / MARKER).read_text())
+    mix = marker["ledger"][-1]["mix"]
+    assert mix["from_step"] == 2 and mix["compose_p"] == 0.8 and mix["reweigh_tasks"] == 40
+    assert set(mix["primitive_weights"]) == set(mix["held_in_errors"]) == set(FAMILIES)
+    state = torch.load(tmp_path / "run" / STATE_FILE, weights_only=False)
+    saved = state["config"]
+    assert saved["primitive_weights"] == mix["primitive_weights"] and saved["compose_p"][1] == 0.8
+    assert "mix" not in marker["ledger"][0]  # an unchanged leg records no mix
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main(["--smoke", "--resume", out, "--compose-p", "1.5"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: --compose-p 1.5: a share, between 0 and 1"
+
+
+def test_weights_in_the_config_shape_the_batches():
+    cfg, vocab = smoke_config(), vocabulary()
+    weighted = TrainConfig(model=cfg.model, batch_size=4, pool=2, primitive_weights={"mirror": 2.0})
+    assert batch_at(3, weighted, vocab) == batch_at(3, weighted, vocab)
+    assert batch_at(3, weighted, vocab) != batch_at(3, cfg, vocab)

@@ -178,3 +178,34 @@ def test_held_out_suite_from_the_command_line(tmp_path, capsys):
 
     assert main(["--out", str(tmp_path), "--per-family", "2", "--held-out", "--seed", "4"]) == 0
     assert {t.type for t in load_task_dir(tmp_path)} == set(HELD_OUT)
+
+
+def test_unweighted_chains_are_the_stream_runs_were_trained_on():
+    # Runs resume bit-exactly only if their batches are drawn as before: without weights the
+    # chains are the same draws as before weights existed (pinned ids from a fixed seed).
+    rng = random.Random(5)
+    ids = [sample_task(rng, n_train=3, compose_p=0.5, deep_p=0.3).id for _ in range(4)]
+    assert ids == [
+        "sort_blocks-b4653252",
+        "copy_pattern+count_bar+hollow-1757905e",
+        "mirror_marker+recolour_by_count-02f6f33d",
+        "mirror+sort_blocks-28f74587",
+    ]
+    assert [draw_chain(random.Random(s), 3, {}) for s in range(20)] == [
+        draw_chain(random.Random(s), 3) for s in range(20)
+    ]
+
+
+def test_weighted_chains_draw_heavy_primitives_more_and_keep_held_out_pairs_out():
+    heavy = {name: (4.0 if name == "mirror" else 1.0) for name in FAMILIES}
+    rng = random.Random(0)
+    counts = {"weighted": 0, "uniform": 0}
+    for _ in range(2000):
+        chain = draw_chain(rng, 2, heavy)
+        assert not set(itertools.pairwise(chain)) & BANNED_PAIRS
+        counts["weighted"] += "mirror" in chain
+        counts["uniform"] += "mirror" in draw_chain(rng, 2)
+    # 1/26 -> 4/29 per step: about three times as many chains hold the heavy primitive
+    assert counts["weighted"] > 2.5 * counts["uniform"] > 0
+    a = sample_task(random.Random(3), compose_p=1.0, weights=heavy)
+    assert a == sample_task(random.Random(3), compose_p=1.0, weights=heavy)  # still deterministic
