@@ -590,6 +590,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"error: --compose-p {args.compose_p}: a share, between 0 and 1\n")
     if args.reweigh < 0:
         parser.exit(2, f"error: --reweigh {args.reweigh}: a number of tasks, 0 or more\n")
+    if args.reweigh and not args.resume:  # an untrained model errs everywhere: nothing to weigh
+        parser.exit(2, "error: --reweigh: weighs a trained run's errors; use it with --resume\n")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.device != "cpu":
         import torch

@@ -187,6 +187,10 @@ def test_a_leg_can_change_the_data_mix_and_the_ledger_says_so(tmp_path, capsys):
         main(["--smoke", "--resume", out, "--compose-p", "1.5"])
     assert stop.value.code == 2
     assert capsys.readouterr().err.strip() == "error: --compose-p 1.5: a share, between 0 and 1"
+    with pytest.raises(SystemExit) as stop:
+        main(["--smoke", "--out", str(tmp_path / "new"), "--reweigh", "10"])
+    assert stop.value.code == 2
+    assert "use it with --resume" in capsys.readouterr().err
 
 
 def test_weights_in_the_config_shape_the_batches():
