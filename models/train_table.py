@@ -162,7 +162,7 @@ def table_accuracy(
 class Run:
     """Model, EMA, optimiser and counters of a run in ``out``; saves and resumes them."""
 
-    def __init__(self, out: Path, cfg: TableTrainConfig, *, resume: bool) -> None:
+    def __init__(self, out: Path, cfg: TableTrainConfig, *, resume: bool, grow: int = 0) -> None:
         import torch
 
         from models.table_model import build_table_model
@@ -194,7 +194,43 @@ class Run:
             self.warm_start = True
         else:
             self.ema.load_state_dict(self.model.state_dict())
+        self.grown: dict[str, int] | None = None
+        if grow:
+            self._grow(grow)
         self.ema.eval()
+
+    def _grow(self, extra: int) -> None:
+        """Add ``extra`` blocks to the model and its EMA (:func:`models.table_model.grow_layers`: the
+        same function, more depth), keeping the old parameters' optimiser moments."""
+        import torch
+
+        from models.table_model import grow_layers, grown_block_order
+
+        order = grown_block_order(self.cfg.layers, extra)
+        new_index = {old: new for new, old in enumerate(order) if old >= 0}
+
+        def renamed(name: str) -> str:
+            if not name.startswith("blocks."):
+                return name
+            _, i, rest = name.split(".", 2)
+            return f"blocks.{new_index[int(i)]}.{rest}"
+
+        old_names = [n for n, _ in self.model.named_parameters()]
+        old_state = self.opt.state_dict()
+        self.model, self.ema = grow_layers(self.model, extra), grow_layers(self.ema, extra)
+        self.opt = torch.optim.AdamW(
+            self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay
+        )
+        position = {n: i for i, (n, _) in enumerate(self.model.named_parameters())}
+        state = self.opt.state_dict()
+        state["state"] = {
+            position[renamed(name)]: old_state["state"][i]
+            for i, name in enumerate(old_names)
+            if i in old_state["state"]
+        }
+        self.opt.load_state_dict(state)
+        self.grown = {"from_layers": self.cfg.layers, "to_layers": len(order), "at_step": self.step}
+        self.cfg.layers = len(order)
 
     def update_ema(self) -> None:
         import torch
@@ -244,23 +280,34 @@ class Run:
 
 
 def train_leg(
-    out: Path, cfg: TableTrainConfig, *, resume: bool, minutes: float, steps: int, eval_dir: Path | None
+    out: Path,
+    cfg: TableTrainConfig,
+    *,
+    resume: bool,
+    minutes: float,
+    steps: int,
+    eval_dir: Path | None,
+    grow: int = 0,
 ) -> dict[str, Any]:
-    """One leg: train until ``minutes`` pass, ``steps`` are done, the schedule ends or a signal."""
+    """One leg: train until ``minutes`` pass, ``steps`` are done, the schedule ends or a signal.
+    ``grow``: first add that many attention blocks to the resumed model (see :meth:`Run._grow`)."""
     import torch
 
-    run = Run(out, cfg, resume=resume)
+    run = Run(out, cfg, resume=resume, grow=grow)
     marker = json.loads((out / MARKER).read_text()) if resume and (out / MARKER).is_file() else {}
     saved = marker.get("train") or {}
     before = TableTrainConfig(
         **{k: v for k, v in saved.items() if k in TableTrainConfig.__dataclass_fields__}
     )
     jump = needs_rewarm(lr_at(run.step, cfg), lr_at(run.step, before))  # a decayed run extended
-    if resume and run.step and (run.warm_start or jump):
+    if resume and run.step and (run.warm_start or jump or run.grown):
         cfg.rewarm_at = run.step
         logger.info(
-            "the learning rate re-warms from step %d (a decayed run extended, or a warm start)", run.step
+            "the learning rate re-warms from step %d (a decayed run extended, a warm start or new blocks)",
+            run.step,
         )
+    if run.grown:
+        logger.info("grown from %(from_layers)d to %(to_layers)d blocks at step %(at_step)d", run.grown)
     marker["train"] = asdict(cfg)
     marker.setdefault("ledger", [])
     marker.setdefault("curve", [])
@@ -339,6 +386,7 @@ def train_leg(
         "leg_cpu_hours": round((run.cpu_s - start_cpu) / 3600, 4),
         "leg_wall_minutes": round((time.monotonic() - t0) / 60, 1),
         "warm_start": run.warm_start,
+        **({"grown": run.grown} if run.grown else {}),
         "loss": round(sum(recent) / len(recent), 4) if recent else None,
         **metrics,
     }
@@ -360,11 +408,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-tables", type=Path, help="a folder of CSV tables measured at every save")
     parser.add_argument("--hidden", type=int, help="row-token width of a new run (heads keep head dim 32)")
     parser.add_argument("--layers", type=int, help="attention blocks of a new run")
+    parser.add_argument(
+        "--grow-layers",
+        type=int,
+        default=0,
+        help="with --resume: first add this many attention blocks (the same function, more depth)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     out: Path = args.resume or args.out
     if args.resume and (args.hidden or args.layers):
         parser.error("--hidden/--layers: set a new run's shape (--out); a resumed run keeps its own")
+    if args.grow_layers and not args.resume:
+        parser.error("--grow-layers: grows a trained run (--resume); a new run takes --layers")
+    if not 0 <= args.grow_layers <= 64:
+        parser.error(f"--grow-layers {args.grow_layers}: expected 0-64 new blocks")
     if args.resume:
         marker_path = args.resume / MARKER
         if not marker_path.is_file():
@@ -388,7 +446,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_minutes:
         cfg.save_minutes = args.save_minutes
     train_leg(
-        out, cfg, resume=bool(args.resume), minutes=args.minutes, steps=args.steps, eval_dir=args.eval_tables
+        out,
+        cfg,
+        resume=bool(args.resume),
+        minutes=args.minutes,
+        steps=args.steps,
+        eval_dir=args.eval_tables,
+        grow=args.grow_layers,
     )
     return 0
 

@@ -11,7 +11,7 @@ import torch
 from models.base import PromptParts
 from models.embedded import EMBEDDED_TABULAR_DIR
 from models.hf_backend import HFBackend
-from models.table_model import NEWLINE_LOGIT, TableModel, build_table_model
+from models.table_model import NEWLINE_LOGIT, TableModel, build_table_model, grow_layers, grown_block_order
 from models.tokenizer import build_tokenizer, vocabulary
 from models.ttt import TTTConfig, run_ttt
 from prompts.compact import CompactRenderer
@@ -57,6 +57,35 @@ def test_each_label_is_predicted_from_earlier_rows_only(model: TableModel) -> No
         assert torch.equal(base[0, pos], after[0, pos])
     pos = int(rows.out_pos[0, 3])
     assert not torch.allclose(base[0, pos], after[0, pos])  # row 3 reads it
+
+
+def test_new_blocks_are_spread_after_old_ones() -> None:
+    assert grown_block_order(6, 3) == [0, 1, -2, 2, 3, -4, 4, 5, -6]
+    assert grown_block_order(2, 0) == [0, 1]
+    assert grown_block_order(1, 2) == [0, -1, -1]  # more new blocks than old: several after one
+    with pytest.raises(ValueError, match="grow"):
+        grown_block_order(2, -1)
+
+
+def test_a_grown_model_computes_the_same_function_and_then_learns_with_its_new_blocks() -> None:
+    base = build_table_model(hidden=32, layers=2, heads=2, seed=5)
+    with torch.no_grad():  # a trained-looking model: no zero weights anywhere
+        for p in base.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    base.eval()
+    grown = grow_layers(base, 3).eval()
+    assert grown.config.num_layers == 5 and len(grown.blocks) == 5 and base.config.num_layers == 2
+    ids = _ids("I27aOB\nI90bOA\nI45cOB\nI46cOA\nI33bO")
+    assert torch.allclose(base(ids).logits, grown(ids).logits, atol=1e-5)
+    # the new blocks (order [0, new, 1, new, new]) are copies with zeroed outputs, not random ones
+    assert grown_block_order(2, 3) == [0, -1, 1, -2, -2]
+    assert torch.equal(grown.blocks[1].qkv.weight, base.blocks[0].qkv.weight)
+    assert torch.equal(grown.blocks[2].proj.weight, base.blocks[1].proj.weight)
+    assert not grown.blocks[1].proj.weight.any() and not grown.blocks[4].down.weight.any()
+    grown.train()
+    labels = ids.clone()
+    grown(ids, labels=labels).loss.backward()
+    assert grown.blocks[1].proj.weight.grad.abs().sum() > 0  # a zeroed output still gets a gradient
 
 
 def test_the_newline_after_a_label_is_certain_and_the_loss_covers_labels(model: TableModel) -> None:

@@ -105,3 +105,29 @@ def test_extending_a_decayed_run_re_warms_the_learning_rate(tmp_path: Path) -> N
     # resuming without a change of schedule keeps the rates as they were (no second re-warm)
     assert main(["--resume", str(out), "--total-steps", "60"]) == 0
     assert json.loads((out / "mockingbird.json").read_text())["train"]["rewarm_at"] == 6
+
+
+def test_a_resumed_run_grows_new_blocks_and_the_ledger_says_so(tmp_path: Path, capsys) -> None:
+    import pytest
+
+    out = tmp_path / "ckpt"
+    assert main(["--smoke", "--out", str(out)]) == 0  # one block, 6 steps
+    before = torch.load(out / "train_state.pt", weights_only=False)
+    assert main(["--resume", str(out), "--total-steps", "8", "--grow-layers", "2"]) == 0
+    marker = json.loads((out / "mockingbird.json").read_text())
+    assert json.loads((out / "config.json").read_text())["num_layers"] == 3
+    assert marker["train"]["layers"] == 3 and marker["train"]["rewarm_at"] == 6
+    assert marker["ledger"][-1]["grown"] == {"from_layers": 1, "to_layers": 3, "at_step": 6}
+    assert "grown" not in marker["ledger"][0]
+    after = torch.load(out / "train_state.pt", weights_only=False)
+    assert after["step"] == 8 and len(after["opt"]["state"]) == len(list(after["model"]))
+    # the old block kept its optimiser moments (two more steps moved them, from where they were)
+    assert after["opt"]["state"][0]["step"] == before["opt"]["state"][0]["step"] + 2
+    clear_model_cache()
+    assert type(load_model(f"hf:{out}").model).__name__ == "TableModel"
+    # a grown run resumes as it is, with its new shape
+    assert main(["--resume", str(out), "--total-steps", "9"]) == 0
+    assert json.loads((out / "config.json").read_text())["num_layers"] == 3
+    with pytest.raises(SystemExit) as stop:
+        main(["--smoke", "--out", str(tmp_path / "new"), "--grow-layers", "1"])
+    assert stop.value.code == 2 and "grows a trained run" in capsys.readouterr().err
