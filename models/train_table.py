@@ -26,6 +26,7 @@ the product's prompts). Each leg appends ``{"tokens", "cpu_hours", "gpu_hours", 
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import signal
@@ -70,6 +71,7 @@ class TableTrainConfig:
     threads: int = 2  # torch CPU threads
     seed: int = 0  # the table stream's seed
     rewarm_at: int = 0  # the step a decayed run was extended (or warm-started) at: re-warm from it
+    bf16: bool = False  # matmuls in bfloat16 (CPU autocast, fp32 weights): ~1.2x a step with AVX512-BF16
 
 
 def episode_ids(text: str, mask: list[int], vocab: dict[str, int]) -> tuple[list[int], list[int]]:
@@ -341,7 +343,8 @@ def train_leg(
         batch = batch_at(run.step, cfg, vocab)
         for group in run.opt.param_groups:
             group["lr"] = lr_at(run.step, cfg)
-        loss = run.model(**batch).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss = run.model(**batch).loss
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
@@ -387,6 +390,7 @@ def train_leg(
         "leg_wall_minutes": round((time.monotonic() - t0) / 60, 1),
         "warm_start": run.warm_start,
         **({"grown": run.grown} if run.grown else {}),
+        **({"bf16": True} if cfg.bf16 else {}),
         "loss": round(sum(recent) / len(recent), 4) if recent else None,
         **metrics,
     }
@@ -413,6 +417,11 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=0,
         help="with --resume: first add this many attention blocks (the same function, more depth)",
+    )
+    parser.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        help="train with bfloat16 matmuls from this leg on (kept by the run; --no-bf16 to stop)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -445,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.threads = args.threads
     if args.save_minutes:
         cfg.save_minutes = args.save_minutes
+    if args.bf16 is not None:
+        cfg.bf16 = args.bf16
     train_leg(
         out,
         cfg,

@@ -33,6 +33,21 @@ def test_three_legs_are_bit_identical_to_one(tmp_path: Path) -> None:
     assert all(0 < e["synthetic_nll"] < 20 and e["synthetic_tables"] == 8 for e in ledger)
 
 
+def test_bf16_legs_resume_bit_identically_and_say_so(tmp_path: Path) -> None:
+    def leg(out: Path, *, steps: int = 0, resume: bool = False) -> dict:
+        cfg = smoke_config()
+        cfg.bf16 = True
+        return train_leg(out, cfg, resume=resume, minutes=5, steps=steps, eval_dir=None)
+
+    ledger = assert_legs_bit_identical(leg, tmp_path)
+    assert all(e["bf16"] for e in ledger) and all(0 < e["loss"] < 20 for e in ledger)
+    _leg(tmp_path / "fp32")  # the same six steps in fp32: the flag changes the arithmetic
+    a = torch.load(tmp_path / "one" / "train_state.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "fp32" / "train_state.pt", weights_only=False)["model"]
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    assert "bf16" not in json.loads((tmp_path / "fp32" / "mockingbird.json").read_text())["ledger"][0]
+
+
 def test_without_the_state_file_resume_warm_starts_and_says_so(tmp_path: Path) -> None:
     assert_warm_start_without_state(_leg, tmp_path)
 
