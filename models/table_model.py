@@ -214,22 +214,29 @@ class TableModel(PreTrainedModel, GenerationMixin):  # the mixin: peft's wrapper
 
     # -- the network ------------------------------------------------------------------------
 
-    def row_logits(self, rows: Rows) -> torch.Tensor:
-        """Label logits per row, ``[B, R, vocab]``, each from the rows before it."""
+    def row_sums(self, rows: Rows) -> torch.Tensor:
+        """Each row's cells as one vector, ``[B, R, d]``: the sum of its (column, symbol) vectors and
+        of each digit's value times its column's vector, over the square root of its width.
+
+        As an embedding bag and a matmul, never the ``[B, R, F, d]`` tensor of every cell's
+        vector (:func:`dense_row_sums`, the same sum: a fifth of a training step went to it).
+        """
         b, r, f = rows.cells.shape
         column = torch.arange(f, device=rows.cells.device)
         present = (rows.cells > 0).float()
-        # The sum over a row's cells of their (column, symbol) vectors, as a bag: never the
-        # [B, R, F, d] tensor of every cell's vector (a fifth of a training step's time when it was).
         cells = F.embedding_bag(
             (column * CELL_CLASSES + rows.cells).reshape(-1, f),
             self.cell_embed.weight,
             mode="sum",
             per_sample_weights=present.reshape(-1, f),
         ).reshape(b, r, -1)
-        # a digit's value times its column's vector (0 for other cells and padding), summed: a matmul
-        numeric = rows.values @ self.numeric.weight[:f]
-        x = (cells + numeric) / present.sum(-1, keepdim=True).clamp(min=1).sqrt()
+        numeric = rows.values @ self.numeric.weight[:f]  # values are 0 outside digit cells
+        return (cells + numeric) / present.sum(-1, keepdim=True).clamp(min=1).sqrt()
+
+    def row_logits(self, rows: Rows) -> torch.Tensor:
+        """Label logits per row, ``[B, R, vocab]``, each from the rows before it."""
+        r = rows.cells.shape[1]
+        x = self.row_sums(rows)
         x = x + self.row_mlp(x)
         context = x + self.label_embed(rows.labels) + self.role.weight[0]
         query = x + self.role.weight[1]
@@ -339,6 +346,19 @@ def build_table_model(*, hidden: int = 128, layers: int = 4, heads: int = 4, see
     )
     torch.manual_seed(seed)
     return TableModel(config)
+
+
+def dense_row_sums(model: TableModel, rows: Rows) -> torch.Tensor:
+    """:meth:`TableModel.row_sums` the direct way, through every cell's vector ``[B, R, F, d]``: how
+    the model computed it before session 38, kept as the definition the fast sum is tested
+    against and the baseline ``python -m models.step_bench`` times it against."""
+    f = rows.cells.shape[2]
+    column = torch.arange(f, device=rows.cells.device)
+    emb = model.cell_embed(column * CELL_CLASSES + rows.cells)
+    emb = emb + rows.values[..., None] * model.numeric(column)
+    emb = emb * (rows.cells > 0)[..., None]
+    width = (rows.cells > 0).sum(-1, keepdim=True).clamp(min=1).float()
+    return emb.sum(2) / width.sqrt()
 
 
 def grown_block_order(layers: int, extra: int) -> list[int]:

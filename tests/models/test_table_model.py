@@ -11,7 +11,14 @@ import torch
 from models.base import PromptParts
 from models.embedded import EMBEDDED_TABULAR_DIR
 from models.hf_backend import HFBackend
-from models.table_model import NEWLINE_LOGIT, TableModel, build_table_model, grow_layers, grown_block_order
+from models.table_model import (
+    NEWLINE_LOGIT,
+    TableModel,
+    build_table_model,
+    dense_row_sums,
+    grow_layers,
+    grown_block_order,
+)
 from models.tokenizer import build_tokenizer, vocabulary
 from models.ttt import TTTConfig, run_ttt
 from prompts.compact import CompactRenderer
@@ -57,6 +64,20 @@ def test_each_label_is_predicted_from_earlier_rows_only(model: TableModel) -> No
         assert torch.equal(base[0, pos], after[0, pos])
     pos = int(rows.out_pos[0, 3])
     assert not torch.allclose(base[0, pos], after[0, pos])  # row 3 reads it
+
+
+def test_the_fast_row_sums_are_the_direct_sum_over_every_cell() -> None:
+    from models.train_table import TableTrainConfig, batch_at
+
+    model = build_table_model(hidden=32, layers=1, heads=1, seed=2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    # real training episodes: digits, categories, missing cells, rows of different widths, padding
+    batch = batch_at(7, TableTrainConfig(batch_size=6), vocabulary())
+    rows = model.find_rows(batch["input_ids"], batch["attention_mask"])
+    assert (rows.cells == 0).any() and (rows.cells > 10).any()
+    assert torch.allclose(model.row_sums(rows), dense_row_sums(model, rows), atol=1e-4)
 
 
 def test_new_blocks_are_spread_after_old_ones() -> None:

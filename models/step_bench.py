@@ -1,0 +1,104 @@
+"""Seconds per training step of the table model, each way it can train, in one run.
+
+Command::
+
+    python -m models.step_bench --steps 8 --threads 1
+
+Times forward, backward and the AdamW step on the training stream's own batches (64 tables
+each, from step 19,000 on; one untimed warm-up step first) for: the row sums the direct way
+(:func:`models.table_model.dense_row_sums`, the baseline: how rows were summed before session
+38; the rest of the step is today's) and as an embedding bag; fp32 and bfloat16 matmuls (``--bf16``); the shipped depth and a
+grown one (``--grow-layers``). Prints a table with each variant's ratio to the baseline. The
+variants train copies of one model on the same batches, so only the arithmetic differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+#: The training stream's step the timed batches start at (a late step: full-length episodes).
+FIRST_STEP = 19_000
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to train: how rows are summed, the matmul precision, the blocks."""
+
+    dense: bool  # the direct [B, R, F, d] row sums (the baseline)
+    bf16: bool  # bfloat16 matmuls (CPU autocast)
+    layers: int  # attention blocks
+
+    @property
+    def name(self) -> str:
+        rows = "dense row sums" if self.dense else "embedding bag"
+        return f"{rows}, {'bf16' if self.bf16 else 'fp32'}, {self.layers} blocks"
+
+
+def seconds_per_step(variant: Variant, *, steps: int, hidden: int, threads: int) -> float:
+    """Mean wall seconds of ``steps`` training steps of ``variant`` (after a warm-up step)."""
+    import torch
+
+    from models.table_model import build_table_model, dense_row_sums
+    from models.tokenizer import vocabulary
+    from models.train_table import TableTrainConfig, batch_at
+
+    torch.set_num_threads(threads)
+    cfg = TableTrainConfig(hidden=hidden, layers=variant.layers, heads=max(1, hidden // 32))
+    model = build_table_model(hidden=hidden, layers=variant.layers, heads=cfg.heads)
+    if variant.dense:
+        model.row_sums = lambda rows: dense_row_sums(model, rows)  # type: ignore[method-assign]
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    vocab = vocabulary()
+    batches = [batch_at(FIRST_STEP + i, cfg, vocab) for i in range(steps + 1)]
+    elapsed = 0.0
+    for i, batch in enumerate(batches):
+        started = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant.bf16):
+            loss = model(**batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i:  # the first step warms caches and allocators
+            elapsed += time.perf_counter() - started
+    return elapsed / max(1, steps)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    parser = argparse.ArgumentParser(prog="python -m models.step_bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per variant (default 8)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--hidden", type=int, default=192, help="row-token width (default: the shipped 192)")
+    parser.add_argument("--layers", type=int, default=6, help="blocks (default: the shipped 6)")
+    parser.add_argument("--grown", type=int, default=9, help="blocks of the grown variants (0: none)")
+    args = parser.parse_args(argv)
+    for name in ("steps", "threads", "hidden", "layers"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} {getattr(args, name)}: expected at least 1")
+    variants = [
+        Variant(dense=True, bf16=False, layers=args.layers),
+        Variant(dense=False, bf16=False, layers=args.layers),
+        Variant(dense=False, bf16=True, layers=args.layers),
+    ]
+    if args.grown:
+        variants += [Variant(dense=False, bf16=b, layers=args.grown) for b in (False, True)]
+    title = f"table model, {args.hidden} wide: a training step of 64 tables, {args.threads} thread(s)"
+    table = Table(title=title)
+    for column in ("variant", "s / step", "x baseline"):
+        table.add_column(column)
+    base = 0.0
+    for v in variants:
+        s = seconds_per_step(v, steps=args.steps, hidden=args.hidden, threads=args.threads)
+        base = base or s
+        ratio = f"{base / s:.2f}x faster" if s < base else f"{s / base:.2f}x slower"
+        table.add_row(v.name, f"{s:.3f}", ratio)
+    Console().print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
