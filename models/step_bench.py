@@ -7,9 +7,10 @@ Command::
 Times forward, backward and the AdamW step on the training stream's own batches (64 tables
 each, from step 19,000 on; one untimed warm-up step first) for: the row sums the direct way
 (:func:`models.table_model.dense_row_sums`, the baseline: how rows were summed before session
-38; the rest of the step is today's) and as an embedding bag; fp32 and bfloat16 matmuls (``--bf16``); the shipped depth and a
-grown one (``--grow-layers``). Prints a table with each variant's ratio to the baseline. The
-variants train copies of one model on the same batches, so only the arithmetic differs.
+38; the rest of the step is today's) and as an embedding bag; fp32 and bfloat16 matmuls
+(``--bf16``); the shipped depth and a grown one (``--grow-layers``). Prints a table with each
+variant's ratio to the baseline. Every variant trains a fresh model of its shape on the same
+batches, so only the arithmetic differs.
 """
 
 from __future__ import annotations
