@@ -30,6 +30,7 @@ warm-starts from the committed weights with a fresh optimiser, and the ledger sa
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import random
@@ -86,6 +87,7 @@ class TrainConfig:
     threads: int = 2  # torch CPU threads
     seed: int = 0  # everything random derives from this
     rewarm_at: int = 0  # a warm start's first step: fresh Adam moments re-warm over warmup_steps
+    bf16: bool = False  # bfloat16 matmuls on the CPU too (autocast, fp32 weights): ~1.5x a step
     # relative weights of the primitives chains draw (empty: uniform); set by --reweigh from
     # measured held-in errors, so episodes go where the model errs
     primitive_weights: dict[str, float] = field(default_factory=dict)
@@ -224,8 +226,10 @@ class Run:
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.step, self.cfg)
         self.model.train()
-        # bf16 autocast on a GPU (fp32 master weights); the CPU path stays fp32 and bit-exact
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")):
+        # bf16 autocast on a GPU, and on the CPU where the run asks for it (fp32 master weights);
+        # either way a resumed leg repeats the same arithmetic, so resumption stays bit-exact
+        cuda = self.device.startswith("cuda")
+        with torch.autocast("cuda" if cuda else "cpu", dtype=torch.bfloat16, enabled=cuda or self.cfg.bf16):
             loss = self.model(**batch).loss
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -345,6 +349,7 @@ def train_leg(
     save_minutes: float | None = None,
     reweigh: int = 0,
     compose_p: float | None = None,
+    bf16: bool | None = None,
 ) -> dict[str, Any]:
     """Run one leg: train until ``minutes`` pass (or a signal), saving and measuring on the way.
 
@@ -362,6 +367,8 @@ def train_leg(
 
     ``device`` is where this leg trains (``cuda`` when a GPU is lent: bf16 autocast); a run may
     move between devices from leg to leg, and its GPU legs' wall time is counted in ``gpu_hours``.
+    ``bf16`` (True / False; None keeps the run's) switches bfloat16 matmuls on the CPU on or off
+    from this leg on (saved in the run's config; ledger entries of such legs say ``bf16``).
 
     Returns the ledger entry appended to ``mockingbird.json``.
     """
@@ -373,6 +380,7 @@ def train_leg(
 
     def this_leg(cfg: TrainConfig) -> TrainConfig:
         cfg.threads = threads or cfg.threads
+        cfg.bf16 = cfg.bf16 if bf16 is None else bf16
         cfg.save_minutes = cfg.save_minutes if save_minutes is None else save_minutes
         return cfg
 
@@ -473,6 +481,7 @@ def train_leg(
         "leg_wall_minutes": round(leg_hours * 60, 1),
         "warm_start": warm_start,
         **({"mix": mix} if mix else {}),
+        **({"bf16": True} if cfg.bf16 and device == "cpu" else {}),
         **{k: v for k, v in point.items() if k not in ("step", "tokens", "cpu_hours")},
     }
     if cfg.ttt_per_family > 0:
@@ -585,6 +594,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compose-p", type=float, help="from this leg on, the share of compositions after the curriculum"
     )
+    parser.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        help="train on the CPU with bfloat16 matmuls from this leg on (kept by the run; --no-bf16 stops)",
+    )
     args = parser.parse_args(argv)
     if args.compose_p is not None and not 0.0 <= args.compose_p <= 1.0:
         parser.exit(2, f"error: --compose-p {args.compose_p}: a share, between 0 and 1\n")
@@ -623,6 +637,7 @@ def main(argv: list[str] | None = None) -> int:
         save_minutes=args.save_minutes,
         reweigh=args.reweigh,
         compose_p=args.compose_p,
+        bf16=args.bf16,
     )
     print(json.dumps(entry, indent=2))
     return 0

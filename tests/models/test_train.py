@@ -34,6 +34,29 @@ def test_two_legs_are_bit_identical_to_one(tmp_path):
     assert ledger[-1]["cpu_hours"] >= ledger[0]["cpu_hours"] > 0
 
 
+def test_bf16_legs_on_the_cpu_resume_bit_identically_and_say_so(tmp_path):
+    import torch
+
+    def leg(out: Path, *, steps: int = 0, resume: bool = False) -> dict:
+        return train_leg(
+            smoke_config(), out, minutes=5, resume=resume, arc_dir=None, max_leg_steps=steps, bf16=True
+        )
+
+    ledger = assert_legs_bit_identical(leg, tmp_path)
+    assert all(e["bf16"] for e in ledger)
+    assert json.loads((tmp_path / "two" / MARKER).read_text())["training"]["config"]["bf16"] is True
+    _leg(tmp_path / "fp32")  # the same steps in fp32: the switch changes the arithmetic
+    a = torch.load(tmp_path / "one" / "train_state.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "fp32" / "train_state.pt", weights_only=False)["model"]
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    assert "bf16" not in json.loads((tmp_path / "fp32" / MARKER).read_text())["ledger"][0]
+    # a resumed leg keeps the run's setting unless told (--no-bf16 turns it off)
+    assert main(["--smoke", "--resume", str(tmp_path / "two"), "--total-steps", "7"]) == 0
+    assert json.loads((tmp_path / "two" / MARKER).read_text())["ledger"][-1]["bf16"] is True
+    assert main(["--smoke", "--resume", str(tmp_path / "two"), "--total-steps", "8", "--no-bf16"]) == 0
+    assert "bf16" not in json.loads((tmp_path / "two" / MARKER).read_text())["ledger"][-1]
+
+
 def test_resume_without_optimizer_state_warm_starts_and_says_so(tmp_path):
     assert assert_warm_start_without_state(_leg, tmp_path)["leg_steps"] == 1
     marker = json.loads((tmp_path / MARKER).read_text())
