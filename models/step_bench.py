@@ -10,7 +10,8 @@ each, from step 19,000 on; one untimed warm-up step first) for: the row sums the
 38; the rest of the step is today's) and as an embedding bag; fp32 and bfloat16 matmuls
 (``--bf16``); the shipped depth and a grown one (``--grow-layers``). Prints a table with each
 variant's ratio to the baseline. Every variant trains a fresh model of its shape on the same
-batches, so only the arithmetic differs.
+batches, so only the arithmetic differs. Then the text model at its shipped shape, fp32 against
+bfloat16 (``python -m models.train --bf16``), on its stream's batches from step 29,000.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass
+from typing import Any
 
 #: The training stream's step the timed batches start at (a late step: full-length episodes).
 FIRST_STEP = 19_000
@@ -66,6 +68,43 @@ def seconds_per_step(variant: Variant, *, steps: int, hidden: int, threads: int)
     return elapsed / max(1, steps)
 
 
+def text_seconds_per_step(*, bf16: bool, steps: int, threads: int, start: int = 29_000) -> float:
+    """Mean wall seconds of ``steps`` training steps of the text model at its shipped shape, on the
+    stream's batches from step ``start`` (after a warm-up step), fp32 or with bfloat16 matmuls."""
+    import torch
+
+    from models.batching import make_batch
+    from models.embedded import build_model
+    from models.tokenizer import vocabulary
+    from models.train import TrainConfig, pool_at
+
+    torch.set_num_threads(threads)
+    cfg, vocab = TrainConfig(), vocabulary()
+    model = build_model(cfg.model, seed=cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    episodes: list[Any] = []
+    index = start // cfg.pool
+    while len(episodes) < steps + 1:
+        episodes += pool_at(index, cfg, vocab)
+        index += 1
+    elapsed = 0.0
+    for i, batch_episodes in enumerate(episodes[: steps + 1]):
+        batch = make_batch(batch_episodes, vocab["<pad>"])
+        started = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(**batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i:
+            elapsed += time.perf_counter() - started
+    return elapsed / max(1, steps)
+
+
+def _ratio(seconds: float, base: float) -> str:
+    return f"{base / seconds:.2f}x faster" if seconds < base else f"{seconds / base:.2f}x slower"
+
+
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -76,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, default=192, help="row-token width (default: the shipped 192)")
     parser.add_argument("--layers", type=int, default=6, help="blocks (default: the shipped 6)")
     parser.add_argument("--grown", type=int, default=9, help="blocks of the grown variants (0: none)")
+    parser.add_argument(
+        "--text", action=argparse.BooleanOptionalAction, default=True, help="the text model too (default on)"
+    )
     args = parser.parse_args(argv)
     for name in ("steps", "threads", "hidden", "layers"):
         if getattr(args, name) < 1:
@@ -95,9 +137,20 @@ def main(argv: list[str] | None = None) -> int:
     for v in variants:
         s = seconds_per_step(v, steps=args.steps, hidden=args.hidden, threads=args.threads)
         base = base or s
-        ratio = f"{base / s:.2f}x faster" if s < base else f"{s / base:.2f}x slower"
-        table.add_row(v.name, f"{s:.3f}", ratio)
+        table.add_row(v.name, f"{s:.3f}", _ratio(s, base))
     Console().print(table)
+    if args.text:
+        text = Table(
+            title=f"text model (shipped shape): a training step of 24 episodes, {args.threads} thread(s)"
+        )
+        for column in ("variant", "s / step", "x baseline"):
+            text.add_column(column)
+        base = 0.0
+        for bf16 in (False, True):
+            s = text_seconds_per_step(bf16=bf16, steps=args.steps, threads=args.threads)
+            base = base or s
+            text.add_row("bf16" if bf16 else "fp32", f"{s:.3f}", _ratio(s, base))
+        Console().print(text)
     return 0
 
 
