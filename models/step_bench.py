@@ -101,7 +101,9 @@ def text_seconds_per_step(*, bf16: bool, steps: int, threads: int, start: int = 
     return elapsed / max(1, steps)
 
 
-def _ratio(seconds: float, base: float) -> str:
+def _ratio(seconds: float, base: float, *, first: bool) -> str:
+    if first:
+        return "baseline"
     return f"{base / seconds:.2f}x faster" if seconds < base else f"{seconds / base:.2f}x slower"
 
 
@@ -129,27 +131,27 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.grown:
         variants += [Variant(dense=False, bf16=b, layers=args.grown) for b in (False, True)]
-    title = f"table model, {args.hidden} wide: a training step of 64 tables, {args.threads} thread(s)"
+    title = f"table model ({args.hidden} wide), one step of 64 tables, {args.threads} thread(s)"
     table = Table(title=title)
-    for column in ("variant", "s / step", "x baseline"):
+    for column in ("variant", "s / step", "ratio"):
         table.add_column(column)
     base = 0.0
     for v in variants:
         s = seconds_per_step(v, steps=args.steps, hidden=args.hidden, threads=args.threads)
+        table.add_row(v.name, f"{s:.3f}", _ratio(s, base or s, first=not base))
         base = base or s
-        table.add_row(v.name, f"{s:.3f}", _ratio(s, base))
     Console().print(table)
     if args.text:
         text = Table(
             title=f"text model (shipped shape): a training step of 24 episodes, {args.threads} thread(s)"
         )
-        for column in ("variant", "s / step", "x baseline"):
+        for column in ("variant", "s / step", "ratio"):
             text.add_column(column)
         base = 0.0
         for bf16 in (False, True):
             s = text_seconds_per_step(bf16=bf16, steps=args.steps, threads=args.threads)
+            text.add_row("bf16" if bf16 else "fp32", f"{s:.3f}", _ratio(s, base or s, first=not base))
             base = base or s
-            text.add_row("bf16" if bf16 else "fp32", f"{s:.3f}", _ratio(s, base))
         Console().print(text)
     return 0
 
