@@ -61,6 +61,29 @@ def build_model(cfg: EmbeddedConfig, *, seed: int = 0) -> Any:
     return LlamaForCausalLM(config)
 
 
+#: A decoder layer's output projections: zeroed, the layer adds nothing (:mod:`models.growth`).
+LAYER_OUTPUTS = (
+    "self_attn.o_proj.weight",
+    "self_attn.o_proj.bias",
+    "mlp.down_proj.weight",
+    "mlp.down_proj.bias",
+)
+
+
+def grow_model(model: Any, extra: int) -> Any:
+    """The same ``LlamaForCausalLM`` function with ``extra`` more decoder layers, each a copy of the
+    layer before it with its output projections zeroed (:mod:`models.growth`)."""
+    from transformers import LlamaForCausalLM
+
+    from models.growth import grown_block_order, grown_state
+
+    order = grown_block_order(model.config.num_hidden_layers, extra)
+    config = model.config.__class__(**{**model.config.to_dict(), "num_hidden_layers": len(order)})
+    grown = LlamaForCausalLM(config)
+    grown.load_state_dict(grown_state(model.state_dict(), "model.layers.", order, LAYER_OUTPUTS))
+    return grown.to(model.device)
+
+
 def save_checkpoint(model: Any, out_dir: Path, *, extra: dict[str, Any]) -> None:
     """Write the model, its tokenizer and ``mockingbird.json`` (format + training facts)."""
     from models.tokenizer import build_tokenizer

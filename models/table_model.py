@@ -361,43 +361,21 @@ def dense_row_sums(model: TableModel, rows: Rows) -> torch.Tensor:
     return emb.sum(2) / width.sqrt()
 
 
-def grown_block_order(layers: int, extra: int) -> list[int]:
-    """Where each block of a model grown from ``layers`` to ``layers + extra`` blocks comes from:
-    the old block's index, or ``-1 - i`` for a new block that follows old block ``i``. New blocks
-    are spread evenly, each after an old one (after blocks 1, 3, 5 for 6 + 3)."""
-    if layers < 1 or extra < 0:
-        raise ValueError(f"grow: {layers} layers + {extra} new blocks")
-    if extra <= layers:  # evenly spaced, from the last block back (spacing >= 1: all distinct)
-        after = [layers - 1 - round(k * layers / extra) for k in range(extra)]
-    else:  # more new blocks than old ones: several after the same blocks
-        after = [layers - 1 - k % layers for k in range(extra)]
-    order: list[int] = []
-    for i in range(layers):
-        order.append(i)
-        order += [-1 - i] * after.count(i)
-    return order
-
-
 def grow_layers(model: TableModel, extra: int) -> TableModel:
     """The same function with ``extra`` more attention blocks (depth up-scaling).
 
     Each new block starts as a copy of the block before it with its two output projections
-    (attention ``proj``, MLP ``down``) zeroed: a pre-norm residual block whose outputs are zero
-    is the identity, so the grown model computes exactly what the old one did, and training then
-    uses the new depth. Copies rather than random weights: their attention patterns and MLP
-    features already suit the depth they sit at, the way SOLAR's depth up-scaling reuses layers.
+    (attention ``proj``, MLP ``down``, weights and biases) zeroed (:mod:`models.growth`).
     """
+
+    from models.growth import grown_block_order, grown_state
 
     cfg = model.config
     order = grown_block_order(cfg.num_layers, extra)
-    grown_cfg = TableConfig(**{**cfg.to_dict(), "num_layers": len(order)})
-    grown = TableModel(grown_cfg)
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("blocks.")}
-    for new, old in enumerate(order):
-        source = old if old >= 0 else -1 - old
-        for name, value in model.blocks[source].state_dict().items():
-            fresh = old < 0 and name.split(".")[0] in ("proj", "down")
-            state[f"blocks.{new}.{name}"] = torch.zeros_like(value) if fresh else value.clone()
+    grown = TableModel(TableConfig(**{**cfg.to_dict(), "num_layers": len(order)}))
+    state = grown_state(
+        model.state_dict(), "blocks.", order, ("proj.weight", "proj.bias", "down.weight", "down.bias")
+    )
     grown.load_state_dict(state)
     nn.Module.to(grown, next(model.parameters()).device)  # transformers' typed .to() wants a model
     return grown

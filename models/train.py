@@ -196,9 +196,7 @@ class Run:
         self.vocab = vocabulary()
         # built on the CPU (the same initial weights whatever the device), then moved
         self.model = build_model(cfg.model, seed=cfg.seed).to(device)
-        self.opt = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95)
-        )
+        self.opt = self.optimizer()
         self.ema = [p.detach().clone() for p in self.model.parameters()]
         self.step = 0
         self.tokens = 0
@@ -207,9 +205,45 @@ class Run:
         # the pool being served: drawing one costs ~8 steps' worth of episodes, so it is drawn once
         self._pool: tuple[int, list[list[Episode]]] | None = None
 
+    def optimizer(self) -> Any:
+        """A fresh AdamW over the model's parameters, with the run's settings."""
+        import torch
+
+        return torch.optim.AdamW(
+            self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, betas=(0.9, 0.95)
+        )
+
     @property
     def parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
+
+    def grow(self, extra: int) -> dict[str, int]:
+        """Add ``extra`` decoder layers to the model and its averaged weights
+        (:func:`models.embedded.grow_model`: the same function, more depth); the old parameters
+        keep their Adam moments. Returns what the ledger records."""
+        from models.embedded import grow_model
+        from models.growth import grown_block_order, moved_moments, renamed
+
+        before = self.cfg.model.num_layers
+        order = grown_block_order(before, extra)
+        old_names = [n for n, _ in self.model.named_parameters()]
+        old_state = self.opt.state_dict()
+        averaged = grow_model(self.ema_model(), extra)
+        self.model = grow_model(self.model, extra)
+        self.ema = [p.detach().to(self.device).clone() for p in averaged.parameters()]
+        self.opt = self.optimizer()
+        new_names = [n for n, _ in self.model.named_parameters()]
+        self.opt.load_state_dict(
+            moved_moments(
+                old_names,
+                old_state,
+                new_names,
+                self.opt.state_dict(),
+                lambda n: renamed(n, "model.layers.", order),
+            )
+        )
+        self.cfg.model.num_layers = len(order)
+        return {"from_layers": before, "to_layers": len(order), "at_step": self.step}
 
     def episodes(self) -> list[Episode]:
         """This step's episodes, :func:`batch_at` of the step, from the cached pool."""
@@ -350,6 +384,7 @@ def train_leg(
     reweigh: int = 0,
     compose_p: float | None = None,
     bf16: bool | None = None,
+    grow: int = 0,
 ) -> dict[str, Any]:
     """Run one leg: train until ``minutes`` pass (or a signal), saving and measuring on the way.
 
@@ -369,6 +404,8 @@ def train_leg(
     move between devices from leg to leg, and its GPU legs' wall time is counted in ``gpu_hours``.
     ``bf16`` (True / False; None keeps the run's) switches bfloat16 matmuls on the CPU on or off
     from this leg on (saved in the run's config; ledger entries of such legs say ``bf16``).
+    ``grow`` > 0 first adds that many decoder layers to a resumed run (:meth:`Run.grow`: the same
+    function, more depth; the rate re-warms, and the leg's ledger entry says ``grown``).
 
     Returns the ledger entry appended to ``mockingbird.json``.
     """
@@ -415,6 +452,12 @@ def train_leg(
     else:
         run = Run(this_leg(cfg), out, device)
         marker = {"format": "compact", "indexed": False}
+    if grow and not resume:
+        raise ValueError("grow: adds layers to a trained run (resume it); a new run takes its shape")
+    grown = run.grow(grow) if grow else None
+    if grown:
+        cfg.rewarm_at = run.step  # the new layers' first steps: fresh moments, as in a warm start
+        logger.info("grown from %(from_layers)d to %(to_layers)d layers at step %(at_step)d", grown)
     if decay_steps is not None:
         cfg.decay_frac = min(1.0, decay_steps / cfg.total_steps)
     if needs_rewarm(lr_at(run.step, cfg), lr_before):  # a decayed run extended
@@ -482,6 +525,7 @@ def train_leg(
         "warm_start": warm_start,
         **({"mix": mix} if mix else {}),
         **({"bf16": True} if cfg.bf16 and device == "cpu" else {}),
+        **({"grown": grown} if grown else {}),
         **{k: v for k, v in point.items() if k not in ("step", "tokens", "cpu_hours")},
     }
     if cfg.ttt_per_family > 0:
@@ -599,7 +643,18 @@ def main(argv: list[str] | None = None) -> int:
         action=argparse.BooleanOptionalAction,
         help="train on the CPU with bfloat16 matmuls from this leg on (kept by the run; --no-bf16 stops)",
     )
+    parser.add_argument(
+        "--grow-layers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --resume: first add N decoder layers (the same function, more depth)",
+    )
     args = parser.parse_args(argv)
+    if args.grow_layers and not args.resume:
+        parser.exit(2, "error: --grow-layers: grows a trained run (--resume); a new run takes --layers\n")
+    if not 0 <= args.grow_layers <= 64:
+        parser.exit(2, f"error: --grow-layers {args.grow_layers}: expected 0-64 new layers\n")
     if args.compose_p is not None and not 0.0 <= args.compose_p <= 1.0:
         parser.exit(2, f"error: --compose-p {args.compose_p}: a share, between 0 and 1\n")
     if args.reweigh < 0:
@@ -638,6 +693,7 @@ def main(argv: list[str] | None = None) -> int:
         reweigh=args.reweigh,
         compose_p=args.compose_p,
         bf16=args.bf16,
+        grow=args.grow_layers,
     )
     print(json.dumps(entry, indent=2))
     return 0

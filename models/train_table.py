@@ -206,31 +206,26 @@ class Run:
         same function, more depth), keeping the old parameters' optimiser moments."""
         import torch
 
-        from models.table_model import grow_layers, grown_block_order
+        from models.growth import grown_block_order, moved_moments, renamed
+        from models.table_model import grow_layers
 
         order = grown_block_order(self.cfg.layers, extra)
-        new_index = {old: new for new, old in enumerate(order) if old >= 0}
-
-        def renamed(name: str) -> str:
-            if not name.startswith("blocks."):
-                return name
-            _, i, rest = name.split(".", 2)
-            return f"blocks.{new_index[int(i)]}.{rest}"
-
         old_names = [n for n, _ in self.model.named_parameters()]
         old_state = self.opt.state_dict()
         self.model, self.ema = grow_layers(self.model, extra), grow_layers(self.ema, extra)
         self.opt = torch.optim.AdamW(
             self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay
         )
-        position = {n: i for i, (n, _) in enumerate(self.model.named_parameters())}
-        state = self.opt.state_dict()
-        state["state"] = {
-            position[renamed(name)]: old_state["state"][i]
-            for i, name in enumerate(old_names)
-            if i in old_state["state"]
-        }
-        self.opt.load_state_dict(state)
+        new_names = [n for n, _ in self.model.named_parameters()]
+        self.opt.load_state_dict(
+            moved_moments(
+                old_names,
+                old_state,
+                new_names,
+                self.opt.state_dict(),
+                lambda n: renamed(n, "blocks.", order),
+            )
+        )
         self.grown = {"from_layers": self.cfg.layers, "to_layers": len(order), "at_step": self.step}
         self.cfg.layers = len(order)
 

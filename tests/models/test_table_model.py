@@ -10,6 +10,7 @@ import torch
 
 from models.base import PromptParts
 from models.embedded import EMBEDDED_TABULAR_DIR
+from models.growth import grown_block_order
 from models.hf_backend import HFBackend
 from models.table_model import (
     NEWLINE_LOGIT,
@@ -17,7 +18,6 @@ from models.table_model import (
     build_table_model,
     dense_row_sums,
     grow_layers,
-    grown_block_order,
 )
 from models.tokenizer import build_tokenizer, vocabulary
 from models.ttt import TTTConfig, run_ttt

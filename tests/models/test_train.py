@@ -221,3 +221,47 @@ def test_weights_in_the_config_shape_the_batches():
     weighted = TrainConfig(model=cfg.model, batch_size=4, pool=2, primitive_weights={"mirror": 2.0})
     assert batch_at(3, weighted, vocab) == batch_at(3, weighted, vocab)
     assert batch_at(3, weighted, vocab) != batch_at(3, cfg, vocab)
+
+
+def test_a_grown_text_model_computes_the_same_function():
+    import torch
+
+    from models.embedded import build_model, grow_model
+
+    tiny = EmbeddedConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=64)
+    model = build_model(tiny, seed=1)
+    with torch.no_grad():  # no zero weights anywhere, as in a trained model
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    grown = grow_model(model.eval(), 2).eval()
+    assert grown.config.num_hidden_layers == 4 and model.config.num_hidden_layers == 2
+    ids = torch.randint(5, 40, (2, 20))
+    assert torch.allclose(model(ids).logits, grown(ids).logits, atol=1e-5)
+    assert not grown.model.layers[1].self_attn.o_proj.weight.any()  # order [0, new, 1, new]
+    assert torch.equal(
+        grown.model.layers[1].self_attn.q_proj.weight, model.model.layers[0].self_attn.q_proj.weight
+    )
+
+
+def test_a_resumed_run_grows_new_layers_and_the_ledger_says_so(tmp_path, capsys):
+    import pytest
+    import torch
+
+    out = tmp_path / "run"
+    assert main(["--smoke", "--out", str(out)]) == 0  # 2 layers, 6 steps
+    before = torch.load(out / "train_state.pt", weights_only=False)
+    assert main(["--smoke", "--resume", str(out), "--total-steps", "8", "--grow-layers", "1"]) == 0
+    marker = json.loads((out / MARKER).read_text())
+    assert marker["training"]["config"]["model"]["num_layers"] == 3
+    assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 3
+    assert marker["ledger"][-1]["grown"] == {"from_layers": 2, "to_layers": 3, "at_step": 6}
+    assert marker["training"]["config"]["rewarm_at"] == 6
+    after = torch.load(out / "train_state.pt", weights_only=False)
+    assert after["step"] == 8 and len(after["ema"]) == len(list(after["optimizer"]["state"]))
+    # the embedding kept its moments (two more steps on from where they were)
+    assert after["optimizer"]["state"][0]["step"] == before["optimizer"]["state"][0]["step"] + 2
+    assert main(["--smoke", "--resume", str(out), "--total-steps", "9"]) == 0  # resumes as it is
+    assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 3
+    with pytest.raises(SystemExit) as stop:
+        main(["--smoke", "--out", str(tmp_path / "new"), "--grow-layers", "1"])
+    assert stop.value.code == 2 and "grows a trained run" in capsys.readouterr().err
