@@ -60,18 +60,15 @@ def renamed(name: str, prefix: str, order: list[int]) -> str:
     return f"{prefix}{order.index(int(index))}.{rest}"
 
 
-def moved_moments(
-    old_names: list[str],
-    old_state: dict[str, Any],
-    new_names: list[str],
-    new_state: dict[str, Any],
-    rename: Any,
-) -> dict[str, Any]:
-    """An optimiser state dict for the grown model's parameters (``new_names``, in order) that
-    carries each old parameter's moments (``old_state``, parameters in ``old_names`` order) over
-    to its new place; new parameters start without moments, as in a fresh optimiser."""
-    position = {n: i for i, n in enumerate(new_names)}
+def carry_moments(
+    opt: Any, model: Any, old_names: list[str], old_state: dict[str, Any], prefix: str, order: list[int]
+) -> None:
+    """Give ``opt``, a fresh optimiser over the grown ``model``, each old parameter's moments
+    (``old_state``: the old optimiser's state dict, its parameters named ``old_names`` in order)
+    at the parameter's new place; new parameters start without moments, as in a fresh optimiser."""
+    position = {n: i for i, (n, _) in enumerate(model.named_parameters())}
     moments = old_state["state"]
-    return new_state | {
-        "state": {position[rename(n)]: moments[i] for i, n in enumerate(old_names) if i in moments}
+    carried = {
+        position[renamed(n, prefix, order)]: moments[i] for i, n in enumerate(old_names) if i in moments
     }
+    opt.load_state_dict(opt.state_dict() | {"state": carried})

@@ -1,4 +1,4 @@
-"""Seconds per training step of the table model, each way it can train, in one run.
+"""Seconds per training step of the embedded models, each way they can train, in one run.
 
 Command::
 
@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("steps", "threads", "hidden", "layers"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} {getattr(args, name)}: expected at least 1")
+    if args.grown < 0:
+        parser.error(f"--grown {args.grown}: expected 0 (none) or more blocks")
     variants = [
         Variant(dense=True, bf16=False, layers=args.layers),
         Variant(dense=False, bf16=False, layers=args.layers),
