@@ -52,20 +52,10 @@ def seconds_per_step(variant: Variant, *, steps: int, hidden: int, threads: int)
     model = build_table_model(hidden=hidden, layers=variant.layers, heads=cfg.heads)
     if variant.dense:
         model.row_sums = lambda rows: dense_row_sums(model, rows)  # type: ignore[method-assign]
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     vocab = vocabulary()
-    batches = [batch_at(FIRST_STEP + i, cfg, vocab) for i in range(steps + 1)]
-    elapsed = 0.0
-    for i, batch in enumerate(batches):
-        started = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant.bf16):
-            loss = model(**batch).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if i:  # the first step warms caches and allocators
-            elapsed += time.perf_counter() - started
-    return elapsed / max(1, steps)
+    return _mean_step_seconds(
+        model, [batch_at(FIRST_STEP + i, cfg, vocab) for i in range(steps + 1)], bf16=variant.bf16, lr=cfg.lr
+    )
 
 
 def text_seconds_per_step(*, bf16: bool, steps: int, threads: int, start: int = 29_000) -> float:
@@ -81,15 +71,23 @@ def text_seconds_per_step(*, bf16: bool, steps: int, threads: int, start: int = 
     torch.set_num_threads(threads)
     cfg, vocab = TrainConfig(), vocabulary()
     model = build_model(cfg.model, seed=cfg.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     episodes: list[Any] = []
     index = start // cfg.pool
     while len(episodes) < steps + 1:
         episodes += pool_at(index, cfg, vocab)
         index += 1
+    batches = [make_batch(e, vocab["<pad>"]) for e in episodes[: steps + 1]]
+    return _mean_step_seconds(model, batches, bf16=bf16, lr=cfg.lr)
+
+
+def _mean_step_seconds(model: Any, batches: list[dict[str, Any]], *, bf16: bool, lr: float) -> float:
+    """Mean wall seconds of an AdamW training step over ``batches`` after the first (which warms
+    caches and allocators; batches are built beforehand, so only the step is timed)."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
     elapsed = 0.0
-    for i, batch_episodes in enumerate(episodes[: steps + 1]):
-        batch = make_batch(batch_episodes, vocab["<pad>"])
+    for i, batch in enumerate(batches):
         started = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = model(**batch).loss
@@ -98,7 +96,7 @@ def text_seconds_per_step(*, bf16: bool, steps: int, threads: int, start: int = 
         opt.step()
         if i:
             elapsed += time.perf_counter() - started
-    return elapsed / max(1, steps)
+    return elapsed / max(1, len(batches) - 1)
 
 
 def _ratio(seconds: float, base: float, *, first: bool) -> str:
@@ -144,9 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         base = base or s
     Console().print(table)
     if args.text:
-        text = Table(
-            title=f"text model (shipped shape): a training step of 24 episodes, {args.threads} thread(s)"
-        )
+        text = Table(title=f"text model (shipped shape), one step of 24 episodes, {args.threads} thread(s)")
         for column in ("variant", "s / step", "ratio"):
             text.add_column(column)
         base = 0.0
