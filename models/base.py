@@ -138,6 +138,12 @@ class ModelBackend(ABC):
         """
         raise CapabilityError(f"model {self.name!r} cannot score candidates")
 
+    def score_usage(self, prompt: RenderedPrompt, candidates: list[str]) -> Usage:
+        """What :meth:`score` of ``candidates`` after ``prompt`` costs, counted as :meth:`generate`
+        counts (the prompt once, the candidates' tokens as completion): one request where the
+        backend cannot count tokens."""
+        return Usage(requests=1)
+
     def for_kind(self, kind: TaskKind) -> ModelBackend:
         """The backend that answers tasks of ``kind``: this one, unless a specialist stands beside it.
 

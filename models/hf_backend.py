@@ -311,11 +311,26 @@ class HFBackend(ModelBackend):
         prompt_ids = self.encode_prompt(prompt)
         cand_ids = [list(self.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in candidates]
         scores: list[float] = []
+        if all(len(c) == 1 for c in cand_ids):  # one token each (a table's class symbols): one pass
+            return self._score_next_token(prompt_ids, [c[0] for c in cand_ids], torch)
         with self._lock:
             for lo in range(0, len(cand_ids), SCORE_BATCH):
                 chunk = cand_ids[lo : lo + SCORE_BATCH]
                 scores.extend(self._score_chunk(prompt_ids, chunk, torch))
         return scores
+
+    def score_usage(self, prompt: RenderedPrompt, candidates: list[str]) -> Usage:
+        """The prompt's tokens once and every candidate's tokens (see :meth:`ModelBackend.score_usage`)."""
+        completion = sum(len(self.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in candidates)
+        return Usage(prompt_tokens=len(self.encode_prompt(prompt)), completion_tokens=completion, requests=1)
+
+    def _score_next_token(self, prompt_ids: list[int], tokens: list[int], torch: Any) -> list[float]:
+        """Log-probabilities of single-token candidates: the prompt's last logits, read once."""
+        ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
+        with self._lock, torch.inference_mode():
+            logits = self._model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        logp = logits[0, -1].float().log_softmax(-1)
+        return [float(logp[t]) for t in tokens]
 
     def _score_chunk(self, prompt_ids: list[int], chunk: list[list[int]], torch: Any) -> list[float]:
         width = len(prompt_ids) + max(len(c) for c in chunk)

@@ -16,7 +16,8 @@ from models.base import Generation, PromptParts, Renderer, Sample
 from tasks.schema import TaskKind
 
 
-def _key(answer: Any) -> str:
+def answer_key(answer: Any) -> str:
+    """A stable text key of a parsed answer, for grouping equal answers."""
     return json.dumps(answer, sort_keys=True, separators=(",", ":"), default=str)
 
 
@@ -40,7 +41,7 @@ def group(answers: list[tuple[Any, Sample]]) -> list[Candidate]:
     groups: dict[str, Candidate] = {}
     order: dict[str, int] = {}
     for i, (answer, sample) in enumerate(answers):
-        key = _key(answer)
+        key = answer_key(answer)
         if key not in groups:
             groups[key] = Candidate(answer=answer, text=sample.text, votes=0, logprob=sample.logprob)
             order[key] = i
@@ -50,7 +51,7 @@ def group(answers: list[tuple[Any, Sample]]) -> list[Candidate]:
             cand["logprob"] = sample.logprob
     return sorted(
         groups.values(),
-        key=lambda c: (c["answer"] is None, -c["votes"], order[_key(c["answer"])]),
+        key=lambda c: (c["answer"] is None, -c["votes"], order[answer_key(c["answer"])]),
     )
 
 

@@ -7,12 +7,15 @@ grids) greedy answers under invertible views of the task, mapped back: on the he
 (180 tasks, 4 samples, step 24,600) 128 right against 121, with fewer confident wrong answers
 (18 against 26 at confidence >= 0.6). The confidence the router reads is the answer's sequence
 probability where the backend gives log-probabilities, else the agreement
-(:func:`nodes.candidates.confidence`). On a table (:data:`GREEDY_ONLY_KINDS`) the greedy label
-alone is drawn, and its probability is the confidence.
+(:func:`nodes.candidates.confidence`). On a table (:data:`GREEDY_ONLY_KINDS`) no sample is drawn at
+the temperature: a backend that scores averages every label's probability over views (the default,
+:meth:`ICLPredictor._averaged_views`), else the greedy label alone is drawn; the probability is the
+confidence.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from typing import Any
@@ -23,9 +26,9 @@ from graph.context import Context, sample_views_for
 from graph.state import Candidate, State
 from models.base import Generation, ModelBackend, PromptParts, Sample, Usage
 from models.ttt.predict import greedy_under_view
-from nodes.candidates import aggregate, confidence, group
+from nodes.candidates import aggregate, answer_key, confidence, group
 from nodes.common import node_inputs, strategy_update, trace_event
-from tasks.augment import sample_views
+from tasks.augment import augment_task, sample_views, table_classes
 from tasks.schema import Task
 
 #: Kinds with invertible views (:func:`tasks.augment.sample_views`).
@@ -74,6 +77,8 @@ class ICLPredictor:
         demos = task.train[:max_demos] if max_demos else task.train
         if views and samples > 1 and task.kind in VIEW_KINDS:
             seen = task.model_copy(update={"train": demos, "test": []})
+            if table_classes(seen) and self.model.capabilities.score:
+                return self._averaged_views(seen, query, notes=notes, n=samples, seed=seed)
             return self._under_views(seen, query, notes=notes, n=samples, seed=seed)
         parts = PromptParts(kind=task.kind, function=task.function, notes=notes, demos=demos, query=query)
         prompt = self.model.renderer.render(parts)
@@ -103,13 +108,84 @@ class ICLPredictor:
         return group(answers), Generation(samples=samples, usage=usage, seconds=seconds)
 
 
+    def _averaged_views(
+        self, task: Task, query: Any, *, notes: list[str], n: int, seed: int
+    ) -> tuple[list[Candidate], Generation]:
+        """A classification table's label distribution averaged over ``n`` views (the identity
+        first): under each view every class the demonstrations have is scored, the scores are
+        normalised over the classes, and each probability goes back to the class it stands for
+        (a view permutes the labels). The candidates are the classes, most probable first; a
+        candidate's log-probability is that of its averaged probability, its votes the views
+        whose most probable class it was. This is TabPFN's ensemble, which averages probabilities
+        over permuted features and classes rather than votes: greedy labels under views agree so
+        often that their majority moved nothing (measured at
+        :data:`graph.context.KIND_SAMPLE_VIEWS`). Backends that cannot score vote as on grids.
+        """
+        renderer = self.model.renderer
+        started = time.perf_counter()
+        totals: dict[str, float] = {}
+        answers: dict[str, Any] = {}
+        firsts: dict[str, int] = {}
+        samples: list[Sample] = []
+        usage = Usage()
+        views = sample_views(random.Random(seed), task, n)
+        for view in views:
+            seen = augment_task(task, view)
+            parts = PromptParts(
+                kind=task.kind, function=task.function, notes=notes, demos=seen.train, query=view.apply(query)
+            )
+            classes = table_classes(seen)
+            # The label without the line's end, which follows every label alike: one symbol a
+            # class, so a backend reads every class from one pass over the prompt.
+            texts = [renderer.format_value(c, task.kind, parts).removesuffix("\n") for c in classes]
+            prompt = renderer.render(parts)
+            probs = _normalised(self.model.score(prompt, texts))
+            usage += self.model.score_usage(prompt, texts)
+            best = max(range(len(classes)), key=lambda i: (probs[i], -i))
+            samples.append(Sample(text=texts[best], logprob=math.log(max(probs[best], 1e-12))))
+            for c, prob in zip(classes, probs, strict=True):
+                answer = view.inverse(c)
+                key = answer_key(answer)
+                answers[key] = answer
+                totals[key] = totals.get(key, 0.0) + prob / len(views)
+                if c == classes[best]:
+                    firsts[key] = firsts.get(key, 0) + 1
+        ranked = sorted(totals, key=lambda k: -totals[k])
+        candidates = [
+            Candidate(
+                answer=answers[k],
+                text=renderer.format_value(answers[k], task.kind, _parts(task, notes, query)),
+                votes=firsts.get(k, 0),
+                logprob=math.log(max(totals[k], 1e-12)),
+            )
+            for k in ranked
+        ]
+        return candidates, Generation(samples=samples, usage=usage, seconds=time.perf_counter() - started)
+
+
+def _parts(task: Task, notes: list[str], query: Any) -> PromptParts:
+    return PromptParts(kind=task.kind, function=task.function, notes=notes, demos=task.train, query=query)
+
+
+def _normalised(logps: list[float]) -> list[float]:
+    """Log-scores turned into probabilities that sum to one (a softmax over the candidates)."""
+    top = max(logps)
+    weights = [math.exp(x - top) for x in logps]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
 def make_icl_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph node
     """Build the ``icl`` node; ``bound`` fixes the model for this graph (else the context's)."""
 
     def icl(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         started = time.perf_counter()
         ctx, task, model, _ = node_inputs(state, runtime, bound)
-        views = sample_views_for(ctx.sample_views, task.kind) and ctx.samples > 1 and task.kind in VIEW_KINDS
+        views = (
+            sample_views_for(ctx.sample_views, task.kind, can_score=model.capabilities.score)
+            and ctx.samples > 1
+            and task.kind in VIEW_KINDS
+        )
         n = ctx.samples if views or task.kind not in GREEDY_ONLY_KINDS else 1
         runtime.stream_writer({"node": "icl", "message": f"sampling {n} with {model.name}"})
         candidates, gen = ICLPredictor(model).forward(

@@ -160,7 +160,7 @@ class Selector:
         order = sorted(range(len(options)), key=lambda k: (-scores[k], k))
         ranked = [candidates[options[k]] for k in order]
         ranked += [c for c in candidates if c["answer"] is None]
-        usage = base["usage"] + Usage(requests=1)
+        usage = base["usage"] + self.model.score_usage(prompt, texts)
         return SelectionResult(
             candidates=ranked,
             chosen=candidates[options[best]],

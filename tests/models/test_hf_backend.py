@@ -155,9 +155,22 @@ def test_score_matches_manual_log_prob_sum(model: HFBackend) -> None:
         logp = logits.log_softmax(-1)
         manual = sum(float(logp[len(prompt_ids) - 1 + i, t]) for i, t in enumerate(cand_ids))
         assert got == pytest.approx(manual, abs=1e-4)
+    # Single-token candidates are read from one pass over the prompt: the same log-probabilities.
+    singles = ["0", "5", "\n"]
+    assert model.score(PROMPT, singles) == pytest.approx(
+        [model.score(PROMPT, [c, "xx"])[0] for c in singles], abs=1e-5
+    )
     # A longer continuation of the same text is less likely.
     longer, shorter = model.score(PROMPT, ["0500\n0500\n", "0500\n"])
     assert longer < shorter
+
+
+def test_score_usage_counts_like_generate(model: HFBackend) -> None:
+    # The prompt once, as generate counts it, and every candidate's tokens as completion.
+    usage = model.score_usage(PROMPT, ["0500\n", "x"])
+    gen = model.generate(PROMPT, temperature=0.0, max_new_tokens=2)
+    assert usage.prompt_tokens == gen.usage.prompt_tokens == len(model.encode_prompt(PROMPT))
+    assert usage.completion_tokens == 6 and usage.requests == 1
 
 
 def test_greedy_logprob_equals_score(model: HFBackend) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from graph.context import Context, sample_views_for
@@ -57,7 +59,12 @@ def test_temperature_samples_without_views(task):
 
 
 def test_the_kinds_defaults_and_a_bad_setting():
-    assert sample_views_for("by-kind", "grid") and not sample_views_for("by-kind", "tabular")
+    assert sample_views_for("by-kind", "grid") and sample_views_for("by-kind", "tabular")
+    # A table's views average label probabilities: a backend that cannot score draws the greedy label.
+    assert not sample_views_for("by-kind", "tabular", can_score=False)
+    assert sample_views_for("by-kind", "grid", can_score=False) and sample_views_for(
+        "on", "tabular", can_score=False
+    )
     assert not sample_views_for("by-kind", "list") and sample_views_for("on", "tabular")
     assert not sample_views_for("off", "grid")
     with pytest.raises(ValueError, match="sample_views: got 'maybe'"):
@@ -96,3 +103,60 @@ def test_on_a_table_the_greedy_label_alone_is_drawn_and_its_probability_is_the_c
     )
     candidates, _ = ICLPredictor(grid).forward(task, task.test[0].input, notes=[], samples=4)
     assert candidates[0]["answer"] == [[5, 6, 7, 8]] and candidates[0]["votes"] == 3
+
+
+def _fruit(k_shot: int = 8) -> Task:
+    from pathlib import Path
+
+    from tasks.tabular import TaskSplit, load_table_task
+
+    fruit = Path(__file__).resolve().parents[1] / "data" / "tables" / "fruit.csv"
+    return Task.model_validate(load_table_task(fruit, TaskSplit(k_shot=k_shot, seed=0, queries=2)))
+
+
+def test_views_on_a_table_average_each_class_probability_back_to_its_own_label():
+    from nodes.icl import ICLPredictor
+    from tests.nodes.conftest import ScriptedScorer
+
+    table = _fruit()
+    classes = sorted({str(e.output) for e in table.train})
+    # A model that always prefers the first symbol, whatever the rows say: under views that
+    # permute the labels, "A" names a different fruit each time, so once each probability goes
+    # back to its own class the average is spread, and the model cannot look as sure as one view.
+    model = ScriptedScorer([], {"A": 0.0}, default=-3.0)
+    one = 1 / (1 + (len(classes) - 1) * math.exp(-3.0))  # one view's probability of its "A"
+    # (Seed 1's views: two of the three after the identity permute the labels.)
+    candidates, gen = ICLPredictor(model).forward(
+        table, table.test[0].input, notes=[], samples=4, views=True, seed=1
+    )
+    assert model.calls == [] and len(model.scored) == 4  # scored, never generated
+    assert all(sorted(s) == list("ABCDEFGH"[: len(classes)]) for s in model.scored)
+    probs = [math.exp(c["logprob"] or -99) for c in candidates]
+    assert sorted(str(c["answer"]) for c in candidates) == classes and sum(probs) == pytest.approx(1.0)
+    assert probs == sorted(probs, reverse=True) and probs[0] < one
+    assert sum(c["votes"] for c in candidates) == 4 and len(gen.samples) == 4
+    # The identity view's "A" is the first class in sorted order: it got its vote.
+    assert any(str(c["answer"]) == classes[0] and c["votes"] >= 1 for c in candidates)
+
+
+def test_views_on_a_table_with_the_embedded_model():
+    from models.factory import load_model
+    from nodes.icl import ICLPredictor
+
+    model = load_model("embedded").for_kind("tabular")
+    table = _fruit()
+    query = table.test[0]
+    candidates, gen = ICLPredictor(model).forward(table, query.input, notes=[], samples=4, views=True)
+    probs = [math.exp(c["logprob"] or -99) for c in candidates]
+    assert sum(probs) == pytest.approx(1.0, abs=1e-4) and probs == sorted(probs, reverse=True)
+    assert {str(c["answer"]) for c in candidates} == {str(e.output) for e in table.train}
+    assert gen.usage.requests == 4 and gen.usage.prompt_tokens > 4 * 8 * 5  # four prompts of 8 rows
+    # One view (the identity) is the scored distribution of the plain prompt: its top class is the
+    # greedy label, a little surer than the greedy sample, whose probability also counts every
+    # symbol that is not a class.
+    greedy, _ = ICLPredictor(model).forward(table, query.input, notes=[], samples=1)
+    alone, _ = ICLPredictor(model)._averaged_views(table, query.input, notes=[], n=1, seed=0)
+    assert alone[0]["answer"] == greedy[0]["answer"]
+    assert 1.0 >= math.exp(alone[0]["logprob"] or -99) >= math.exp(greedy[0]["logprob"] or -99) - 1e-6
+    out = run_node(make_icl_node(model), table, context=Context(samples=4, sample_views="on"))
+    assert out["confidence"] == pytest.approx(probs[0], abs=1e-4) and out["answer"] == candidates[0]["answer"]
