@@ -29,7 +29,7 @@ from graph.state import Candidate, ExpertReply, State
 from models.base import ModelBackend
 from nodes.candidates import confidence
 from nodes.common import get_context, strategy_update
-from nodes.icl import ICLPredictor
+from nodes.icl import ICLPredictor, uses_views
 from tasks.schema import Task
 
 
@@ -89,7 +89,8 @@ def make_expert_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph n
             add_task_notes(store, task.key, [note])
             notes = list(dict.fromkeys([*notes, note]))
             ctx = get_context(runtime)
-            candidates, gen = ICLPredictor(resolve_model(ctx, bound, task.kind)).forward(
+            model = resolve_model(ctx, bound, task.kind)
+            candidates, gen = ICLPredictor(model).forward(
                 task,
                 query,
                 notes=notes,
@@ -97,6 +98,7 @@ def make_expert_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph n
                 temperature=ctx.temperature,
                 max_demos=ctx.max_demos,
                 seed=ctx.seed,
+                views=uses_views(ctx, task, model),
             )
             conf, usage = confidence(candidates, len(gen.samples)), gen.usage
             message = f"{reply.expert} added a note; predicted again with it (confidence {conf:.2f})"

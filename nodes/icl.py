@@ -107,7 +107,6 @@ class ICLPredictor:
             answers.append((answer, gen.samples[0]))
         return group(answers), Generation(samples=samples, usage=usage, seconds=seconds)
 
-
     def _averaged_views(
         self, task: Task, query: Any, *, notes: list[str], n: int, seed: int
     ) -> tuple[list[Candidate], Generation]:
@@ -175,17 +174,24 @@ def _normalised(logps: list[float]) -> list[float]:
     return [w / total for w in weights]
 
 
+def uses_views(ctx: Context, task: Task, model: ModelBackend) -> bool:
+    """Whether ICL's extra samples on ``task`` are answers under views (``Context.sample_views``):
+    the same for every node that answers in context (ICL, reflection's answer, the expert's)."""
+    can_score = model.capabilities.score
+    return (
+        sample_views_for(ctx.sample_views, task.kind, can_score=can_score)
+        and ctx.samples > 1
+        and (task.kind in VIEW_KINDS)
+    )
+
+
 def make_icl_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph node
     """Build the ``icl`` node; ``bound`` fixes the model for this graph (else the context's)."""
 
     def icl(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         started = time.perf_counter()
         ctx, task, model, _ = node_inputs(state, runtime, bound)
-        views = (
-            sample_views_for(ctx.sample_views, task.kind, can_score=model.capabilities.score)
-            and ctx.samples > 1
-            and task.kind in VIEW_KINDS
-        )
+        views = uses_views(ctx, task, model)
         n = ctx.samples if views or task.kind not in GREEDY_ONLY_KINDS else 1
         runtime.stream_writer({"node": "icl", "message": f"sampling {n} with {model.name}"})
         candidates, gen = ICLPredictor(model).forward(

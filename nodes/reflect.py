@@ -42,7 +42,7 @@ from nodes.common import (
     strategy_update,
     trace_event,
 )
-from nodes.icl import ICLPredictor
+from nodes.icl import ICLPredictor, uses_views
 from nodes.loo import leave_one_out
 from prompts.compact import correction_note, parse_correction
 from tasks.schema import Task
@@ -284,6 +284,7 @@ def make_reflect_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph 
             temperature=ctx.temperature,
             max_demos=ctx.max_demos,
             seed=ctx.seed,
+            views=uses_views(ctx, task, model),
         )
         usage += gen.usage
         conf = confidence(candidates, len(gen.samples), probability=True)

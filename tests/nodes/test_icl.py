@@ -160,3 +160,19 @@ def test_views_on_a_table_with_the_embedded_model():
     assert 1.0 >= math.exp(alone[0]["logprob"] or -99) >= math.exp(greedy[0]["logprob"] or -99) - 1e-6
     out = run_node(make_icl_node(model), table, context=Context(samples=4, sample_views="on"))
     assert out["confidence"] == pytest.approx(probs[0], abs=1e-4) and out["answer"] == candidates[0]["answer"]
+
+
+def test_every_node_that_answers_in_context_uses_the_same_views():
+    from nodes.icl import uses_views
+    from tests.nodes.conftest import ScriptedScorer
+
+    table, scorer, plain = _fruit(), ScriptedScorer([], {}), ScriptedBackend(["A\n"])
+    assert uses_views(Context(samples=4), table, scorer) and not uses_views(Context(samples=4), table, plain)
+    assert not uses_views(Context(samples=1), table, scorer)
+    assert not uses_views(Context(samples=4, sample_views="off"), table, scorer)
+    # Reflection's answer on a table is the views' averaged distribution too: four scored views.
+    from nodes.reflect import make_reflect_node
+
+    model = ScriptedScorer(["A\n"], {"A": 0.0}, default=-3.0)
+    out = run_node(make_reflect_node(model), table, context=Context(samples=4, reflect_rounds=1))
+    assert len(model.scored) == 4 and out["answer"] in {e.output for e in table.train}
