@@ -211,6 +211,11 @@ def make_icl_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph node
             f"{'greedy answers under views' if views else 'samples'}; "
             f"top has {top['votes'] if top else 0} votes, confidence {conf:.2f}"
         )
+        if views and task.kind in GREEDY_ONLY_KINDS and model.capabilities.score:
+            message = (
+                f"label probabilities averaged over {len(gen.samples)} views; top first in "
+                f"{top['votes'] if top else 0} of them, probability {conf:.2f}"
+            )
         trace = [trace_event("icl", message, gen.usage.total_tokens)]
         return strategy_update("icl", candidates, conf, started, gen.usage, trace)
 
