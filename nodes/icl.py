@@ -22,7 +22,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context, sample_views_for
+from graph.context import BY_KIND, SCORED_VIEW_KINDS, Context, sample_views_for
 from graph.state import Candidate, State
 from models.base import Generation, ModelBackend, PromptParts, Sample, Usage
 from models.ttt.predict import greedy_under_view
@@ -177,6 +177,8 @@ def _normalised(logps: list[float]) -> list[float]:
 def uses_views(ctx: Context, task: Task, model: ModelBackend) -> bool:
     """Whether ICL's extra samples on ``task`` are answers under views (``Context.sample_views``):
     the same for every node that answers in context (ICL, reflection's answer, the expert's)."""
+    if ctx.sample_views == BY_KIND and task.kind in SCORED_VIEW_KINDS and not table_classes(task):
+        return False  # a regression table's views were never measured: its greedy digit answers
     can_score = model.capabilities.score
     return (
         sample_views_for(ctx.sample_views, task.kind, can_score=can_score)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -72,8 +73,6 @@ def test_the_kinds_defaults_and_a_bad_setting():
 
 
 def test_on_a_table_the_greedy_label_alone_is_drawn_and_its_probability_is_the_confidence():
-    from pathlib import Path
-
     from nodes.icl import ICLPredictor
     from tasks.tabular import TaskSplit, load_table_task
 
@@ -106,8 +105,6 @@ def test_on_a_table_the_greedy_label_alone_is_drawn_and_its_probability_is_the_c
 
 
 def _fruit(k_shot: int = 8) -> Task:
-    from pathlib import Path
-
     from tasks.tabular import TaskSplit, load_table_task
 
     fruit = Path(__file__).resolve().parents[1] / "data" / "tables" / "fruit.csv"
@@ -170,6 +167,13 @@ def test_every_node_that_answers_in_context_uses_the_same_views():
     assert uses_views(Context(samples=4), table, scorer) and not uses_views(Context(samples=4), table, plain)
     assert not uses_views(Context(samples=1), table, scorer)
     assert not uses_views(Context(samples=4, sample_views="off"), table, scorer)
+    # A regression table keeps its greedy digit by default (its views were never measured).
+    from tasks.tabular import TaskSplit, load_table_task
+
+    rent = Path(__file__).resolve().parents[1] / "data" / "tables" / "rent.csv"
+    prices = Task.model_validate(load_table_task(rent, TaskSplit(k_shot=8, seed=0, queries=1)))
+    assert not uses_views(Context(samples=4), prices, scorer)
+    assert uses_views(Context(samples=4, sample_views="on"), prices, scorer)
     # Reflection's answer on a table is the views' averaged distribution too: four scored views.
     from nodes.reflect import make_reflect_node
 
