@@ -38,9 +38,9 @@ from tasks.schema import TaskKind
 #: Settings of ``sample_views``: ``by-kind`` uses views where :data:`KIND_SAMPLE_VIEWS` says so.
 SAMPLE_VIEWS: tuple[str, ...] = (BY_KIND, "on", "off")
 #: Measured (session 32, step 24,600, 4 samples): grids gain (held-out families 128 against 121 of 180, and
-#: fewer confident wrong answers). Tables (session 39, table model step 23,500, 16 rows): their
-#: views' greedy labels agree so often that a vote moved nothing (iris, wine, breast cancer 89.7
-#: against 89.6 %), but the label distributions averaged over views (TabPFN's ensemble,
+#: fewer confident wrong answers). Tables: their views' greedy labels agree so often that a vote
+#: moved nothing (session 32: iris, wine, breast cancer 89.7 against 89.6 %), but (session 39,
+#: table model step 23,500, 16 rows) the label distributions averaged over views (TabPFN's ensemble,
 #: :meth:`nodes.icl.ICLPredictor._averaged_views`) gain on three held-out sets, 30,995 queries:
 #: +55 right with 4 views, +75 with 8 (22 synthetic tables +25 / +14, 29 real +1 / +20, 73
 #: synthetic +29 / +41), for 4 forward passes a query instead of one.

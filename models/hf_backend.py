@@ -302,7 +302,8 @@ class HFBackend(ModelBackend):
 
         Candidates are tokenized on their own (no special tokens) and appended to the prompt's
         tokens; all candidates go through one right-padded forward pass (in chunks of
-        :data:`SCORE_BATCH`). An empty candidate scores 0.
+        :data:`SCORE_BATCH`), or, when each is one token (a table's class symbols), are read from
+        the prompt's last logits in a single pass. An empty candidate scores 0.
         """
         import torch
 
@@ -310,9 +311,9 @@ class HFBackend(ModelBackend):
             return []
         prompt_ids = self.encode_prompt(prompt)
         cand_ids = [list(self.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in candidates]
-        scores: list[float] = []
         if all(len(c) == 1 for c in cand_ids):  # one token each (a table's class symbols): one pass
             return self._score_next_token(prompt_ids, [c[0] for c in cand_ids], torch)
+        scores: list[float] = []
         with self._lock:
             for lo in range(0, len(cand_ids), SCORE_BATCH):
                 chunk = cand_ids[lo : lo + SCORE_BATCH]
