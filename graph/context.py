@@ -45,18 +45,19 @@ SAMPLE_VIEWS: tuple[str, ...] = (BY_KIND, "on", "off")
 #: +55 right with 4 views, +75 with 8 (22 synthetic tables +25 / +14, 29 real +1 / +20, 73
 #: synthetic +29 / +41), for 4 forward passes a query instead of one.
 KIND_SAMPLE_VIEWS: dict[str, bool] = {"grid": True, "tabular": True}
-#: Kinds whose ``by-kind`` views need a backend that scores: their views average probabilities,
-#: and without scores they could only vote.
-SCORED_VIEW_KINDS = ("tabular",)
+#: Kinds whose ``by-kind`` views are those that average label probabilities: what was measured
+#: (a classification table and a backend that scores). A vote of greedy labels moved nothing,
+#: and a regression table's views were never measured: both keep the greedy answer.
+AVERAGED_VIEW_KINDS = ("tabular",)
 
 
-def sample_views_for(setting: str, kind: str, *, can_score: bool = True) -> bool:
+def sample_views_for(setting: str, kind: str, *, can_average: bool = True) -> bool:
     """Whether ICL's extra samples on a ``kind`` task are answers under views: ``on``/``off``, or
     for ``by-kind`` the kind's measured default (:data:`KIND_SAMPLE_VIEWS`, else off; for
-    :data:`SCORED_VIEW_KINDS` only where the backend ``can_score``)."""
+    :data:`AVERAGED_VIEW_KINDS` only where the views ``can_average`` label probabilities)."""
     if setting != BY_KIND:
         return setting == "on"
-    return KIND_SAMPLE_VIEWS.get(kind, False) and (can_score or kind not in SCORED_VIEW_KINDS)
+    return KIND_SAMPLE_VIEWS.get(kind, False) and (can_average or kind not in AVERAGED_VIEW_KINDS)
 
 
 #: Strategies the router knows. ``auto`` lets the router decide.

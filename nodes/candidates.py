@@ -21,6 +21,14 @@ def answer_key(answer: Any) -> str:
     return json.dumps(answer, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def softmax(scores: list[float]) -> list[float]:
+    """Log-scores normalised into probabilities that sum to one (numerically stable)."""
+    top = max(scores)
+    weights = [math.exp(x - top) for x in scores]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
 def aggregate(
     gen: Generation, renderer: Renderer, kind: TaskKind, parts: PromptParts | None = None
 ) -> list[Candidate]:

@@ -22,11 +22,11 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import BY_KIND, SCORED_VIEW_KINDS, Context, sample_views_for
+from graph.context import Context, sample_views_for
 from graph.state import Candidate, State
 from models.base import Generation, ModelBackend, PromptParts, Sample, Usage
 from models.ttt.predict import greedy_under_view
-from nodes.candidates import aggregate, answer_key, confidence, group
+from nodes.candidates import aggregate, answer_key, confidence, group, softmax
 from nodes.common import node_inputs, strategy_update, trace_event
 from tasks.augment import augment_task, sample_views, table_classes
 from tasks.schema import Task
@@ -77,7 +77,7 @@ class ICLPredictor:
         demos = task.train[:max_demos] if max_demos else task.train
         if views and samples > 1 and task.kind in VIEW_KINDS:
             seen = task.model_copy(update={"train": demos, "test": []})
-            if table_classes(seen) and self.model.capabilities.score:
+            if averages_views(seen, self.model):
                 return self._averaged_views(seen, query, notes=notes, n=samples, seed=seed)
             return self._under_views(seen, query, notes=notes, n=samples, seed=seed)
         parts = PromptParts(kind=task.kind, function=task.function, notes=notes, demos=demos, query=query)
@@ -138,7 +138,7 @@ class ICLPredictor:
             # class, so a backend reads every class from one pass over the prompt.
             texts = [renderer.format_value(c, task.kind, parts).removesuffix("\n") for c in classes]
             prompt = renderer.render(parts)
-            probs = _normalised(self.model.score(prompt, texts))
+            probs = softmax(self.model.score(prompt, texts))
             usage += self.model.score_usage(prompt, texts)
             best = max(range(len(classes)), key=lambda i: (probs[i], -i))
             samples.append(Sample(text=texts[best], logprob=math.log(max(probs[best], 1e-12))))
@@ -150,10 +150,13 @@ class ICLPredictor:
                 if c == classes[best]:
                     firsts[key] = firsts.get(key, 0) + 1
         ranked = sorted(totals, key=lambda k: -totals[k])
+        original = PromptParts(
+            kind=task.kind, function=task.function, notes=notes, demos=task.train, query=query
+        )
         candidates = [
             Candidate(
                 answer=answers[k],
-                text=renderer.format_value(answers[k], task.kind, _parts(task, notes, query)),
+                text=renderer.format_value(answers[k], task.kind, original),
                 votes=firsts.get(k, 0),
                 logprob=math.log(max(totals[k], 1e-12)),
             )
@@ -162,29 +165,18 @@ class ICLPredictor:
         return candidates, Generation(samples=samples, usage=usage, seconds=time.perf_counter() - started)
 
 
-def _parts(task: Task, notes: list[str], query: Any) -> PromptParts:
-    return PromptParts(kind=task.kind, function=task.function, notes=notes, demos=task.train, query=query)
-
-
-def _normalised(logps: list[float]) -> list[float]:
-    """Log-scores turned into probabilities that sum to one (a softmax over the candidates)."""
-    top = max(logps)
-    weights = [math.exp(x - top) for x in logps]
-    total = sum(weights)
-    return [w / total for w in weights]
+def averages_views(task: Task, model: ModelBackend) -> bool:
+    """Whether ICL's views on ``task`` average label probabilities
+    (:meth:`ICLPredictor._averaged_views`): a classification table and a backend that scores."""
+    return task.kind == "tabular" and model.capabilities.score and bool(table_classes(task))
 
 
 def uses_views(ctx: Context, task: Task, model: ModelBackend) -> bool:
     """Whether ICL's extra samples on ``task`` are answers under views (``Context.sample_views``):
     the same for every node that answers in context (ICL, reflection's answer, the expert's)."""
-    if ctx.sample_views == BY_KIND and task.kind in SCORED_VIEW_KINDS and not table_classes(task):
-        return False  # a regression table's views were never measured: its greedy digit answers
-    can_score = model.capabilities.score
-    return (
-        sample_views_for(ctx.sample_views, task.kind, can_score=can_score)
-        and ctx.samples > 1
-        and (task.kind in VIEW_KINDS)
-    )
+    can_average = averages_views(task, model)
+    views = sample_views_for(ctx.sample_views, task.kind, can_average=can_average)
+    return views and ctx.samples > 1 and task.kind in VIEW_KINDS
 
 
 def make_icl_node(bound: ModelBackend | None = None) -> Any:  # a LangGraph node

@@ -19,7 +19,6 @@ node stores it with the task once, for the router.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -31,6 +30,7 @@ from graph.context import Context
 from graph.memory import task_evidence, update_evidence
 from graph.state import Candidate, State
 from models.base import ModelBackend, PromptParts, Usage
+from nodes.candidates import softmax
 from nodes.common import (
     known_notes,
     measured_before,
@@ -97,9 +97,7 @@ class Sampling:
 
 def softmax_share(scores: list[float], index: int) -> float:
     """``exp(scores[index])`` normalised over all scores (numerically stable)."""
-    top = max(scores)
-    weights = [math.exp(s - top) for s in scores]
-    return weights[index] / sum(weights)
+    return softmax(scores)[index]
 
 
 class Selector:

@@ -62,9 +62,9 @@ def test_temperature_samples_without_views(task):
 def test_the_kinds_defaults_and_a_bad_setting():
     assert sample_views_for("by-kind", "grid") and sample_views_for("by-kind", "tabular")
     # A table's views average label probabilities: a backend that cannot score draws the greedy label.
-    assert not sample_views_for("by-kind", "tabular", can_score=False)
-    assert sample_views_for("by-kind", "grid", can_score=False) and sample_views_for(
-        "on", "tabular", can_score=False
+    assert not sample_views_for("by-kind", "tabular", can_average=False)
+    assert sample_views_for("by-kind", "grid", can_average=False) and sample_views_for(
+        "on", "tabular", can_average=False
     )
     assert not sample_views_for("by-kind", "list") and sample_views_for("on", "tabular")
     assert not sample_views_for("off", "grid")
