@@ -189,12 +189,13 @@ class Context(BaseSettings):
         env_help="Train on, and vote over, augmented views (false: identity only, one greedy prediction)",
     )  # fmt: skip
     ttt_prior_votes: str = setting(
-        "off",
-        "test-time training: the base model also votes, under the same views (by-kind: on, off for "
-        "tables; on; off)",
+        BY_KIND,
+        "test-time training: the base model also votes, under the same views (by-kind: on for "
+        "tables, off elsewhere; on; off)",
         section="ttt",
-        env_help="The base model (no adapter) also predicts under the same views and votes beside the "
-        "adapter, ties to the adapter: by-kind (on, off for tables: measured), on or off",
+        env_help="The base model (no adapter) also predicts under the same views: its votes count beside "
+        "the adapter's (ties to the adapter), on a table its label probabilities are mixed in; by-kind "
+        "(on for tables, off elsewhere: measured), on or off",
     )  # fmt: skip
     ttt_early_stop: bool = setting(
         True, "test-time training: stop when a held-back demonstration stops improving (recipe plain)",

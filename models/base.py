@@ -19,6 +19,8 @@ samples carry token log-probabilities.
 
 from __future__ import annotations
 
+import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +46,8 @@ __all__ = [
     "Renderer",
     "Sample",
     "Usage",
+    "answer_key",
+    "softmax",
 ]
 
 
@@ -163,3 +167,16 @@ class ModelBackend(ABC):
         """
         raise CapabilityError(f"model {self.name!r} cannot adapt (test-time training needs a local model)")
         yield  # pragma: no cover - makes this a generator
+
+
+def answer_key(answer: Any) -> str:
+    """A stable text key of a parsed answer, for grouping equal answers."""
+    return json.dumps(answer, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def softmax(scores: list[float]) -> list[float]:
+    """Log-scores normalised into probabilities that sum to one (numerically stable)."""
+    top = max(scores)
+    weights = [math.exp(x - top) for x in scores]
+    total = sum(weights)
+    return [w / total for w in weights]

@@ -7,26 +7,12 @@ probability.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 from graph.state import Candidate
-from models.base import Generation, PromptParts, Renderer, Sample
+from models.base import Generation, PromptParts, Renderer, Sample, answer_key
 from tasks.schema import TaskKind
-
-
-def answer_key(answer: Any) -> str:
-    """A stable text key of a parsed answer, for grouping equal answers."""
-    return json.dumps(answer, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def softmax(scores: list[float]) -> list[float]:
-    """Log-scores normalised into probabilities that sum to one (numerically stable)."""
-    top = max(scores)
-    weights = [math.exp(x - top) for x in scores]
-    total = sum(weights)
-    return [w / total for w in weights]
 
 
 def aggregate(

@@ -25,10 +25,10 @@ from langgraph.runtime import Runtime
 from graph.context import Context, sample_views_for
 from graph.state import Candidate, State
 from models.base import Generation, ModelBackend, PromptParts, Sample, Usage
-from models.ttt.predict import greedy_under_view
-from nodes.candidates import aggregate, answer_key, confidence, group, softmax
+from models.ttt.predict import averages_views, greedy_under_view, label_distribution
+from nodes.candidates import aggregate, answer_key, confidence, group
 from nodes.common import node_inputs, strategy_update, trace_event
-from tasks.augment import augment_task, sample_views, table_classes
+from tasks.augment import sample_views
 from tasks.schema import Task
 
 #: Kinds with invertible views (:func:`tasks.augment.sample_views`).
@@ -111,64 +111,25 @@ class ICLPredictor:
         self, task: Task, query: Any, *, notes: list[str], n: int, seed: int
     ) -> tuple[list[Candidate], Generation]:
         """A classification table's label distribution averaged over ``n`` views (the identity
-        first): under each view every class the demonstrations have is scored, the scores are
-        normalised over the classes, and each probability goes back to the class it stands for
-        (a view permutes the labels). The candidates are the classes, most probable first; a
-        candidate's log-probability is that of its averaged probability, its votes the views
-        whose most probable class it was. This is TabPFN's ensemble, which averages probabilities
-        over permuted features and classes rather than votes: greedy labels under views agree so
-        often that their majority moved nothing (measured at
-        :data:`graph.context.KIND_SAMPLE_VIEWS`). Backends that cannot score vote as on grids.
-        """
-        renderer = self.model.renderer
+        first; :func:`models.ttt.predict.label_distribution`). The candidates are the classes,
+        most probable first; a candidate's log-probability is that of its averaged probability,
+        its votes the views whose most probable class it was."""
         started = time.perf_counter()
-        totals: dict[str, float] = {}
-        answers: dict[str, Any] = {}
-        firsts: dict[str, int] = {}
-        samples: list[Sample] = []
-        usage = Usage()
-        views = sample_views(random.Random(seed), task, n)
-        for view in views:
-            seen = augment_task(task, view)
-            parts = PromptParts(
-                kind=task.kind, function=task.function, notes=notes, demos=seen.train, query=view.apply(query)
-            )
-            classes = table_classes(seen)
-            # The label without the line's end, which follows every label alike: one symbol a
-            # class, so a backend reads every class from one pass over the prompt.
-            texts = [renderer.format_value(c, task.kind, parts).removesuffix("\n") for c in classes]
-            prompt = renderer.render(parts)
-            probs = softmax(self.model.score(prompt, texts))
-            usage += self.model.score_usage(prompt, texts)
-            best = max(range(len(classes)), key=lambda i: (probs[i], -i))
-            samples.append(Sample(text=texts[best], logprob=math.log(max(probs[best], 1e-12))))
-            for c, prob in zip(classes, probs, strict=True):
-                answer = view.inverse(c)
-                key = answer_key(answer)
-                answers[key] = answer
-                totals[key] = totals.get(key, 0.0) + prob / len(views)
-                if c == classes[best]:
-                    firsts[key] = firsts.get(key, 0) + 1
-        ranked = sorted(totals, key=lambda k: -totals[k])
+        dist = label_distribution(self.model, task, query, sample_views(random.Random(seed), task, n), notes)
         original = PromptParts(
             kind=task.kind, function=task.function, notes=notes, demos=task.train, query=query
         )
         candidates = [
             Candidate(
-                answer=answers[k],
-                text=renderer.format_value(answers[k], task.kind, original),
-                votes=firsts.get(k, 0),
-                logprob=math.log(max(totals[k], 1e-12)),
+                answer=label,
+                text=self.model.renderer.format_value(label, task.kind, original),
+                votes=dist.firsts.get(answer_key(label), 0),
+                logprob=math.log(max(prob, 1e-12)),
             )
-            for k in ranked
+            for label, prob in dist.ranked()
         ]
-        return candidates, Generation(samples=samples, usage=usage, seconds=time.perf_counter() - started)
-
-
-def averages_views(task: Task, model: ModelBackend) -> bool:
-    """Whether ICL's views on ``task`` average label probabilities
-    (:meth:`ICLPredictor._averaged_views`): a classification table and a backend that scores."""
-    return task.kind == "tabular" and model.capabilities.score and bool(table_classes(task))
+        generation = Generation(samples=dist.samples, usage=dist.usage, seconds=time.perf_counter() - started)
+        return candidates, generation
 
 
 def uses_views(ctx: Context, task: Task, model: ModelBackend) -> bool:

@@ -29,8 +29,7 @@ from pydantic import BaseModel, Field
 from graph.context import Context
 from graph.memory import task_evidence, update_evidence
 from graph.state import Candidate, State
-from models.base import ModelBackend, PromptParts, Usage
-from nodes.candidates import softmax
+from models.base import ModelBackend, PromptParts, Usage, softmax
 from nodes.common import (
     known_notes,
     measured_before,

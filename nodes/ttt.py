@@ -4,7 +4,8 @@ The heavy lifting is in :mod:`models.ttt`; this node maps the run's knobs to a
 :class:`~models.ttt.TTTConfig` (``ttt_augment``, ``ttt_early_stop``, ``ttt_cache``,
 ``ttt_cache_dir`` included), streams training progress (step, loss) to the trace, says when
 early stopping ended training (the steps actually run) or when a cached adapter was reused, and
-turns the vote into candidates and a confidence (the top answer's vote share).
+turns the vote into candidates and a confidence (the top answer's vote share; on a
+classification table its averaged probability).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from graph.context import Context
 from graph.state import Candidate, State
 from models import ttt as ttt_lib  # called through the module: fault injection patches it there
 from models.base import ModelBackend, Usage
-from models.ttt import TTTConfig, TTTResult, prior_votes_for, recipe_for, with_recipe
+from models.ttt import PRIOR_SHARE, TTTConfig, TTTResult, prior_votes_for, recipe_for, with_recipe
 from nodes.common import node_inputs, strategy_update
 
 
@@ -74,8 +75,8 @@ def config_from_context(ctx: Context, kind: str = "grid") -> TTTConfig:
     A named recipe (``ttt_recipe``) overrides the settings it names (e.g. ``adaptive`` turns early
     stopping on and ``trial`` turns it off whatever ``ttt_early_stop`` says); ``by-kind``, the
     default, is the recipe measured best on held-out tasks of the kind (``adaptive``; ``plain``
-    for tables). The prior's votes (``ttt_prior_votes``) likewise: ``by-kind`` is on, off for
-    tables (:data:`models.ttt.config.KIND_PRIOR_VOTES`).
+    for tables). The prior's votes (``ttt_prior_votes``) likewise: ``by-kind`` is on for tables,
+    off elsewhere (:data:`models.ttt.config.KIND_PRIOR_VOTES`).
     """
     cfg = TTTConfig(
         steps=ctx.ttt_steps,
@@ -104,8 +105,12 @@ def summary(cfg: TTTConfig, result: TTTResult, conf: float) -> str:
             f"adapter r={cfg.r} on {result.sequences} sequences, {result.steps_run}/{cfg.steps} steps{stop}, "
             f"loss {first:.3f} -> {last:.3f}"
         )
-    if cfg.prior_voting:
-        half = result.views // 2
+    half = result.views // 2
+    if result.averaged:
+        prior = f" and {half} of the prior (its share {PRIOR_SHARE:.2f})" if result.prior else ""
+        n = half if result.prior else result.views
+        vote = f"label probabilities averaged over {n} views of the adapter{prior}, top {conf:.2f}"
+    elif result.prior:
         vote = f"{half} views of the adapter and {half} of the prior voted, top share {conf:.2f}"
     elif result.views > 1:
         vote = f"{result.views} views voted, top share {conf:.2f}"

@@ -16,7 +16,9 @@
    and the answers are voted on hierarchically; the vote share is the confidence. With
    ``augment=False``: the identity view only, for training and for one greedy prediction. With
    ``prior_votes``, the base model's answers under the same views (predicted before the adapter
-   is attached) vote too, ties to the adapter (:mod:`~models.ttt.predict`).
+   is attached) vote too, ties to the adapter (:mod:`~models.ttt.predict`). On a classification
+   table with a backend that scores, each label's probability is averaged over the views
+   instead, the prior's mixed in at ``PRIOR_SHARE``; the top probability is the confidence.
 4. With ``cache`` > 0 the trained adapter is kept (:mod:`models.adapter_cache`) and a later query
    of the same task, demonstrations and settings reuses it instead of training.
 
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 from models.ttt.config import (
     BY_KIND,
+    PRIOR_SHARE,
     PRIOR_VOTES,
     RECIPES,
     Segment,
@@ -53,6 +56,7 @@ from models.ttt.run import run_ttt
 
 __all__ = [
     "BY_KIND",
+    "PRIOR_SHARE",
     "PRIOR_VOTES",
     "RECIPES",
     "Segment",

@@ -8,10 +8,10 @@ from typing import Any
 
 from models.adapter_cache import ADAPTERS, CachedAdapter, adapter_key
 from models.base import CapabilityError, ModelBackend, Usage
-from models.ttt.config import Job, StepHook, TTTConfig, TTTResult
+from models.ttt.config import PRIOR_SHARE, Job, StepHook, TTTConfig, TTTResult
 from models.ttt.data import draw_views, fold_corrections
 from models.ttt.loop import train
-from models.ttt.predict import rank, view_votes
+from models.ttt.predict import LabelDistribution, averages_views, label_distribution, rank, view_votes
 from tasks.schema import Task
 
 
@@ -56,7 +56,8 @@ def run_ttt(
     with torch.random.fork_rng(devices=[] if on_cpu else None):
         torch.manual_seed(cfg.seed)
         result = _adapt_and_predict(job, key, cached)
-    result.views = len(predict_views) * (2 if _prior_votes(job) else 1)
+    result.prior = _prior_votes(job)
+    result.views = len(predict_views) * (2 if result.prior else 1)
     result.seconds = round(time.perf_counter() - started, 3)
     return result
 
@@ -73,29 +74,62 @@ def _adapt_and_predict(job: Job, key: str, cached: CachedAdapter | None) -> TTTR
     """Inside a fresh adapter: load the cached weights or train (and cache under ``key``), then
     predict; with ``prior_votes`` the base model predicts first (no adapter yet) and votes too."""
     cfg, model = job.cfg, job.model
+    if averages_views(job.task, model):
+        return _adapt_and_average(job, key, cached)
     prior, _, prior_usage = view_votes(job) if _prior_votes(job) else ([], None, Usage())
-    lora = {"r": cfg.r, "lora_alpha": cfg.alpha, "target_modules": cfg.target_modules}
-    with model.adapter(**lora) as peft_model:
-        if cached is not None:
-            from peft import set_peft_model_state_dict
-
-            set_peft_model_state_dict(peft_model, cached.weights)
-            result = TTTResult(answers=[], reused=True, **_meta_fields(cached.meta))
-        else:
-            result = train(job, peft_model)
-            if key:
-                from peft import get_peft_model_state_dict
-
-                state = get_peft_model_state_dict(peft_model)
-                weights = {k: v.detach().to("cpu").clone() for k, v in state.items()}
-                ADAPTERS.put(
-                    model, key, CachedAdapter(weights=weights, meta=_meta(result)),
-                    capacity=cfg.cache, directory=cfg.cache_dir,
-                )  # fmt: skip
-        peft_model.eval()
+    with model.adapter(**_lora(cfg)) as peft_model:
+        result = _adapter(job, peft_model, key, cached)
         votes, logprob, usage = view_votes(job)
         result.answers = rank(votes, logprob=logprob, prior=prior)
         result.usage = usage + prior_usage
+    return result
+
+
+def _adapt_and_average(job: Job, key: str, cached: CachedAdapter | None) -> TTTResult:
+    """A classification table: the adapter's label probabilities averaged over the predict views
+    (:func:`label_distribution`, as ICL averages the base model's); with ``prior_votes`` the base
+    model's under the same views are mixed in at :data:`PRIOR_SHARE`. The answers' shares are
+    probabilities."""
+    prior = _distribution(job) if _prior_votes(job) else None
+    with job.model.adapter(**_lora(job.cfg)) as peft_model:
+        result = _adapter(job, peft_model, key, cached)
+        own = _distribution(job)
+    dist = own.mixed(prior, PRIOR_SHARE) if prior is not None else own
+    result.answers = [(label, round(prob, 4)) for label, prob in dist.ranked()]
+    result.usage, result.averaged = dist.usage, True
+    return result
+
+
+def _distribution(job: Job) -> LabelDistribution:
+    """The current weights' label distribution for ``job.query`` over ``job.predict_views``."""
+    return label_distribution(job.model, job.task, job.query, job.predict_views, job.task.notes)
+
+
+def _lora(cfg: TTTConfig) -> dict[str, Any]:
+    """The LoRA settings of a run's adapter."""
+    return {"r": cfg.r, "lora_alpha": cfg.alpha, "target_modules": cfg.target_modules}
+
+
+def _adapter(job: Job, peft_model: Any, key: str, cached: CachedAdapter | None) -> TTTResult:
+    """Load the cached adapter's weights into ``peft_model``, or train it (and cache it under
+    ``key``); the model is left in eval mode, ready to predict."""
+    if cached is not None:
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(peft_model, cached.weights)
+        result = TTTResult(answers=[], reused=True, **_meta_fields(cached.meta))
+    else:
+        result = train(job, peft_model)
+        if key:
+            from peft import get_peft_model_state_dict
+
+            state = get_peft_model_state_dict(peft_model)
+            weights = {k: v.detach().to("cpu").clone() for k, v in state.items()}
+            ADAPTERS.put(
+                job.model, key, CachedAdapter(weights=weights, meta=_meta(result)),
+                capacity=job.cfg.cache, directory=job.cfg.cache_dir,
+            )  # fmt: skip
+    peft_model.eval()
     return result
 
 

@@ -197,6 +197,43 @@ def test_prior_votes_come_from_the_base_model_and_leave_training_alone(tiny, mon
     assert calls == [True] and one.views == 1  # one greedy prediction, with the adapter
 
 
+def test_on_a_table_label_probabilities_are_averaged_and_the_prior_mixed_in():
+    from pathlib import Path
+
+    from models.base import answer_key
+    from models.factory import load_model
+    from models.ttt import PRIOR_SHARE
+    from models.ttt.data import draw_views
+    from models.ttt.predict import label_distribution
+    from tasks.tabular import TaskSplit, load_table_task
+
+    model = load_model("embedded").for_kind("tabular")  # the shipped table model: it scores
+    fruit = Path(__file__).resolve().parents[1] / "data" / "tables" / "fruit.csv"
+    table = Task.model_validate(load_table_task(fruit, TaskSplit(k_shot=8, seed=0, queries=1)))
+    query = table.test[0].input
+    base = state_hash(model._model)
+    cfg = TTTConfig(steps=2, batch_size=2, train_views=2, predict_views=3)
+    alone = run_ttt(model, table, query, cfg)
+    classes = sorted({answer_key(e.output) for e in table.train})
+    assert alone.averaged and not alone.prior and alone.views == 3 and alone.usage.requests == 3
+    assert sorted(answer_key(a) for a, _ in alone.answers) == classes  # every class, a probability each
+    assert sum(p for _, p in alone.answers) == pytest.approx(1.0, abs=1e-3)
+    cfg.prior_votes = True
+    mixed = run_ttt(model, table, query, cfg)
+    assert mixed.averaged and mixed.prior and mixed.views == 6 and mixed.losses == alone.losses
+    assert mixed.usage.requests == 6
+    # The prior's part is the base model's distribution under the same predict views (drawn after
+    # the training views from the run's seed), untouched by the adapter.
+    rng = random.Random(cfg.seed)
+    draw_views(rng, table, cfg, cfg.train_views)
+    prior = label_distribution(model, table, query, draw_views(rng, table, cfg, cfg.predict_views), [])
+    own = {answer_key(a): p for a, p in alone.answers}
+    for answer, p in mixed.answers:
+        key = answer_key(answer)
+        assert p == pytest.approx(PRIOR_SHARE * prior.probs[key] + (1 - PRIOR_SHARE) * own[key], abs=2e-4)
+    assert state_hash(model._model) == base
+
+
 def test_early_stopping_stops_before_the_budget_when_the_held_back_loss_is_flat(tiny):
     # A learning rate this small cannot move the held-back loss: no evaluation improves on step 0,
     # so training must stop after min_steps (10), long before the budget of 40.

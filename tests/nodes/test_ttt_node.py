@@ -3,6 +3,7 @@ the adapter cache, and the bench's ``ttt-noaug`` variant."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,11 @@ def test_the_node_votes_and_a_second_query_reuses_the_cached_adapter(tiny):
     task = reverse_task("cached")
     # Enough steps at a high rate for the random tiny model to learn the answer format (digits, newline).
     ctx = Context(strategy="ttt", ttt_steps=30, ttt_lr=1e-2, ttt_views=3, ttt_recipe="trial", ttt_cache=2,
-                  ttt_prior_votes="by-kind")  # fmt: skip
+                  ttt_prior_votes="on")  # fmt: skip
     update, events = run_ttt_node(tiny, task, ctx)
     assert [e["step"] for e in events if "step" in e] == list(range(1, 31))
     [line] = update["trace"]
-    # by-kind the prior votes too (a list task): 3 predictions without the adapter, 3 with it
+    # the prior votes too: 3 predictions without the adapter, 3 with it
     assert "30/30 steps" in line["message"] and "3 views of the adapter and 3 of the prior" in line["message"]
     assert update["attempts"][0]["strategy"] == "ttt"
     assert update["candidates"] and update["answer"] == update["candidates"][0]["answer"]
@@ -89,17 +90,14 @@ def test_the_default_recipe_is_adaptive_and_plain_keeps_the_knobs():
     table = config_from_context(Context(strategy="ttt"), "tabular")
     assert (table.loss_on, table.episodes, table.max_sequences) == ("last", "loo", 250)
     adaptive_table = config_from_context(Context(strategy="ttt", ttt_recipe="adaptive"), "tabular")
-    assert adaptive_table == cfg
+    assert dataclasses.replace(adaptive_table, prior_votes=False) == cfg  # tables' prior votes: below
     trial = config_from_context(Context(strategy="ttt", ttt_recipe="trial", ttt_early_stop=True))
     assert trial.early_stop is False
     plain = config_from_context(Context(strategy="ttt", ttt_recipe="plain"))
     assert (plain.loss_on, plain.early_stop, plain.episodes) == ("last", True, "loo")
-    # the prior's votes: off by default; by-kind on, off for tables (measured); on / off any kind
-    assert not cfg.prior_votes
-    by_kind = Context(strategy="ttt", ttt_prior_votes="by-kind")
-    assert (
-        config_from_context(by_kind).prior_votes and not config_from_context(by_kind, "tabular").prior_votes
-    )
+    # the prior's votes: by kind by default, on for tables (measured), off elsewhere; on / off any kind
+    assert table.prior_votes and not cfg.prior_votes
+    assert not config_from_context(Context(strategy="ttt"), "grid").prior_votes
     assert config_from_context(Context(strategy="ttt", ttt_prior_votes="on"), "tabular").prior_votes
     assert not config_from_context(Context(strategy="ttt", ttt_prior_votes="off"), "grid").prior_votes
     # no augmentation, no vote: the prior then has nothing to vote in
@@ -173,3 +171,20 @@ def test_bench_all_runs_every_strategy_the_router_and_the_oracle(tiny_checkpoint
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
     assert "strategies compared" in printed and "router (" in printed and "oracle" in printed
+
+
+def test_on_a_table_the_answer_is_the_top_averaged_probability():
+    from models.factory import load_model
+    from tasks.tabular import TaskSplit, load_table_task
+
+    model = load_model("embedded").for_kind("tabular")
+    fruit = Path(__file__).resolve().parents[1] / "data" / "tables" / "fruit.csv"
+    table = Task.model_validate(load_table_task(fruit, TaskSplit(k_shot=8, seed=0, queries=1)))
+    update, _ = run_ttt_node(model, table, Context(strategy="ttt", ttt_steps=2))  # by-kind: the prior too
+    [line] = update["trace"]
+    assert (
+        "label probabilities averaged over 4 views of the adapter and 4 of the prior (its share 0.75)"
+        in (line["message"])
+    )
+    assert update["confidence"] < 1.0 and update["answer"] == update["candidates"][0]["answer"]
+    assert {str(c["answer"]) for c in update["candidates"]} == {str(e.output) for e in table.train}
