@@ -61,7 +61,10 @@ class PriorConfig:
     regression_p: float = 0.25  # share of regression tables
     demos: tuple[int, int] = (4, 32)  # demonstrations per episode (fewer when the text would not fit)
     queries: int = 1  # query rows after the demonstrations
-    mechanisms: tuple[str, ...] = MECHANISMS  # drawn uniformly
+    mechanisms: tuple[str, ...] = MECHANISMS  # drawn uniformly, unless mechanism_weights says otherwise
+    #: relative draw weights by mechanism name (a missing one weighs 1; empty: uniform, the stream
+    #: every earlier run drew); e.g. {"linear": 2.0} makes linear tables twice as common as each other
+    mechanism_weights: dict[str, float] = field(default_factory=dict)
     irrelevant_max: float = 0.5  # up to this share of features is pure noise
     categorical_p: float = 0.3  # chance a table has categorical features
     categorical_max: float = 0.5  # up to this share of its features then
@@ -86,6 +89,12 @@ class PriorConfig:
         unknown = set(self.mechanisms) - set(MECHANISMS)
         if unknown or not self.mechanisms:
             raise ValueError(f"mechanisms: expected some of {', '.join(MECHANISMS)}, got {self.mechanisms}")
+        for name, weight in self.mechanism_weights.items():
+            if name not in MECHANISMS or not weight >= 0:
+                raise ValueError(
+                    f"mechanism_weights: {name}={weight}: expected a mechanism of "
+                    f"{', '.join(MECHANISMS)} and a weight >= 0"
+                )
 
 
 @dataclass
@@ -175,6 +184,18 @@ def _mix(rng: np.random.Generator, base: np.ndarray, f: int) -> np.ndarray:
     return x + rng.normal(size=x.shape) * rng.uniform(0.05, 0.8, size=f) * spread
 
 
+def _draw_mechanism(rng: np.random.Generator, cfg: PriorConfig, regression: bool) -> str:
+    """The table's mechanism: uniform over ``cfg.mechanisms`` (blobs make classes only), or by
+    ``cfg.mechanism_weights``. Uniform draws keep their old call, so existing streams are unchanged."""
+    mechanisms = [m for m in cfg.mechanisms if not (regression and m == "blobs")] or ["linear"]
+    if not cfg.mechanism_weights:
+        return mechanisms[int(rng.integers(len(mechanisms)))]
+    weights = np.array([cfg.mechanism_weights.get(m, 1.0) for m in mechanisms])
+    if weights.sum() <= 0:  # every allowed mechanism weighed 0: fall back to uniform
+        weights = np.ones(len(mechanisms))
+    return mechanisms[int(rng.choice(len(mechanisms), p=weights / weights.sum()))]
+
+
 def sample_table(rng: np.random.Generator, n_rows: int, cfg: PriorConfig | None = None) -> SyntheticTable:
     """Draw one table of ``n_rows`` rows from the prior.
 
@@ -186,8 +207,7 @@ def sample_table(rng: np.random.Generator, n_rows: int, cfg: PriorConfig | None 
     cfg = cfg or PriorConfig()
     f = int(rng.integers(cfg.features[0], cfg.features[1] + 1))
     regression = rng.random() < cfg.regression_p
-    mechanisms = [m for m in cfg.mechanisms if not (regression and m == "blobs")] or ["linear"]
-    mechanism = mechanisms[int(rng.integers(len(mechanisms)))]
+    mechanism = _draw_mechanism(rng, cfg, regression)
     n_irrelevant = int(rng.integers(0, int(cfg.irrelevant_max * f) + 1)) if f > 1 else 0
     n_relevant = f - n_irrelevant
     c = int(rng.integers(cfg.classes[0], cfg.classes[1] + 1))

@@ -146,3 +146,26 @@ def test_a_resumed_run_grows_new_blocks_and_the_ledger_says_so(tmp_path: Path, c
     with pytest.raises(SystemExit) as stop:
         main(["--smoke", "--out", str(tmp_path / "new"), "--grow-layers", "1"])
     assert stop.value.code == 2 and "grows a trained run" in capsys.readouterr().err
+
+
+def test_mechanism_weights_are_kept_by_the_run_and_the_ledger_says_so(tmp_path: Path, capsys) -> None:
+    import pytest
+
+    cfg, vocab = smoke_config(), vocabulary()
+    cfg.mechanism_weights = {"linear": 5.0}
+    weighted, uniform = batch_at(3, cfg, vocab), batch_at(3, smoke_config(), vocab)
+    assert not torch.equal(weighted["input_ids"], uniform["input_ids"])
+    out = tmp_path / "ckpt"
+    assert main(["--smoke", "--out", str(out), "--steps", "3", "--mechanism-weights", "linear=5"]) == 0
+    assert main(["--resume", str(out)]) == 0  # the next leg keeps the run's weights
+    marker = json.loads((out / "mockingbird.json").read_text())
+    assert marker["train"]["mechanism_weights"] == {"linear": 5.0}
+    assert [e["mechanism_weights"] for e in marker["ledger"]] == [{"linear": 5.0}] * 2
+    assert main(["--resume", str(out), "--total-steps", "8", "--mechanism-weights", "uniform"]) == 0
+    marker = json.loads((out / "mockingbird.json").read_text())
+    assert marker["train"]["mechanism_weights"] == {} and "mechanism_weights" not in marker["ledger"][-1]
+    for bad in ("forest=2", "linear=-1", "linear", ""):
+        with pytest.raises(SystemExit) as stop:
+            main(["--resume", str(out), "--mechanism-weights", bad])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and "--mechanism-weights" in err and "Traceback" not in err

@@ -87,3 +87,23 @@ def test_the_prior_has_signal_a_learner_can_read_from_sixteen_rows():
             flags += [bool(r.correct) for r in run_baseline(name, task, list(range(len(task.test))))]
     logreg, majority = (sum(hits[n]) / len(hits[n]) for n in ("logreg", "majority"))
     assert logreg > majority + 0.08, (logreg, majority)
+
+
+def test_mechanism_weights_change_the_mix_and_empty_weights_keep_the_old_stream():
+    # {} is the uniform draw every earlier run trained on, table for table
+    assert [sample_task(5, i, PriorConfig(mechanism_weights={})) for i in range(30)] == [
+        sample_task(5, i) for i in range(30)
+    ]
+    n = 400
+    uniform = Counter(sample_task(5, i).type for i in range(n))
+    linear = Counter(sample_task(5, i, PriorConfig(mechanism_weights={"linear": 3.0})).type for i in range(n))
+    # linear: 1/4 of classification and 1/3 of regression tables uniform; 3/6 and 3/5 weighted
+    assert uniform["prior_linear"] / n < 0.35 < 0.45 < linear["prior_linear"] / n
+    no_trees = {sample_task(5, i, PriorConfig(mechanism_weights={"tree": 0.0})).type for i in range(100)}
+    assert no_trees == {"prior_scm", "prior_linear", "prior_blobs"}
+
+
+def test_bad_mechanism_weights_are_refused():
+    for weights in ({"forest": 1.0}, {"linear": -1.0}, {"linear": float("nan")}):
+        with pytest.raises(ValueError, match="mechanism_weights"):
+            PriorConfig(mechanism_weights=weights)
