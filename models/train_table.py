@@ -42,7 +42,7 @@ from models.legs import leg_parser, next_leg
 from models.schedule import lr_at as schedule_lr
 from models.schedule import needs_rewarm, pretraining
 from models.tokenizer import vocabulary
-from models.train import STATE_FILE, cpu_seconds
+from models.train import STATE_FILE, cpu_seconds, warn_if_bf16_is_emulated
 from prompts.tabular import serialize_episode
 from tasks.tabular_prior import PriorConfig, sample_task
 
@@ -71,7 +71,8 @@ class TableTrainConfig:
     threads: int = 2  # torch CPU threads
     seed: int = 0  # the table stream's seed
     rewarm_at: int = 0  # the step a decayed run was extended (or warm-started) at: re-warm from it
-    bf16: bool = False  # matmuls in bfloat16 (CPU autocast, fp32 weights): 1.14x a step with AVX512-BF16
+    # matmuls in bfloat16 (CPU autocast, fp32 weights): 1.14x a step with AVX512-BF16, 3.6x slower without
+    bf16: bool = False
     # the prior's mechanisms drawn by these relative weights ({}: uniform, the stream of every leg before)
     mechanism_weights: dict[str, float] = field(default_factory=dict)
 
@@ -323,6 +324,7 @@ def train_leg(
         cfg.total_steps,
         minutes,
     )
+    warn_if_bf16_is_emulated(cfg.bf16)
     run.model.train()
     while run.step < cfg.total_steps and not stop["now"]:
         if steps and run.step - start_step >= steps:

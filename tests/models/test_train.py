@@ -265,3 +265,22 @@ def test_a_resumed_run_grows_new_layers_and_the_ledger_says_so(tmp_path, capsys)
     with pytest.raises(SystemExit) as stop:
         main(["--smoke", "--out", str(tmp_path / "new"), "--grow-layers", "1"])
     assert stop.value.code == 2 and "grows a trained run" in capsys.readouterr().err
+
+
+def test_a_cpu_without_native_bf16_is_detected_and_a_bf16_leg_warns(tmp_path, monkeypatch, caplog):
+    import logging
+
+    import models.train as train
+
+    flags = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512bw{}\n"
+    assert train.cpu_has_native_bf16(flags.format(" avx512_bf16"))
+    assert train.cpu_has_native_bf16(flags.format(" amx_bf16 amx_tile"))
+    assert not train.cpu_has_native_bf16(flags.format(""))
+    assert not train.cpu_has_native_bf16("")
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda cpuinfo=None: False)
+    assert not train.warn_if_bf16_is_emulated(False)  # fp32 runs: nothing to say
+    with caplog.at_level(logging.WARNING, logger="models.train"):
+        train_leg(smoke_config(), tmp_path / "run", minutes=5, resume=False, arc_dir=None, bf16=True)
+    assert "no native bfloat16" in caplog.text and "--no-bf16" in caplog.text
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda cpuinfo=None: True)
+    assert not train.warn_if_bf16_is_emulated(True)

@@ -169,3 +169,16 @@ def test_mechanism_weights_are_kept_by_the_run_and_the_ledger_says_so(tmp_path: 
             main(["--resume", str(out), "--mechanism-weights", bad])
         err = capsys.readouterr().err
         assert stop.value.code == 2 and "--mechanism-weights" in err and "Traceback" not in err
+
+
+def test_a_bf16_leg_on_a_cpu_that_would_emulate_it_warns(tmp_path: Path, monkeypatch, caplog) -> None:
+    import logging
+
+    import models.train as train
+
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda cpuinfo=None: False)
+    cfg = smoke_config()
+    cfg.bf16 = True
+    with caplog.at_level(logging.WARNING):
+        train_leg(tmp_path / "run", cfg, resume=False, minutes=5, steps=2, eval_dir=None)
+    assert "no native bfloat16" in caplog.text
