@@ -277,6 +277,8 @@ def test_a_cpu_without_native_bf16_is_detected_and_a_bf16_leg_warns(tmp_path, mo
     assert train.cpu_has_native_bf16(flags.format(" amx_bf16 amx_tile"))
     assert not train.cpu_has_native_bf16(flags.format(""))
     assert not train.cpu_has_native_bf16("")
+    assert train.cpu_has_native_bf16("processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n")  # Arm
+    assert not train.cpu_has_native_bf16("processor\t: 0\nFeatures\t: fp asimd\n")
     monkeypatch.setattr(train, "cpu_has_native_bf16", lambda cpuinfo=None: False)
     assert not train.warn_if_bf16_is_emulated(False)  # fp32 runs: nothing to say
     with caplog.at_level(logging.WARNING, logger="models.train"):
