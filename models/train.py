@@ -44,7 +44,7 @@ from typing import Any
 
 from models.batching import make_batch
 from models.embedded import MARKER, EmbeddedConfig, build_model, config_dict, save_checkpoint
-from models.legs import leg_parser, next_leg
+from models.legs import LegLock, RunInUse, leg_parser, next_leg
 from models.schedule import lr_at as schedule_lr
 from models.schedule import needs_rewarm, pretraining
 from models.tokenizer import vocabulary
@@ -700,23 +700,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and (args.hidden or args.layers or args.no_compose):
         parser.exit(2, "error: --hidden/--layers/--no-compose: set a new run's shape (--out); "
                     "a resumed run keeps its own\n")  # fmt: skip
-    entry = train_leg(
-        cfg,
-        out,
-        minutes=args.minutes,
-        resume=args.resume is not None,
-        arc_dir=None if args.smoke else args.eval_arc,
-        total_steps=args.total_steps,
-        max_leg_steps=args.steps,
-        device=args.device,
-        decay_steps=args.decay_steps,
-        threads=args.threads,
-        save_minutes=args.save_minutes,
-        reweigh=args.reweigh,
-        compose_p=args.compose_p,
-        bf16=args.bf16,
-        grow=args.grow_layers,
-    )
+    try:
+        lock = LegLock(out)
+    except RunInUse as err:
+        parser.exit(2, f"error: --{'resume' if args.resume else 'out'} {err}\n")
+    with lock:
+        entry = train_leg(
+            cfg,
+            out,
+            minutes=args.minutes,
+            resume=args.resume is not None,
+            arc_dir=None if args.smoke else args.eval_arc,
+            total_steps=args.total_steps,
+            max_leg_steps=args.steps,
+            device=args.device,
+            decay_steps=args.decay_steps,
+            threads=args.threads,
+            save_minutes=args.save_minutes,
+            reweigh=args.reweigh,
+            compose_p=args.compose_p,
+            bf16=args.bf16,
+            grow=args.grow_layers,
+        )
     print(json.dumps(entry, indent=2))
     return 0
 

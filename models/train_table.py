@@ -38,7 +38,7 @@ from typing import Any
 
 from models.batching import make_batch
 from models.evaluate import Episode, forward_episodes
-from models.legs import leg_parser, next_leg
+from models.legs import LegLock, RunInUse, leg_parser, next_leg
 from models.schedule import lr_at as schedule_lr
 from models.schedule import needs_rewarm, pretraining
 from models.tokenizer import vocabulary
@@ -450,17 +450,27 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--grow-layers: grows a trained run (--resume); a new run takes --layers")
     if not 0 <= args.grow_layers <= 64:
         parser.error(f"--grow-layers {args.grow_layers}: expected 0-64 new blocks")
+    if args.resume and not (args.resume / MARKER).is_file():
+        parser.error(f"--resume {args.resume}: no {MARKER} (not a table run)")
+    if not args.resume and (args.out / MARKER).exists():
+        parser.error(f"--out {args.out}: already holds a run (use --resume)")
+    try:
+        lock = LegLock(out)
+    except RunInUse as err:
+        parser.exit(2, f"error: --{'resume' if args.resume else 'out'} {err}\n")
+    with lock:  # held from reading the run's plan to the leg's last save
+        _leg_from_args(args, out)
+    return 0
+
+
+def _leg_from_args(args: argparse.Namespace, out: Path) -> None:
+    """The run's config (the saved one, or a new run's shape) with this leg's flags, then the leg."""
     if args.resume:
-        marker_path = args.resume / MARKER
-        if not marker_path.is_file():
-            parser.error(f"--resume {args.resume}: no {MARKER} (not a table run)")
-        saved = json.loads(marker_path.read_text()).get("train", {})
+        saved = json.loads((args.resume / MARKER).read_text()).get("train", {})
         cfg = TableTrainConfig(
             **{k: v for k, v in saved.items() if k in TableTrainConfig.__dataclass_fields__}
         )
     else:
-        if (args.out / MARKER).exists():
-            parser.error(f"--out {args.out}: already holds a run (use --resume)")
         cfg = smoke_config() if args.smoke else TableTrainConfig()
         if args.hidden:
             cfg.hidden, cfg.heads = args.hidden, max(1, args.hidden // 32)
@@ -485,7 +495,6 @@ def main(argv: list[str] | None = None) -> int:
         eval_dir=args.eval_tables,
         grow=args.grow_layers,
     )
-    return 0
 
 
 if __name__ == "__main__":

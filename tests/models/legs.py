@@ -47,3 +47,25 @@ def assert_warm_start_without_state(leg: Leg, tmp_path: Path) -> dict[str, Any]:
     entry = leg(tmp_path, resume=True, steps=1)
     assert entry["warm_start"] is True and entry["steps"] == 3
     return entry
+
+
+def assert_a_held_run_refuses_a_second_leg(main: Callable[[list[str]], int], out: Path, capsys: Any) -> None:
+    """While another leg holds the run ``out`` (a smoke run), ``main --resume out`` exits 2 with
+    one line naming the flag, the folder and the holder, and leaves the run's files as they were;
+    once the holder lets go, the same command trains."""
+    import os
+
+    import pytest
+
+    from models.legs import LegLock
+
+    files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".leg.lock"}
+    capsys.readouterr()  # what the run's first leg wrote
+    with LegLock(out), pytest.raises(SystemExit) as stop:
+        main(["--resume", str(out), "--steps", "1"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --resume {out}: another training leg (pid {os.getpid()})"), err
+    assert "\n" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".leg.lock"} == files
+    assert main(["--resume", str(out), "--steps", "1"]) == 0

@@ -286,3 +286,10 @@ def test_a_cpu_without_native_bf16_is_detected_and_a_bf16_leg_warns(tmp_path, mo
     assert "no native bfloat16" in caplog.text and "--no-bf16" in caplog.text
     monkeypatch.setattr(train, "cpu_has_native_bf16", lambda cpuinfo=None: True)
     assert not train.warn_if_bf16_is_emulated(True)
+
+
+def test_a_second_leg_on_a_run_in_use_is_refused_and_loses_nothing(tmp_path, capsys):
+    from tests.models.legs import assert_a_held_run_refuses_a_second_leg
+
+    assert main(["--smoke", "--out", str(tmp_path / "run"), "--steps", "2"]) == 0
+    assert_a_held_run_refuses_a_second_leg(main, tmp_path / "run", capsys)

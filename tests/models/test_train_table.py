@@ -182,3 +182,10 @@ def test_a_bf16_leg_on_a_cpu_that_would_emulate_it_warns(tmp_path: Path, monkeyp
     with caplog.at_level(logging.WARNING):
         train_leg(tmp_path / "run", cfg, resume=False, minutes=5, steps=2, eval_dir=None)
     assert "no native bfloat16" in caplog.text
+
+
+def test_a_second_leg_on_a_run_in_use_is_refused_and_loses_nothing(tmp_path: Path, capsys) -> None:
+    from tests.models.legs import assert_a_held_run_refuses_a_second_leg
+
+    assert main(["--smoke", "--out", str(tmp_path / "run"), "--steps", "2"]) == 0
+    assert_a_held_run_refuses_a_second_leg(main, tmp_path / "run", capsys)
