@@ -75,6 +75,15 @@ class LegLock:
         self.release()
 
 
+def hold_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> LegLock:
+    """The run folder of ``args`` (``--resume`` or ``--out``) held for this leg; where another leg
+    holds it, exit 2 with one line naming the flag, the folder and the holder."""
+    try:
+        return LegLock(args.resume or args.out)
+    except RunInUse as err:
+        parser.exit(2, f"error: --{'resume' if args.resume else 'out'} {err}\n")
+
+
 def leg_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """A parser with the options of a training leg; each script adds its own after these."""
     parser = argparse.ArgumentParser(prog=prog, description=description)

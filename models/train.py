@@ -44,7 +44,7 @@ from typing import Any
 
 from models.batching import make_batch
 from models.embedded import MARKER, EmbeddedConfig, build_model, config_dict, save_checkpoint
-from models.legs import LegLock, RunInUse, leg_parser, next_leg
+from models.legs import hold_run, leg_parser, next_leg
 from models.schedule import lr_at as schedule_lr
 from models.schedule import needs_rewarm, pretraining
 from models.tokenizer import vocabulary
@@ -700,11 +700,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and (args.hidden or args.layers or args.no_compose):
         parser.exit(2, "error: --hidden/--layers/--no-compose: set a new run's shape (--out); "
                     "a resumed run keeps its own\n")  # fmt: skip
-    try:
-        lock = LegLock(out)
-    except RunInUse as err:
-        parser.exit(2, f"error: --{'resume' if args.resume else 'out'} {err}\n")
-    with lock:
+    with hold_run(parser, args):
         entry = train_leg(
             cfg,
             out,

@@ -38,7 +38,7 @@ from typing import Any
 
 from models.batching import make_batch
 from models.evaluate import Episode, forward_episodes
-from models.legs import LegLock, RunInUse, leg_parser, next_leg
+from models.legs import hold_run, leg_parser, next_leg
 from models.schedule import lr_at as schedule_lr
 from models.schedule import needs_rewarm, pretraining
 from models.tokenizer import vocabulary
@@ -454,11 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--resume {args.resume}: no {MARKER} (not a table run)")
     if not args.resume and (args.out / MARKER).exists():
         parser.error(f"--out {args.out}: already holds a run (use --resume)")
-    try:
-        lock = LegLock(out)
-    except RunInUse as err:
-        parser.exit(2, f"error: --{'resume' if args.resume else 'out'} {err}\n")
-    with lock:  # held from reading the run's plan to the leg's last save
+    with hold_run(parser, args):  # held from reading the run's plan to the leg's last save
         _leg_from_args(args, out)
     return 0
 
